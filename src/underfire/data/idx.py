@@ -1,0 +1,111 @@
+"""MNIST-format (IDX) datasets: MNIST, Fashion-MNIST, notMNIST.
+
+Files are looked up, plain or gzipped, in the torchvision layout (``root/MNIST/raw``) and in a
+flat one (``root/mnist``), so both a torchvision download and a copy of the original files work.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from underfire.data.base import DatasetInfo, DatasetNotFoundError, ImageDataset, uint8_to_float
+from underfire.data.splits import carve, check_split
+
+_IMAGE_MAGIC = 2051
+_LABEL_MAGIC = 2049
+# Validation is carved from the official training set; it never touches the test set.
+VAL_FRACTION = 0.1
+# notMNIST here has only its 10k test sample: it is split 70/10/20, seeded (documented in the README).
+NOTMNIST_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Read an IDX file (plain or .gz) into a uint8 array, checking its header."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise DatasetNotFoundError(f"{path} cannot be read ({err}); download it again") from err
+    if len(raw) < 8:
+        raise DatasetNotFoundError(f"{path} is truncated; download it again")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        raise DatasetNotFoundError(f"{path} is not an IDX file of the expected kind (magic {magic}, expected {expected_magic})")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    count = int(np.prod(dims))
+    if len(raw) - offset != count:
+        raise DatasetNotFoundError(f"{path} holds {len(raw) - offset} bytes of data, its header says {count}; download it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find(root: Path, folders: list[str], stem: str) -> Path | None:
+    for folder in folders:
+        for suffix in ("", ".gz"):
+            path = root / folder / f"{stem}{suffix}"
+            if path.exists():
+                return path
+    return None
+
+
+class IdxSource:
+    """One IDX dataset: where its files live and how to get them."""
+
+    def __init__(self, info: DatasetInfo, folders: list[str], how_to_get: str, torchvision_name: str | None) -> None:
+        self.info = info
+        self.folders = folders
+        self.how_to_get = how_to_get
+        self.torchvision_name = torchvision_name
+
+    def _files(self, root: Path, part: str) -> tuple[Path | None, Path | None]:
+        return (
+            _find(root, self.folders, f"{part}-images-idx3-ubyte"),
+            _find(root, self.folders, f"{part}-labels-idx1-ubyte"),
+        )
+
+    def is_available(self, root: Path) -> bool:
+        return all(self._files(root, "t10k"))
+
+    def _read(self, root: Path, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self._files(root, part)
+        if images is None or labels is None:
+            where = " or ".join(str(root / f) for f in self.folders)
+            raise DatasetNotFoundError(
+                f"{self.info.name}: {part}-images-idx3-ubyte[.gz] and {part}-labels-idx1-ubyte[.gz] "
+                f"not found in {where}. {self.how_to_get}"
+            )
+        x = read_idx(images, _IMAGE_MAGIC)
+        y = read_idx(labels, _LABEL_MAGIC)
+        if x.shape[0] != y.shape[0]:
+            raise DatasetNotFoundError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
+        return uint8_to_float(torch.from_numpy(x.copy())), torch.from_numpy(y.astype(np.int64))
+
+    def download(self, root: Path) -> None:
+        if self.torchvision_name is None:
+            raise DatasetNotFoundError(f"{self.info.name} cannot be downloaded automatically. {self.how_to_get}")
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, self.torchvision_name)
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+
+    def load(self, root: Path, split: str, seed: int) -> ImageDataset:
+        check_split(split)
+        has_train = all(self._files(root, "train"))
+        if not has_train and self.torchvision_name is None:
+            # Only a test sample exists (notMNIST here): split it, seeded.
+            x, y = self._read(root, "t10k")
+            idx = carve(len(y), split, NOTMNIST_FRACTIONS, seed)
+            return ImageDataset(x[idx], y[idx], self.info, split)
+        if split == "test":
+            x, y = self._read(root, "t10k")
+            return ImageDataset(x, y, self.info, split)
+        x, y = self._read(root, "train")
+        idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
+        return ImageDataset(x[idx], y[idx], self.info, split)

@@ -1,0 +1,265 @@
+"""Training with a pluggable objective, seeded, checkpointed and resumable.
+
+An objective is any callable ``objective(model, x, y) -> scalar loss``; the defenses in
+:mod:`underfire.defenses` are objectives. The trainer owns everything else: batching,
+optimizer, evaluation, checkpoints with metadata, and resuming after an interruption.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+
+
+class Objective(Protocol):
+    """A training loss: ``objective(model, x, y) -> scalar``. ``model`` is in train mode."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+class CrossEntropy:
+    """Plain training: mean cross-entropy of the logits."""
+
+    name = "cross-entropy"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a training run.
+
+    ``steps`` (optimizer updates) overrides ``epochs`` when given, as papers often count
+    batches (Ross & Doshi-Velez: 15,000 batches of 256).
+    """
+
+    epochs: int = 10
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_completed: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batches(data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation)."""
+    n = len(data)  # type: ignore[arg-type]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)) if shuffle else None
+    x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
+    if isinstance(x_all, torch.Tensor) and isinstance(y_all, torch.Tensor):
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+            yield x_all[idx], y_all[idx]
+        return
+    sampler = order.tolist() if order is not None else None
+    yield from DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str | torch.device | None = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    try:
+        for x, y in batches(data, batch_size):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+    return {"accuracy": correct / total, "loss": loss / total, "n": total}
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _objective_config(objective: Any) -> dict[str, Any]:
+    if hasattr(objective, "config"):
+        return objective.config()
+    return {"name": getattr(objective, "name", type(objective).__name__)}
+
+
+class Trainer:
+    """Train ``model`` on a dataset with an objective.
+
+    With ``checkpoint`` set, progress is saved every ``checkpoint_every`` steps and at the end
+    (atomically); calling :meth:`fit` again with the same path resumes from the last save, and
+    returns at once when the run had finished.
+
+    Args:
+        model: an underfire model (from :func:`underfire.models.create_model`).
+        objective: the loss (default cross-entropy).
+        config: hyperparameters.
+        device: where to train.
+        checkpoint: path of the checkpoint file, or None.
+        progress: show a progress bar (CLI and experiments; the library is silent by default).
+        meta: extra metadata stored in the checkpoint (e.g. the dataset name).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective | None = None,
+        config: TrainConfig | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        checkpoint: str | Path | None = None,
+        progress: bool = False,
+        meta: dict[str, Any] | None = None,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.objective = objective if objective is not None else CrossEntropy()
+        self.config = config or TrainConfig()
+        self.device = torch.device(device)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.progress = progress
+        self.meta = dict(meta or {})
+        self.on_step = on_step
+
+    def _run_signature(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg.pop("checkpoint_every")
+        return {"train": cfg, "objective": _objective_config(self.objective)}
+
+    def _try_resume(self, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]], bool]:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0, [], False
+        payload = read_checkpoint(self.checkpoint)
+        state = payload.get("trainer_state") or {}
+        if state.get("signature") != self._run_signature():
+            raise CheckpointError(
+                f"{self.checkpoint} was written by a different training run (other settings or "
+                "objective); delete it or choose another checkpoint path"
+            )
+        if payload["model"]["name"] != getattr(self.model, "config", {}).get("name"):
+            raise CheckpointError(f"{self.checkpoint} holds a {payload['model']['name']!r} model")
+        self.model.load_state_dict(payload["state_dict"])
+        if payload.get("optimizer_state"):
+            optimizer.load_state_dict(payload["optimizer_state"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), list(state.get("history", [])), bool(state.get("finished"))
+
+    def _save(self, optimizer: torch.optim.Optimizer, step: int, history: list[dict[str, float]], finished: bool, extra: dict[str, Any]) -> None:
+        if self.checkpoint is None:
+            return
+        meta = self.meta | extra | {"steps": step, "objective": _objective_config(self.objective), "train": asdict(self.config)}
+        state = {"signature": self._run_signature(), "step": step, "history": history, "finished": finished, "torch_rng": torch.get_rng_state()}
+        save_checkpoint(self.checkpoint, self.model, meta=meta, optimizer_state=optimizer.state_dict(), trainer_state=state)
+
+    def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
+        cfg = self.config
+        n = len(train)  # type: ignore[arg-type]
+        if n == 0:
+            raise ValueError("the training set is empty")
+        per_epoch = math.ceil(n / cfg.batch_size)
+        total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+        seed_everything(cfg.seed)
+        optimizer = _optimizer(self.model, cfg)
+        start, history, finished = self._try_resume(optimizer)
+        t0 = time.perf_counter()
+        if finished:
+            return TrainResult(start, start / per_epoch, 0.0, history, resumed_from=start)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        step, running = start, 0.0
+        self.model.train()
+        try:
+            while step < total:
+                epoch, skip = divmod(step, per_epoch)
+                for i, (x, y) in enumerate(batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)):
+                    if i < skip:
+                        continue  # resuming mid-epoch: same order, batches already seen
+                    if step >= total:
+                        break
+                    if x.shape[0] < 2:
+                        continue  # batch norm cannot train on one example
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    loss = self.objective(self.model, x, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    value = float(loss.detach())
+                    running = value if step == start + 1 else 0.98 * running + 0.02 * value
+                    if self.on_step is not None:
+                        self.on_step(step, value)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{running:.4f}", epoch=epoch + 1)
+                    end_of_epoch = step % per_epoch == 0 or step == total
+                    if end_of_epoch:
+                        record = {"step": step, "epoch": step / per_epoch, "train_loss": running}
+                        if val is not None:
+                            metrics = evaluate(self.model, val, device=self.device)
+                            record |= {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
+                        history.append(record)
+                    if step % cfg.checkpoint_every == 0 and step < total:
+                        self._save(optimizer, step, history, False, {})
+                if step >= total:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        self.model.eval()
+        extra = {"val_accuracy": history[-1]["val_accuracy"]} if history and "val_accuracy" in history[-1] else {}
+        self._save(optimizer, step, history, True, extra)
+        return TrainResult(step, step / per_epoch, time.perf_counter() - t0, history, resumed_from=start)
