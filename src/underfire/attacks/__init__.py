@@ -1,0 +1,64 @@
+"""Attacks on classifiers: ``attack(model, x, y, target=None) -> x_adv``.
+
+Hyperparameters go to the constructor (keyword-only, validated); data to the call.
+Targeting is an argument: a tensor of classes or a rule ("next", "random", "least-likely").
+
+>>> from underfire.attacks import PGD, create
+>>> x_adv = PGD(eps=0.3, steps=40)(model, x, y)
+>>> x_adv = create("tgsm", eps=0.2)(model, x, y)            # t = (y + 1) mod K
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from underfire.attacks.base import (
+    TARGET_RULES,
+    Attack,
+    AttackWarning,
+    GradientMaskingWarning,
+    SoundnessWarning,
+    check_gradient,
+    loss_gradient,
+    margin_loss,
+    project,
+    resolve_target,
+)
+from underfire.attacks.fgsm import FGSM, TGSM
+from underfire.registry import Registry
+
+__all__ = [
+    "ATTACKS",
+    "FGSM",
+    "TARGET_RULES",
+    "TGSM",
+    "Attack",
+    "AttackWarning",
+    "GradientMaskingWarning",
+    "SoundnessWarning",
+    "check_gradient",
+    "create",
+    "loss_gradient",
+    "margin_loss",
+    "names",
+    "project",
+    "resolve_target",
+]
+
+ATTACKS: Registry[Attack] = Registry("attack")
+for _cls in (FGSM, TGSM):
+    ATTACKS.register(_cls.name)(_cls)
+
+
+def create(name: str, **kwargs: Any) -> Attack:
+    """Build a registered attack by name, e.g. ``create("pgd", eps=0.3, steps=40)``."""
+    factory = ATTACKS.get(name)
+    try:
+        return factory(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"bad arguments for attack {name!r}: {err}") from err
+
+
+def names() -> list[str]:
+    """Names of the registered attacks."""
+    return ATTACKS.names()

@@ -1,0 +1,344 @@
+"""The attack contract, owned once: ``attack(model, x, y, target=None) -> x_adv``.
+
+Every attack in :mod:`underfire.attacks` subclasses :class:`Attack` and fills one hook,
+:meth:`Attack._perturb`. The base class owns the invariants:
+
+* inputs are validated (images in [0, 1], labels, devices) with clear errors;
+* the model is put in eval mode and its mode restored; its parameters' ``requires_grad``
+  flags and ``.grad`` tensors are left exactly as they were (gradients are taken with
+  :func:`torch.autograd.grad` with respect to the input only);
+* the input is never mutated; the result is detached, has the input's shape, dtype and
+  device, lies in [0, 1] and inside the attack's ε-ball (L∞ or L2);
+* targeting is an argument: ``target`` is ``None`` (untargeted, or the attack's default
+  rule), a tensor of target classes, or a rule name: ``"next"`` = (y + 1) mod K as in
+  Ross & Doshi-Velez (2018), ``"random"`` (uniform over the classes ≠ y) or
+  ``"least-likely"`` (the clean input's lowest logit, Kurakin et al. 2017).
+
+Pure helpers for the math (losses, projections, gradient soundness) live here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire._validation import check_images, check_labels, check_positive, check_same_device
+
+__all__ = [
+    "TARGET_RULES",
+    "Attack",
+    "AttackWarning",
+    "GradientMaskingWarning",
+    "SoundnessWarning",
+    "check_gradient",
+    "loss_gradient",
+    "margin_loss",
+    "project",
+    "resolve_target",
+]
+
+TARGET_RULES = ("next", "random", "least-likely")
+NORMS = ("linf", "l2")
+
+
+class AttackWarning(UserWarning):
+    """Base class of the warnings underfire's attacks and evaluation helpers emit."""
+
+
+class GradientMaskingWarning(AttackWarning):
+    """Input gradients are zero, NaN or underflowing: the attack cannot see the loss surface.
+
+    Defensive distillation (Papernot et al. 2016) masks gradients this way: FGSM then
+    returns the clean input (sign(0) = 0) although the model is not robust (Carlini &
+    Wagner 2017; Ross & Doshi-Velez 2018, claim 3).
+    """
+
+
+class SoundnessWarning(AttackWarning):
+    """An evaluation result that cannot be right for a working attack (Carlini et al. 2019,
+    "On Evaluating Adversarial Robustness"): accuracy rising with ε, or an iterative attack
+    weaker than its single-step version."""
+
+
+# ---------------------------------------------------------------------------- pure functions
+
+
+def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project perturbations ``delta`` (N, ...) onto the ε-ball of ``norm`` (per sample)."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    if norm == "l2":
+        flat = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
+        factor = (eps / flat).clamp(max=1.0)
+        return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def margin_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float = 0.0) -> torch.Tensor:
+    """Carlini & Wagner's f, per sample: how far ``labels`` is from being (not) predicted.
+
+    Untargeted: max(Z_y − max_{i≠y} Z_i, −κ); targeted: max(max_{i≠t} Z_i − Z_t, −κ).
+    Minimizing it reaches the goal; it is ≤ 0 exactly when the goal is reached.
+    """
+    real = logits.gather(1, labels[:, None]).squeeze(1)
+    other = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).amax(1)
+    diff = other - real if targeted else real - other
+    return diff.clamp_min(-kappa)
+
+
+def loss_gradient(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, targeted: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the attack objective (to *ascend*) w.r.t. the input only, and the logits.
+
+    The objective is CE(f(x), y) untargeted and −CE(f(x), t) targeted, summed over the
+    batch (not averaged: averaging divides every gradient by N and makes underflow likelier).
+    No parameter gradient is accumulated (``torch.autograd.grad`` on ``x`` only).
+    """
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    if targeted:
+        loss = -loss
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad, logits.detach()
+
+
+def check_gradient(grad: torch.Tensor, attack: str, *, stacklevel: int = 3) -> None:
+    """Warn (:class:`GradientMaskingWarning`) when input gradients look masked.
+
+    Symptoms checked per sample: all-zero gradient, NaN/inf entries, and underflow
+    (largest magnitude below 1e-30, where the float32 loss surface is flat to the attack).
+    """
+    flat = grad.detach().flatten(1)
+    n = flat.shape[0]
+    if n == 0:
+        return
+    finite = torch.isfinite(flat).all(1)
+    mag = flat.abs().amax(1)
+    stats = torch.stack([(~finite).sum(), ((mag == 0) & finite).sum(), ((mag > 0) & (mag < 1e-30) & finite).sum()]).tolist()
+    nonfinite, zero, tiny = stats
+    hint = (
+        "a symptom of gradient masking (e.g. defensive distillation, Papernot et al. 2016), not of "
+        "robustness; try a targeted attack (TGSM), a logit-margin attack (CW) or a transfer/black-box attack"
+    )
+    if nonfinite:
+        warnings.warn(f"{attack}: {nonfinite} of {n} input gradients contain NaN or inf; {hint}", GradientMaskingWarning, stacklevel=stacklevel)
+    if zero:
+        warnings.warn(
+            f"{attack}: {zero} of {n} input gradients are all zero (sign(0) = 0, so these inputs are "
+            f"returned unchanged); {hint}",
+            GradientMaskingWarning,
+            stacklevel=stacklevel,
+        )
+    if tiny:
+        warnings.warn(f"{attack}: {tiny} of {n} input gradients underflow (max |∂L/∂x| < 1e-30); {hint}", GradientMaskingWarning, stacklevel=stacklevel)
+
+
+def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
+    k = getattr(model, "num_classes", None)
+    if isinstance(k, int) and k > 0:
+        return k
+    with torch.no_grad():
+        return int(model(x[:1]).shape[1])
+
+
+def resolve_target(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | str | None,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | None:
+    """Turn ``target`` (None, a tensor of classes, or a rule name) into (N,) int64 classes or None."""
+    if target is None:
+        return None
+    if isinstance(target, str):
+        rule = target.strip().lower().replace("_", "-")
+        if rule not in TARGET_RULES:
+            raise ValueError(f"unknown target rule {target!r}; use a tensor of classes or one of {', '.join(TARGET_RULES)}")
+        if rule == "least-likely":
+            with torch.no_grad():
+                return model(x).argmin(1)
+        k = num_classes_of(model, x)
+        if k < 2:
+            raise ValueError(f"targeted attacks need at least 2 classes, the model has {k}")
+        if rule == "next":
+            return (y.long() + 1) % k
+        shift = torch.randint(1, k, (y.shape[0],), generator=generator, device=generator.device if generator is not None else "cpu")
+        return (y.long() + shift.to(y.device)) % k
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be None, a tensor of class indices or one of {TARGET_RULES}, got {type(target).__name__}")
+    check_labels(target, y.shape[0], name="target", num_classes=getattr(model, "num_classes", None))
+    if target.device != y.device:
+        raise ValueError(f"target is on {target.device} but y is on {y.device}; move it with target.to(y.device)")
+    return target.long()
+
+
+# ---------------------------------------------------------------------------- the base class
+
+
+class _ModelGuard:
+    """Eval mode, parameters frozen (no param graph is built), ``.grad`` kept; all restored."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.training = self.model.training
+        self.params = list(self.model.parameters())
+        self.flags = [p.requires_grad for p in self.params]
+        self.grads = [p.grad for p in self.params]
+        self.model.eval()
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p, flag, grad in zip(self.params, self.flags, self.grads):
+            p.requires_grad_(flag)
+            p.grad = grad
+        self.model.train(self.training)
+
+
+class Attack:
+    """Base of every attack: ``attack(model, x, y, target=None) -> x_adv``.
+
+    Subclasses set ``eps``/``norm`` (for the final projection; ``norm=None`` means the
+    attack bounds its perturbation otherwise, e.g. JSMA's L0 budget) and implement
+    :meth:`_perturb`.
+
+    Attributes:
+        name: registry name.
+        eps: radius of the perturbation ball, or None when unbounded (CW) or not Lp (JSMA).
+        norm: "linf", "l2" or None.
+        default_target: rule used when the call passes ``target=None`` (TGSM and JSMA use
+            "next"); None means untargeted.
+        deterministic: whether the result is a function of (model, x, y, target) only, so
+            that the batched result equals the per-sample one.
+        iterative: whether the attack takes several gradient steps.
+    """
+
+    name: ClassVar[str] = ""
+    deterministic: ClassVar[bool] = True
+    iterative: ClassVar[bool] = False
+    eps: float | None = None
+    norm: str | None = None
+    default_target: str | None = None
+    seed: int | None = None
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None = None
+    ) -> torch.Tensor:
+        """Craft adversarial examples.
+
+        Args:
+            model: classifier taking [0, 1] images and returning logits (N, K).
+            x: (N, C, H, W) floating images in [0, 1]; not modified.
+            y: (N,) true labels (int).
+            target: None, (N,) target classes, or a rule name ("next", "random", "least-likely").
+
+        Returns:
+            (N, C, H, W) adversarial examples, detached, same dtype and device as ``x``.
+        """
+        check_images(x)
+        check_labels(y, x.shape[0])
+        check_same_device(model, x, y)
+        if target is None:
+            target = self.default_target
+        x0 = x.detach()
+        if x0.shape[0] == 0:
+            return x0.clone()
+        with _ModelGuard(model):
+            t = resolve_target(model, x0, y, target, generator=self._generator(x0.device))
+            x_adv = self._perturb(model, x0, y.long(), t)
+            return self._finalize(x0, x_adv)
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """Return x_adv for clean ``x`` (do not modify it in place). ``target`` None = untargeted."""
+        raise NotImplementedError
+
+    def sweep(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Yield x_adv for each ε in ``eps`` (attacks that can share work across ε override this)."""
+        for e in eps:
+            yield self.with_eps(e)(model, x, y, target)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def with_eps(self, eps: float) -> Attack:
+        """A copy of this attack with radius ``eps`` (ε = 0 gives an attack returning x)."""
+        if self.eps is None:
+            raise ValueError(f"{type(self).__name__} has no ε to sweep")
+        check_positive(eps, "eps", allow_zero=True)
+        other = copy.copy(self)
+        other.eps = float(eps)
+        return other
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, for results files and reports."""
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        gen = torch.Generator(device=device)
+        gen.manual_seed(self.seed)
+        return gen
+
+    def _finalize(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        x_adv = x_adv.detach()
+        if self.eps is not None and self.norm is not None:
+            if self.eps == 0:
+                return x.clone()
+            x_adv = x + project(x_adv - x, self.eps, self.norm)
+        return x_adv.clamp(0.0, 1.0).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+def check_int(value: int, name: str, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
+    return value
+
+
+def check_seed(seed: int | None) -> int | None:
+    if seed is not None:
+        check_int(seed, "seed", minimum=0)
+    return seed
+
+
+def check_target_rule(rule: str | None) -> str | None:
+    if rule is not None and rule not in TARGET_RULES:
+        raise ValueError(f"target rule must be None or one of {TARGET_RULES}, got {rule!r}")
+    return rule
+
+
+def finite_or_raise(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value

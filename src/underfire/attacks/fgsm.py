@@ -1,0 +1,91 @@
+"""Fast gradient sign method and its targeted variant.
+
+FGSM (Goodfellow, Shlens & Szegedy, ICLR 2015, "Explaining and Harnessing Adversarial
+Examples"): x_adv = clip[0,1](x + ε·sign(∇ₓ CE(f(x), y))).
+TGSM (targeted gradient sign; Kurakin et al. 2017, used by Ross & Doshi-Velez 2018 with
+t = (y + 1) mod K): x_adv = clip[0,1](x − ε·sign(∇ₓ CE(f(x), t))).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from underfire._validation import check_images, check_labels, check_positive, check_same_device
+from underfire.attacks.base import Attack, _ModelGuard, check_gradient, check_target_rule, loss_gradient, resolve_target
+
+__all__ = ["FGSM", "TGSM"]
+
+
+class FGSM(Attack):
+    """Fast gradient sign method (Goodfellow et al. 2015), one L∞ step of size ε.
+
+    Untargeted with ``target=None``; with a target (tensor or rule) it descends the target's
+    cross-entropy instead (that is TGSM). Warns :class:`GradientMaskingWarning` when input
+    gradients are zero/NaN/underflowing (then sign(∇) = 0 and x is returned unchanged).
+
+    Args:
+        eps: L∞ radius ε ≥ 0 (inputs in [0, 1]).
+
+    Example:
+        >>> x_adv = FGSM(eps=0.1)(model, x, y)
+    """
+
+    name = "fgsm"
+
+    def __init__(self, *, eps: float = 0.3) -> None:
+        self.eps = check_positive(eps, "eps", allow_zero=True)
+        self.norm = "linf"
+
+    def direction(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        """sign of the ascent direction (N, C, H, W), shared by every ε; model already guarded."""
+        labels = y if target is None else target
+        grad, _ = loss_gradient(model, x, labels, targeted=target is not None)
+        check_gradient(grad, type(self).__name__, stacklevel=5)
+        return grad.sign()
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        assert self.eps is not None
+        if self.eps == 0:
+            return x.clone()
+        return x + self.eps * self.direction(model, x, y, target)
+
+    def sweep(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+    ) -> Iterator[torch.Tensor]:
+        """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
+        eps = [check_positive(e, "eps", allow_zero=True) for e in eps]
+        check_images(x)
+        check_labels(y, x.shape[0])
+        check_same_device(model, x, y)
+        if target is None:
+            target = self.default_target
+        x0 = x.detach()
+        with _ModelGuard(model):
+            t = resolve_target(model, x0, y, target)
+            step = self.direction(model, x0, y.long(), t)
+        for e in eps:
+            yield (x0 + e * step).clamp(0.0, 1.0) if e > 0 else x0.clone()
+
+
+class TGSM(FGSM):
+    """Targeted gradient sign method: FGSM descending CE toward a target class.
+
+    With ``target=None`` at call time the constructor's ``target`` rule is used; the
+    default "next" is t = (y + 1) mod K as in Ross & Doshi-Velez (2018), who show TGSM
+    breaks defensively distilled models that FGSM cannot move.
+
+    Args:
+        eps: L∞ radius ε ≥ 0.
+        target: default rule, one of "next", "random", "least-likely".
+    """
+
+    name = "tgsm"
+
+    def __init__(self, *, eps: float = 0.3, target: str = "next") -> None:
+        super().__init__(eps=eps)
+        if target is None:
+            raise ValueError("TGSM is targeted: target must be one of 'next', 'random', 'least-likely'; use FGSM for untargeted")
+        self.default_target = check_target_rule(target)
