@@ -219,8 +219,8 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
-        step, running = start, 0.0
+            bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+        step, loss_sum, loss_count = start, 0.0, 0
         self.model.train()
         try:
             while step < total:
@@ -239,15 +239,16 @@ class Trainer:
                     optimizer.step()
                     step += 1
                     value = float(loss.detach())
-                    running = value if step == start + 1 else 0.98 * running + 0.02 * value
+                    loss_sum, loss_count = loss_sum + value, loss_count + 1
                     if self.on_step is not None:
                         self.on_step(step, value)
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{running:.4f}", epoch=epoch + 1)
+                        bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1)
                     end_of_epoch = step % per_epoch == 0 or step == total
                     if end_of_epoch:
-                        record = {"step": step, "epoch": step / per_epoch, "train_loss": running}
+                        record = {"step": step, "epoch": step / per_epoch, "train_loss": loss_sum / max(loss_count, 1)}
+                        loss_sum, loss_count = 0.0, 0
                         if val is not None:
                             metrics = evaluate(self.model, val, device=self.device)
                             record |= {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}

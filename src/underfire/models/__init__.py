@@ -57,6 +57,7 @@ def create_model(name: str, **kwargs: Any) -> ImageClassifier:
 
 def model_for_dataset(name: str, dataset: str, **kwargs: Any) -> ImageClassifier:
     """Build ``name`` with the input shape, class count and normalization of ``dataset``."""
+    MODELS.get(name)  # unknown names fail here, listing the known ones
     info = dataset_info(dataset)
     if name in _SIZED:
         channels, height, width = info.shape

@@ -24,7 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FILES = {"resnet50": "resnet50-0676ba61.pth", "densenet169": "densenet169-b2777c0a.pth"}
 _DOWNLOAD_URL = "https://download.pytorch.org/models/{file}"
 # Old DenseNet checkpoints name layers "norm.1"; torchvision's modules are "norm1".
-_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,5 @@
+import sys
+
+from underfire.cli import main
+
+sys.exit(main())

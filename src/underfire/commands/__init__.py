@@ -1,0 +1,1 @@
+"""Subcommands of the `underfire` CLI, one module each (see underfire.cli.COMMANDS)."""

@@ -1,0 +1,37 @@
+"""`underfire evaluate`: accuracy of a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from underfire.commands._common import add_data, add_device, device_of
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="accuracy of a checkpoint on a dataset split")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`")
+    p.add_argument("--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    add_data(p)
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from underfire.checkpoint import load_checkpoint
+    from underfire.cli import CommandError
+    from underfire.data import load_dataset
+    from underfire.train import evaluate
+
+    device = device_of(args)
+    ckpt = load_checkpoint(args.checkpoint, device)
+    dataset = args.dataset or ckpt.meta.get("dataset")
+    if not dataset:
+        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
+    data = load_dataset(dataset, args.split, args.data_root, download=args.download,
+                        seed=int(ckpt.meta.get("data_seed", 0)))
+    metrics = evaluate(ckpt.model, data, device=device)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split} | metrics, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""End-to-end studies: the demo audit and the reproductions of the source papers."""

@@ -1,0 +1,142 @@
+"""Reports: one builder writes Markdown and a self-contained HTML page (images inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from underfire import _io
+
+
+@dataclass
+class _Block:
+    kind: str  # "section" | "text" | "table" | "figure"
+    payload: Any
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class Report:
+    """Accumulates sections, text, tables and figures; :meth:`write` renders both formats.
+
+    Figures are referenced by path; the Markdown links them relative to the output folder and
+    the HTML embeds them as base64, so the page can be mailed or archived alone.
+    """
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.blocks: list[_Block] = []
+
+    def section(self, title: str, level: int = 2) -> Report:
+        self.blocks.append(_Block("section", (title, max(2, min(level, 4)))))
+        return self
+
+    def text(self, markdown: str) -> Report:
+        self.blocks.append(_Block("text", markdown.strip()))
+        return self
+
+    def table(self, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Report:
+        rows = list(rows)
+        if not rows:
+            return self
+        cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
+        self.blocks.append(_Block("table", (cols, rows)))
+        return self
+
+    def figure(self, path: str | Path, caption: str = "") -> Report:
+        self.blocks.append(_Block("figure", (Path(path), caption)))
+        return self
+
+    def to_markdown(self, base: Path) -> str:
+        out = [f"# {self.title}", ""]
+        for block in self.blocks:
+            if block.kind == "section":
+                title, level = block.payload
+                out += ["#" * level + " " + title, ""]
+            elif block.kind == "text":
+                out += [block.payload, ""]
+            elif block.kind == "table":
+                cols, rows = block.payload
+                out.append("| " + " | ".join(cols) + " |")
+                out.append("|" + "---|" * len(cols))
+                out += ["| " + " | ".join(_format(r.get(c, "")) for c in cols) + " |" for r in rows]
+                out.append("")
+            elif block.kind == "figure":
+                path, caption = block.payload
+                rel = path.relative_to(base) if path.is_relative_to(base) else path
+                out += [f"![{caption}]({rel.as_posix()})", f"*{caption}*" if caption else "", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+    def to_html(self) -> str:
+        body = [f"<h1>{html.escape(self.title)}</h1>"]
+        for block in self.blocks:
+            if block.kind == "section":
+                title, level = block.payload
+                body.append(f"<h{level}>{html.escape(title)}</h{level}>")
+            elif block.kind == "text":
+                body.append(_markdown_paragraphs(block.payload))
+            elif block.kind == "table":
+                cols, rows = block.payload
+                head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+                lines = ["<tr>" + "".join(f"<td>{html.escape(_format(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows]
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+            elif block.kind == "figure":
+                path, caption = block.payload
+                if path.exists():
+                    data = base64.b64encode(path.read_bytes()).decode("ascii")
+                    img = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                else:
+                    img = f"<p><em>missing figure {html.escape(str(path))}</em></p>"
+                body.append(f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        return _HTML.format(title=html.escape(self.title), body="\n".join(body))
+
+    def write(self, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:
+        """Write ``stem.md`` and ``stem.html`` into ``out_dir`` atomically; returns both paths."""
+        out = Path(out_dir)
+        md = _io.write_text(out / f"{stem}.md", self.to_markdown(out.resolve() if out.is_absolute() else out))
+        page = _io.write_text(out / f"{stem}.html", self.to_html())
+        return md, page
+
+
+def _markdown_paragraphs(text: str) -> str:
+    """Just enough Markdown for report prose: paragraphs, bullet lists, **bold**, `code`."""
+    def inline(s: str) -> str:
+        s = html.escape(s)
+        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+    parts = []
+    for para in re.split(r"\n\s*\n", text):
+        lines = para.splitlines()
+        if lines and all(line.lstrip().startswith(("- ", "* ")) for line in lines):
+            items = "".join(f"<li>{inline(line.lstrip()[2:])}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{inline(' '.join(lines))}</p>")
+    return "\n".join(parts)
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+figcaption {{ color: #555; font-size: .9rem; }}
+code {{ background: #f3f3f3; padding: 0 .2rem; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,55 @@
+"""Shared fixtures: the real datasets in ../shared/data (skipped when absent) and a small
+trained model on the embedded digits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("UNDERFIRE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# Two cores are shared by the suite: keep intra-op threads modest and runs reproducible.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (MNIST, Fashion-MNIST and notMNIST usable directly as a root)."""
+    if not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (a fresh clone has none; CI provides ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def materialized_data(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """../shared/data laid out as torchvision expects (incl. CIFAR-10's binary version)."""
+    cache = os.environ.get("UNDERFIRE_MATERIALIZED")
+    dest = Path(cache) if cache else tmp_path_factory.mktemp("materialized")
+    if not (dest / "cifar-10-batches-bin" / "test_batch.bin").exists():
+        subprocess.run([sys.executable, str(shared_data / "materialize.py"), str(dest)], check=True,
+                       capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    from underfire.data import load_dataset
+
+    return {split: load_dataset("digits", split) for split in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits_splits):
+    """A ross-cnn trained on digits (~99% test accuracy, a few seconds). Do not modify it."""
+    from underfire.models import model_for_dataset
+    from underfire.train import TrainConfig, Trainer
+
+    model = model_for_dataset("ross-cnn", "digits")
+    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(digits_splits["train"])
+    return model.eval()
