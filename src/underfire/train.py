@@ -244,7 +244,7 @@ class Trainer:
                         self.on_step(step, value)
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1)
+                        bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1, refresh=False)
                     end_of_epoch = step % per_epoch == 0 or step == total
                     if end_of_epoch:
                         record = {"step": step, "epoch": step / per_epoch, "train_loss": loss_sum / max(loss_count, 1)}
