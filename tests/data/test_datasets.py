@@ -129,3 +129,32 @@ def test_imagenet_sample(shared_data):
     assert 0 <= x.min() and x.max() <= 1
     with pytest.raises(DatasetNotFoundError, match="only a 'test' split"):
         load_dataset("imagenet", "train", root=shared_data)
+
+
+def test_svhn_mat_reader_on_synthetic_file(tmp_path):
+    import scipy.io
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(32, 32, 3, 4), dtype=np.uint8)  # SVHN stores (H, W, C, N)
+    labels = np.array([[10], [1], [2], [10]], dtype=np.uint8)  # the digit 0 is stored as 10
+    scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": images, "y": labels})
+    data = load_dataset("svhn", "test", root=tmp_path)
+    assert data.y.tolist() == [0, 1, 2, 0]
+    assert data.x.shape == (4, 3, 32, 32)
+    assert data.x[2, 0, 5, 9].item() == pytest.approx(images[5, 9, 0, 2] / 255)
+
+
+def test_imagenet_class_folder_layout(tmp_path):
+    from PIL import Image
+
+    for wnid, color in (("n01", (255, 0, 0)), ("n02", (0, 0, 255))):
+        folder = tmp_path / "imagenet" / "val" / wnid
+        folder.mkdir(parents=True)
+        Image.new("RGB", (300, 260), color).save(folder / "a.JPEG", format="PNG")
+    data = load_dataset("imagenet", "val", root=tmp_path)
+    assert len(data) == 2 and data.y.tolist() == [0, 1]
+    x, _ = data[1]
+    assert x.shape == (3, 224, 224) and x[2].mean() > 0.99 and x[0].mean() < 0.01
+    (tmp_path / "imagenet" / "val" / "n02" / "a.JPEG").write_bytes(b"broken")
+    with pytest.raises(DatasetNotFoundError, match="not a readable image"):
+        data[1]
