@@ -24,18 +24,27 @@ from underfire.attacks.base import (
     project,
     resolve_target,
 )
+from underfire.attacks.cw import CW
 from underfire.attacks.fgsm import FGSM, TGSM
+from underfire.attacks.jsma import JSMA
+from underfire.attacks.pgd import BIM, PGD
+from underfire.attacks.substitute import SubstituteAttack
 from underfire.registry import Registry
 
 __all__ = [
     "ATTACKS",
+    "BIM",
+    "CW",
     "FGSM",
+    "JSMA",
+    "PGD",
     "TARGET_RULES",
     "TGSM",
     "Attack",
     "AttackWarning",
     "GradientMaskingWarning",
     "SoundnessWarning",
+    "SubstituteAttack",
     "check_gradient",
     "create",
     "loss_gradient",
@@ -46,7 +55,7 @@ __all__ = [
 ]
 
 ATTACKS: Registry[Attack] = Registry("attack")
-for _cls in (FGSM, TGSM):
+for _cls in (FGSM, TGSM, BIM, PGD, JSMA, CW, SubstituteAttack):
     ATTACKS.register(_cls.name)(_cls)
 
 

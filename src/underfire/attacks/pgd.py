@@ -1,0 +1,190 @@
+"""Projected gradient descent (Madry et al. 2018) and the basic iterative method (BIM).
+
+PGD (Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018, "Towards Deep Learning Models
+Resistant to Adversarial Attacks"): from a random point of the ε-ball, repeat
+x ← Π_{B(x₀,ε) ∩ [0,1]}(x + α·s(∇ₓ L)), with s = sign for L∞ and s = ∇/‖∇‖₂ for L2.
+BIM (Kurakin, Goodfellow & Bengio, 2017, "Adversarial Examples in the Physical World") is
+the L∞ version without random start; with a target it is the iterated TGSM of
+Ross & Doshi-Velez (2018).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire._validation import check_positive
+from underfire.attacks.base import Attack, check_gradient, check_int, check_norm, check_seed, project
+
+__all__ = ["BIM", "PGD", "random_start_point"]
+
+
+def random_start_point(
+    x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A uniformly random point of the ε-ball around ``x`` (L∞: per pixel; L2: in the
+    ball's volume, radius ε·u^(1/d)), clipped to [0, 1]."""
+    if norm == "linf":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + eps * (2 * noise - 1)).clamp_(0.0, 1.0)
+    direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+    d = x[0].numel()
+    radius = eps * torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+    return (x + direction * radius.view(-1, *([1] * (x.dim() - 1)))).clamp_(0.0, 1.0)
+
+
+class PGD(Attack):
+    """Projected gradient descent on the cross-entropy (Madry et al. 2018), L∞ or L2.
+
+    Args:
+        eps: radius ε of the ball (L∞ or L2; inputs in [0, 1]).
+        step_size: α; default 2.5·ε/steps (Madry et al.).
+        steps: number of gradient steps.
+        norm: "linf" (signed steps) or "l2" (normalized gradient steps).
+        random_start: start from a uniform point of the ε-ball instead of x.
+        restarts: number of runs; per sample the first successful run is kept (else the
+            highest-loss one). Later restarts only run on samples not yet fooled.
+        early_stop: per sample, stop updating as soon as the prediction is wrong (or equals
+            the target); the batch shrinks as samples succeed.
+        seed: seeds the random start (None: the global torch RNG).
+
+    Example:
+        >>> x_adv = PGD(eps=0.3, steps=40, step_size=0.01)(model, x, y)
+        >>> x_adv = PGD(eps=2.0, norm="l2", restarts=5, seed=0)(model, x, y, target="least-likely")
+    """
+
+    name = "pgd"
+    iterative = True
+
+    def __init__(
+        self,
+        *,
+        eps: float = 0.3,
+        step_size: float | None = None,
+        steps: int = 40,
+        norm: str = "linf",
+        random_start: bool = True,
+        restarts: int = 1,
+        early_stop: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.eps = check_positive(eps, "eps", allow_zero=True)
+        self.step_size = None if step_size is None else check_positive(step_size, "step_size")
+        self.steps = check_int(steps, "steps", minimum=1)
+        self.norm = check_norm(norm)
+        self.random_start = bool(random_start)
+        self.restarts = check_int(restarts, "restarts", minimum=1)
+        self.early_stop = bool(early_stop)
+        self.seed = check_seed(seed)
+        self.deterministic = not self.random_start  # type: ignore[misc]
+
+    @property
+    def alpha(self) -> float:
+        """The step size actually used."""
+        assert self.eps is not None
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        assert self.eps is not None
+        if self.eps == 0:
+            return x.clone()
+        targeted = target is not None
+        labels = target if targeted else y
+        gen = self._generator(x.device)
+        if self.restarts == 1 and not self.early_stop:
+            return self._run(model, x, labels, targeted, gen, check=True)
+        best = x.clone()
+        best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
+        todo = torch.arange(x.shape[0], device=x.device)
+        for r in range(self.restarts):
+            xr, lr = x[todo], labels[todo]
+            adv = self._run(model, xr, lr, targeted, gen, check=r == 0)
+            with torch.no_grad():
+                logits = model(adv)
+            loss = F.cross_entropy(logits, lr, reduction="none")
+            loss = -loss if targeted else loss
+            fooled = (logits.argmax(1) == lr) if targeted else (logits.argmax(1) != lr)
+            better = fooled | (loss > best_loss[todo])
+            best[todo[better]] = adv[better]
+            best_loss[todo[better]] = torch.where(fooled[better], float("inf"), loss[better])
+            todo = todo[~fooled]
+            if todo.numel() == 0:
+                break
+        return best
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        targeted: bool,
+        gen: torch.Generator | None,
+        *,
+        check: bool,
+    ) -> torch.Tensor:
+        """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
+        eps, alpha, linf = float(self.eps or 0.0), self.alpha, self.norm == "linf"
+        x_adv = random_start_point(x, eps, self.norm, gen) if self.random_start else x.clone()
+        if linf:  # the intersection of the ε-box and [0, 1], computed once
+            lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+        active: torch.Tensor | None = None  # indices still being attacked (early stop)
+        for step in range(self.steps):
+            xa = x_adv if active is None else x_adv[active]
+            la = labels if active is None else labels[active]
+            xa.requires_grad_(True)
+            logits = model(xa)
+            if self.early_stop:
+                pred = logits.detach().argmax(1)
+                keep = (pred != la) if targeted else (pred == la)
+                if not bool(keep.all()):
+                    idx = torch.arange(x.shape[0], device=x.device) if active is None else active
+                    active = idx[keep]
+                    if active.numel() == 0:
+                        break
+                    xa = xa.detach()[keep].requires_grad_(True)
+                    la = la[keep]
+                    logits = model(xa)
+            loss = F.cross_entropy(logits, la, reduction="sum")
+            (grad,) = torch.autograd.grad(-loss if targeted else loss, xa)
+            if check and step == 0:
+                check_gradient(grad, type(self).__name__, stacklevel=6)
+            xa = xa.detach()
+            if linf:
+                xa.add_(grad.sign_(), alpha=alpha)
+                lo_a, hi_a = (lo, hi) if active is None else (lo[active], hi[active])
+                torch.maximum(torch.minimum(xa, hi_a, out=xa), lo_a, out=xa)
+            else:
+                x0 = x if active is None else x[active]
+                norms = grad.flatten(1).norm(dim=1).clamp_min_(1e-12).view(-1, *([1] * (x.dim() - 1)))
+                xa.add_(grad.div_(norms), alpha=alpha)
+                xa = (x0 + project(xa - x0, eps, "l2")).clamp_(0.0, 1.0)
+            if active is None:
+                x_adv = xa
+            else:
+                x_adv[active] = xa
+        return x_adv.detach()
+
+
+class BIM(PGD):
+    """Basic iterative method (Kurakin et al. 2017): L∞ PGD from x, no random start.
+
+    With a target (tensor or rule) this is the iterated TGSM of Ross & Doshi-Velez (2018).
+
+    Args:
+        eps: L∞ radius ε.
+        step_size: α; default ε/steps, so the last step can reach the box's corner.
+        steps: number of steps.
+        early_stop: per-sample early stop as in :class:`PGD`.
+    """
+
+    name = "bim"
+
+    def __init__(self, *, eps: float = 0.3, step_size: float | None = None, steps: int = 10, early_stop: bool = False) -> None:
+        super().__init__(eps=eps, step_size=step_size, steps=steps, norm="linf", random_start=False, early_stop=early_stop)
+
+    @property
+    def alpha(self) -> float:
+        assert self.eps is not None
+        return self.step_size if self.step_size is not None else self.eps / self.steps
