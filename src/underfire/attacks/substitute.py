@@ -13,7 +13,7 @@ crafted white-box against the substitute (FGSM by default) and transferred to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,15 @@ class SubstituteAttack(Attack):
         self.substitute_ = sub
         self.queries = queries
         self._victim_id = id(model)
+
+    def sweep(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Fit the substitute once, then sweep the inner attack's ε on it."""
+        if self.substitute_ is None or self._victim_id != id(model):
+            self.fit(model, x)
+        assert self.substitute_ is not None
+        yield from self.attack.sweep(self.substitute_, x, y, eps, target)
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         if self.substitute_ is None or self._victim_id != id(model):

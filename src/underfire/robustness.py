@@ -1,0 +1,271 @@
+"""Robustness and transferability of classifiers under attack.
+
+* :func:`robust_accuracy` — accuracy under an attack for a sweep of ε, sharing work across
+  ε where the attack allows it (FGSM: one gradient sign per batch for every ε).
+* :func:`transfer_matrix` — accuracy of every victim on examples crafted against every
+  source (Ross & Doshi-Velez 2018, transfer experiments; Papernot et al. 2016, transferability).
+
+Both run soundness checks that warn (:class:`underfire.attacks.SoundnessWarning`) with the
+symptom, following Carlini et al. (2019), "On Evaluating Adversarial Robustness":
+accuracy that rises with ε, and an iterative L∞ attack weaker than single-step FGSM.
+Attacks themselves warn (:class:`underfire.attacks.GradientMaskingWarning`) on zero, NaN
+or underflowing input gradients.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
+from underfire.attacks.fgsm import FGSM
+
+__all__ = ["robust_accuracy", "transfer_matrix"]
+
+Data = Any  # an ImageDataset (``.x``, ``.y``) or an (x, y) tuple of tensors
+
+
+def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+    elif hasattr(data, "x") and hasattr(data, "y"):
+        x, y = data.x, data.y
+    else:
+        raise TypeError(f"data must be an ImageDataset or an (x, y) tuple of tensors, got {type(data).__name__}")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.shape[0] != y.shape[0]:
+        raise ValueError("data must hold tensors x (N, C, H, W) and y (N,) with the same N")
+    if x.shape[0] == 0:
+        raise ValueError("cannot evaluate on empty data")
+    return x, y
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for i in range(0, x.shape[0], batch_size):
+        yield x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    try:
+        return model(x.to(_device(model))).argmax(1).to(x.device)
+    finally:
+        model.train(was)
+
+
+def _eps_list(attack: Attack, eps: Sequence[float] | float | None) -> list[float | None]:
+    if eps is None:
+        return [attack.eps]
+    values = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
+    if not values:
+        raise ValueError("eps must list at least one value")
+    if attack.eps is None:
+        raise ValueError(f"{type(attack).__name__} has no ε (it is not an Lp-ball attack); call without eps")
+    return values  # type: ignore[return-value]
+
+
+def _sweep(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float | None], target: Any) -> Iterator[torch.Tensor]:
+    if eps == [attack.eps]:
+        yield attack(model, x, y, target)
+    else:
+        yield from attack.sweep(model, x, y, eps, target)  # type: ignore[arg-type]
+
+
+def _check_monotone(eps: list[float | None], acc: list[float], n: int, what: str) -> None:
+    tol = max(0.01, 1.0 / n)
+    pairs = sorted((e, a) for e, a in zip(eps, acc) if e is not None)
+    for (e0, a0), (e1, a1) in zip(pairs, pairs[1:]):
+        if a1 > a0 + tol:
+            warnings.warn(
+                f"{what}: accuracy rises with ε ({a0:.3f} at ε={e0:g} → {a1:.3f} at ε={e1:g}); a larger "
+                "ball contains the smaller one, so a working attack cannot do worse — suspect gradient "
+                "masking, too few steps or a bad step size",
+                SoundnessWarning,
+                stacklevel=3,
+            )
+            return
+
+
+def robust_accuracy(
+    model: nn.Module,
+    attack: Attack,
+    data: Data,
+    eps: Sequence[float] | float | None = None,
+    *,
+    target: torch.Tensor | str | None = None,
+    batch_size: int = 256,
+    check: bool = True,
+    keep_examples: int = 0,
+) -> dict[str, Any]:
+    """Accuracy of ``model`` under ``attack`` for each ε (``None``: the attack's own ε).
+
+    Args:
+        model: the victim (and white-box target) classifier.
+        attack: an :class:`~underfire.attacks.Attack`; ``attack.sweep`` shares work across ε.
+        data: an ImageDataset or an (x, y) tuple; moved to the model's device batch by batch.
+        eps: radii to sweep (ignored by attacks without ε, e.g. CW or JSMA: pass None).
+        target: None, a rule name, or a tensor of N target classes.
+        batch_size: batch size of the attack.
+        check: run the soundness checks (accuracy monotone in ε; an iterative L∞ attack not
+            weaker than FGSM on the first batch) and warn with :class:`SoundnessWarning`.
+        keep_examples: keep this many adversarial examples per ε (CPU tensors) in the result.
+
+    Returns:
+        dict with ``attack`` (its config), ``eps``, ``accuracy`` (per ε), ``success_rate``
+        (per ε: misclassified, or classified as the target when targeted), ``clean_accuracy``,
+        ``n``, and ``examples`` ({"x", "y", "x_adv": (len(eps), k, C, H, W)}) when asked.
+    """
+    x_all, y_all = _tensors(data)
+    eps_l = _eps_list(attack, eps)
+    device = _device(model)
+    n = x_all.shape[0]
+    correct = torch.zeros(len(eps_l), dtype=torch.long)
+    success = torch.zeros(len(eps_l), dtype=torch.long)
+    clean = 0
+    kept: list[list[torch.Tensor]] = [[] for _ in eps_l]
+    first = True
+    for start, (x, y) in zip(range(0, n, batch_size), _batches(x_all, y_all, batch_size, device)):
+        t = target[start : start + batch_size].to(device) if isinstance(target, torch.Tensor) else target
+        clean += int((_predict(model, x) == y).sum())
+        t_res = None
+        for i, x_adv in enumerate(_sweep(attack, model, x, y, eps_l, t)):
+            pred = _predict(model, x_adv)
+            correct[i] += int((pred == y).sum())
+            if t is None and attack.default_target is None:
+                success[i] += int((pred != y).sum())
+            else:
+                if t_res is None:
+                    t_res = _resolved_target(attack, model, x, y, t)
+                success[i] += int((pred == t_res).sum())
+            if keep_examples > sum(k.shape[0] for k in kept[i]):
+                kept[i].append(x_adv[: keep_examples - sum(k.shape[0] for k in kept[i])].detach().cpu())
+        if check and first:
+            _check_single_step(model, attack, x, y, eps_l, t)
+        first = False
+    acc = (correct.double() / n).tolist()
+    result: dict[str, Any] = {
+        "attack": attack.config(),
+        "eps": eps_l,
+        "accuracy": acc,
+        "success_rate": (success.double() / n).tolist(),
+        "clean_accuracy": clean / n,
+        "n": n,
+    }
+    if check:
+        _check_monotone(eps_l, acc, n, type(attack).__name__)
+    if keep_examples:
+        result["examples"] = {
+            "x": x_all[:keep_examples].cpu(),
+            "y": y_all[:keep_examples].cpu(),
+            "x_adv": torch.stack([torch.cat(k) for k in kept]),
+        }
+    return result
+
+
+def _resolved_target(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> torch.Tensor:
+    rule = t if t is not None else attack.default_target
+    if rule == "random":  # the attack drew its own targets; success is then "misclassified"
+        return torch.full_like(y, -1)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            res = resolve_target(model, x, y, rule)
+        finally:
+            model.train(was)
+    assert res is not None
+    return res
+
+
+def _check_single_step(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, eps: list[float | None], t: Any) -> None:
+    """Warn when an iterative L∞ attack leaves more accuracy than FGSM at the same ε."""
+    if not attack.iterative or attack.norm != "linf" or attack.eps is None or any(e is None for e in eps):
+        return
+    t_eff = t if t is not None else attack.default_target
+    fgsm = FGSM(eps=attack.eps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = [float((_predict(model, xa) == y).float().mean()) for xa in fgsm.sweep(model, x, y, eps, t_eff)]  # type: ignore[arg-type]
+        multi = [float((_predict(model, xa) == y).float().mean()) for xa in _sweep(attack, model, x, y, eps, t)]
+    tol = max(0.02, 1.0 / x.shape[0])
+    for e, s, m in zip(eps, single, multi):
+        if m > s + tol:
+            warnings.warn(
+                f"{type(attack).__name__} at ε={e:g} leaves accuracy {m:.3f} on the first batch, more than "
+                f"single-step FGSM ({s:.3f}); an iterative attack should be at least as strong — check the "
+                "step size and number of steps, or suspect gradient masking",
+                SoundnessWarning,
+                stacklevel=3,
+            )
+            return
+
+
+def _named(models: Mapping[str, nn.Module] | Sequence[nn.Module], what: str) -> dict[str, nn.Module]:
+    if isinstance(models, Mapping):
+        out = dict(models)
+    else:
+        out = {f"{what}{i}": m for i, m in enumerate(models)}
+    if not out:
+        raise ValueError(f"need at least one {what} model")
+    return out
+
+
+def transfer_matrix(
+    sources: Mapping[str, nn.Module] | Sequence[nn.Module],
+    victims: Mapping[str, nn.Module] | Sequence[nn.Module],
+    attack: Attack,
+    data: Data,
+    eps: Sequence[float] | float | None = None,
+    *,
+    target: torch.Tensor | str | None = None,
+    batch_size: int = 256,
+    check: bool = True,
+) -> dict[str, Any]:
+    """Accuracy of every victim on examples crafted (white-box) against every source.
+
+    Examples are crafted once per (source, batch) for all ε and evaluated on every victim.
+
+    Returns:
+        dict with ``sources``, ``victims`` (names), ``eps``, ``accuracy`` as nested lists
+        ``[source][victim][eps]``, ``clean_accuracy`` per victim, ``n`` and ``attack``.
+    """
+    srcs, vics = _named(sources, "source"), _named(victims, "victim")
+    x_all, y_all = _tensors(data)
+    eps_l = _eps_list(attack, eps)
+    n = x_all.shape[0]
+    correct = torch.zeros(len(srcs), len(vics), len(eps_l), dtype=torch.long)
+    clean = torch.zeros(len(vics), dtype=torch.long)
+    for j, vm in enumerate(vics.values()):
+        for x, y in _batches(x_all, y_all, batch_size, _device(vm)):
+            clean[j] += int((_predict(vm, x) == y).sum())
+    for s, sm in enumerate(srcs.values()):
+        for start, (x, y) in zip(range(0, n, batch_size), _batches(x_all, y_all, batch_size, _device(sm))):
+            t = target[start : start + batch_size].to(x.device) if isinstance(target, torch.Tensor) else target
+            for e, x_adv in enumerate(_sweep(attack, sm, x, y, eps_l, t)):
+                for j, vm in enumerate(vics.values()):
+                    correct[s, j, e] += int((_predict(vm, x_adv).to(y.device) == y).sum())
+    acc = (correct.double() / n).tolist()
+    if check:  # only white-box cells: transferred accuracy need not fall with ε
+        for s, (sname, sm) in enumerate(srcs.items()):
+            for j, (vname, vm) in enumerate(vics.items()):
+                if sm is vm:
+                    _check_monotone(eps_l, acc[s][j], n, f"{type(attack).__name__} {sname}→{vname}")
+    return {
+        "attack": attack.config(),
+        "sources": list(srcs),
+        "victims": list(vics),
+        "eps": eps_l,
+        "accuracy": acc,
+        "clean_accuracy": dict(zip(vics, (clean.double() / n).tolist())),
+        "n": n,
+    }
