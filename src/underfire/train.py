@@ -47,7 +47,8 @@ class TrainConfig:
     """Hyperparameters of a training run.
 
     ``steps`` (optimizer updates) overrides ``epochs`` when given, as papers often count
-    batches (Ross & Doshi-Velez: 15,000 batches of 256).
+    batches (Ross & Doshi-Velez: 15,000 batches of 256). ``lr_schedule="cosine"`` decays the
+    learning rate to 0 over the run; it is a function of the step alone, so resuming is exact.
     """
 
     epochs: int = 10
@@ -59,8 +60,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     checkpoint_every: int = 500
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -233,6 +237,9 @@ class Trainer:
                     if x.shape[0] < 2:
                         continue  # batch norm cannot train on one example
                     x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    if cfg.lr_schedule == "cosine":
+                        for group in optimizer.param_groups:
+                            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
                     loss = self.objective(self.model, x, y)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

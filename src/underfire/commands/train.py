@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default depends on the dataset)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
+                   help="learning-rate schedule (default: cosine decay to 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT/model.pt)")
     add_data(p)
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # Budgets that reach the README's accuracies (digits ≥ 95%, MNIST ≥ 99%) on 2 CPU cores.
-_DEFAULTS = {"digits": (15, 64), "mnist": (3, 128), "fashion-mnist": (10, 128), "notmnist": (15, 64),
+_DEFAULTS = {"digits": (15, 64), "mnist": (4, 128), "fashion-mnist": (10, 128), "notmnist": (15, 64),
              "cifar10": (30, 128), "svhn": (10, 128)}
 
 
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args)
     epochs, batch = _DEFAULTS.get(args.dataset.lower(), (10, 128))
     config = TrainConfig(epochs=args.epochs or epochs, steps=args.steps, batch_size=args.batch_size or batch,
-                         lr=args.lr, optimizer=args.optimizer, seed=args.seed)
+                         lr=args.lr, optimizer=args.optimizer, seed=args.seed,
+                         lr_schedule=args.lr_schedule)
     model_kwargs = {"pooling": args.pooling} if args.pooling else {}
     model = model_for_dataset(args.model, args.dataset, **model_kwargs)
     say(f"[train] loading {args.dataset}")
