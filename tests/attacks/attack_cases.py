@@ -1,0 +1,19 @@
+"""One small-settings factory per attack, shared by the attack tests."""
+
+from __future__ import annotations
+
+from underfire.attacks import BIM, CW, FGSM, JSMA, PGD, TGSM, SubstituteAttack
+
+# Small settings so that every contract test stays fast; every registered attack appears.
+FACTORIES = {
+    "fgsm": lambda: FGSM(eps=0.1),
+    "tgsm": lambda: TGSM(eps=0.1),
+    "bim": lambda: BIM(eps=0.1, steps=3),
+    "pgd": lambda: PGD(eps=0.1, steps=3, random_start=False),
+    "pgd-rs": lambda: PGD(eps=0.1, steps=3, seed=0),
+    "pgd-l2": lambda: PGD(eps=0.5, steps=3, norm="l2", random_start=False),
+    "pgd-restarts-es": lambda: PGD(eps=0.1, steps=3, restarts=2, early_stop=True, seed=1),
+    "jsma": lambda: JSMA(gamma=0.2),
+    "cw": lambda: CW(steps=5, binary_search_steps=2, const=0.1),
+    "substitute": lambda: SubstituteAttack(attack=FGSM(eps=0.1), n_seed=8, rounds=2, epochs=1, seed=0),
+}
