@@ -1,0 +1,76 @@
+"""Interpreters: ``interpreter(model, x, target=None) -> map`` of shape (N, 1, H, W) in [0, 1].
+
+>>> from underfire.interpreters import Saliency, GradCAM, create_interpreter
+>>> maps = Saliency()(model, x)                       # predicted class, normalized per sample
+>>> raw = GradCAM().attribute(model, x, y)            # native (N, 1, h, w) Grad-CAM
+>>> with smooth_relu(model):                          # second order through ReLU networks
+...     m = Saliency()(model, x, create_graph=True)
+
+Names for the CLI: grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from underfire.interpreters.base import Interpreter, normalize_maps, reduce_channels, resize_maps
+from underfire.interpreters.cam import CAM, GradCAM
+from underfire.interpreters.ensemble import Ensemble
+from underfire.interpreters.grad import Saliency, input_gradients
+from underfire.interpreters.integrated_gradients import IntegratedGradients
+from underfire.interpreters.mask import Mask, gaussian_blur, total_variation
+from underfire.interpreters.rts import RTS, MaskingNetwork, RTSConfig, evaluate_rts, train_rts
+from underfire.interpreters.smooth_relu import SmoothReLU, smooth_relu, smooth_relu_derivative
+from underfire.interpreters.smoothgrad import SmoothGrad
+from underfire.registry import Registry
+
+__all__ = [
+    "CAM",
+    "Ensemble",
+    "GradCAM",
+    "INTERPRETERS",
+    "IntegratedGradients",
+    "Interpreter",
+    "Mask",
+    "MaskingNetwork",
+    "RTS",
+    "RTSConfig",
+    "Saliency",
+    "SmoothGrad",
+    "SmoothReLU",
+    "create_interpreter",
+    "evaluate_rts",
+    "gaussian_blur",
+    "input_gradients",
+    "interpreter_names",
+    "normalize_maps",
+    "reduce_channels",
+    "resize_maps",
+    "smooth_relu",
+    "smooth_relu_derivative",
+    "total_variation",
+    "train_rts",
+]
+
+INTERPRETERS: Registry[Interpreter] = Registry("interpreter")
+INTERPRETERS.register("grad")(Saliency)
+INTERPRETERS.register("smoothgrad")(SmoothGrad)
+INTERPRETERS.register("ig")(IntegratedGradients)
+INTERPRETERS.register("cam")(CAM)
+INTERPRETERS.register("gradcam")(GradCAM)
+INTERPRETERS.register("mask")(Mask)
+INTERPRETERS.register("rts")(RTS)
+INTERPRETERS.register("ensemble")(Ensemble)
+
+
+def interpreter_names() -> list[str]:
+    return INTERPRETERS.names()
+
+
+def create_interpreter(name: str, **kwargs: Any) -> Interpreter:
+    """Build a registered interpreter (``rts`` needs ``checkpoint=`` or ``network=``)."""
+    factory = INTERPRETERS.get(name)
+    try:
+        return factory(**kwargs)
+    except TypeError as err:
+        raise TypeError(f"bad arguments for interpreter {name!r}: {err}") from err

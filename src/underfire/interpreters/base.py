@@ -1,0 +1,181 @@
+"""The interpreter contract and the pure map operations every interpreter shares.
+
+An interpreter g explains a classifier f: ``g(model, x, target) -> map`` of shape
+(N, 1, H, W), one map per image, normalized to [0, 1] per sample (``raw=True`` skips the
+normalization; :meth:`Interpreter.attribute` gives the method's native attribution). With
+``create_graph=True`` the map stays a differentiable function of ``x`` (and of the model's
+parameters), so attacks (ADV²) and training objectives can backpropagate through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire._validation import check_images, check_labels, check_same_device
+
+__all__ = ["Interpreter", "normalize_maps", "reduce_channels", "resize_maps", "resolve_target", "Reduce"]
+
+Reduce = Literal["max", "sum", "mean"]
+_EPS = 1e-12
+
+
+def normalize_maps(maps: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
+    """Min–max normalize each map of a batch to [0, 1] (differentiable a.e.).
+
+    Args:
+        maps: (N, ...) maps.
+        eps: floor of the range; a constant map becomes all zeros.
+
+    Returns:
+        (N, ...) maps with per-sample minimum 0 and maximum 1.
+    """
+    flat = maps.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(eps)).view_as(maps)
+
+
+def reduce_channels(attr: torch.Tensor, how: Reduce = "max", *, absolute: bool = True) -> torch.Tensor:
+    """(N, C, H, W) attribution → (N, 1, H, W) map: |·| (optional) then max/sum/mean over C.
+
+    ADV²'s GRAD map takes the channel maximum of the absolute gradient.
+    """
+    a = attr.abs() if absolute else attr
+    if how == "max":
+        return a.amax(dim=1, keepdim=True)
+    if how == "sum":
+        return a.sum(dim=1, keepdim=True)
+    if how == "mean":
+        return a.mean(dim=1, keepdim=True)
+    raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {how!r}")
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of (N, 1, h, w) maps to ``size`` (a no-op when already that size)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
+def resolve_target(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None) -> torch.Tensor:
+    """Class indices (N,) on x's device: ``None`` → predicted class, an int → that class for all."""
+    n = x.shape[0]
+    if target is None:
+        with torch.no_grad():
+            return model(x.detach()).argmax(dim=1)
+    if isinstance(target, int) and not isinstance(target, bool):
+        return torch.full((n,), target, dtype=torch.long, device=x.device)
+    num_classes = getattr(model, "num_classes", None)
+    target = check_labels(target, n, "target", num_classes=num_classes if isinstance(num_classes, int) else None)
+    return target.to(device=x.device, dtype=torch.long)
+
+
+class Interpreter:
+    """Base class: owns the invariants, subclasses implement :meth:`_attribute`.
+
+    Invariants, for every call: ``x`` is validated (4-D float in [0, 1], same device as the
+    model) and never mutated; every module's train/eval mode is restored (the computation runs
+    in eval mode); the parameters' ``.grad`` are left as they were; the map has shape
+    (N, 1, H, W); without ``create_graph`` the result is detached.
+
+    Subclasses set ``name`` and implement ``_attribute(model, x, target, create_graph)``
+    returning the native attribution, and optionally ``_to_map`` (default: absolute value,
+    channel reduction by ``reduce``, bilinear resize to H×W).
+    """
+
+    name: str = ""
+    reduce: Reduce = "max"
+    absolute: bool = True
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        raw: bool = False,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
+        """Explain ``model`` on ``x``.
+
+        Args:
+            model: classifier returning logits (N, K) for inputs in [0, 1].
+            x: (N, C, H, W) images in [0, 1].
+            target: (N,) class indices, an int for all images, or None for the predicted class.
+            raw: return the unnormalized map instead of the [0, 1]-normalized one.
+            create_graph: keep the map differentiable w.r.t. ``x`` and the parameters.
+
+        Returns:
+            (N, 1, H, W) maps, normalized per sample to [0, 1] unless ``raw``.
+        """
+        with self._guard(model, x) as x_in:
+            t = resolve_target(model, x_in, target)
+            attr = self._attribute(model, x_in, t, create_graph)
+            maps = self._to_map(attr, x_in)
+            if not raw:
+                maps = normalize_maps(maps)
+        return maps if create_graph else maps.detach()
+
+    def attribute(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
+        """The method's native attribution (e.g. (N, C, H, W) gradients, (N, 1, h, w) CAM)."""
+        with self._guard(model, x) as x_in:
+            t = resolve_target(model, x_in, target)
+            attr = self._attribute(model, x_in, t, create_graph)
+        return attr if create_graph else attr.detach()
+
+    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return resize_maps(reduce_channels(attr, self.reduce, absolute=self.absolute), tuple(x.shape[-2:]))
+
+    @contextmanager
+    def _guard(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        check_images(x)
+        check_same_device(model, x)
+        modes = [(m, m.training) for m in model.modules()]
+        grads = [(p, p.grad) for p in model.parameters()]
+        model.eval()
+        try:
+            # x itself is never written to; when no graph to the caller's x is wanted, work on a
+            # fresh leaf so nothing leaks into the caller's autograd graph.
+            yield x
+        finally:
+            for m, training in modes:
+                m.training = training
+            for p, g in grads:
+                p.grad = g
+
+    def config(self) -> dict[str, object]:
+        """Constructor arguments, for reports and results files."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, type(None)))}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def input_leaf(x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """The tensor to differentiate w.r.t.: ``x`` itself when it carries a graph we must keep,
+    otherwise a detached copy that requires grad (never ``x`` modified in place)."""
+    if create_graph and x.requires_grad:
+        return x
+    return x.detach().requires_grad_(True)
+
+
+def class_scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Logit of each sample's target class, (N,)."""
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)

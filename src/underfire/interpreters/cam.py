@@ -1,0 +1,160 @@
+"""CAM (Zhou, Khosla, Lapedriza, Oliva & Torralba, CVPR 2016) and Grad-CAM (Selvaraju et al.,
+ICCV 2017): class activation maps on the last convolutional block ``model.target_layer``.
+
+CAM:      M_c = Σ_k w_{c,k} A_k, for networks whose logits are fc(global-average-pool(A)).
+Grad-CAM: M_c = ReLU(Σ_k α_k A_k), α_k = mean_{ij} ∂f_c/∂A_{k,ij}; on a GAP→FC network
+          α_k = w_{c,k}/(h·w), so Grad-CAM = ReLU(CAM)/(h·w).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire.interpreters.base import Interpreter, class_scores, input_leaf, resize_maps
+
+__all__ = ["CAM", "GradCAM", "cam_weights", "capture_layer", "resolve_layer"]
+
+
+def resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> nn.Module:
+    """The module whose output the map is built from: a module, a name, or ``model.target_layer``."""
+    from underfire.models import get_layer
+
+    if isinstance(target_layer, nn.Module):
+        return target_layer
+    name = target_layer or getattr(model, "target_layer", "")
+    if not name:
+        raise ValueError(
+            f"{type(model).__name__} has no target_layer; pass target_layer='<module name>' "
+            "naming its last convolutional block"
+        )
+    return get_layer(model, name)
+
+
+@contextmanager
+def capture_layer(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the output of ``layer`` on each forward pass inside the block (the last one wins)."""
+    outputs: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            raise ValueError(f"target layer must output a (N, K, h, w) feature map, got {getattr(output, 'shape', type(output))}")
+        outputs.append(output)
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def _last_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("CAM needs a final nn.Linear layer after global average pooling; use GradCAM")
+    return linears[-1]
+
+
+def cam_weights(fc: nn.Linear, target: torch.Tensor) -> torch.Tensor:
+    """CAM weights w_{c,k}: the rows of the final linear layer for each target class, (N, K)."""
+    return fc.weight[target]
+
+
+class CAM(Interpreter):
+    """Class activation mapping (Zhou et al. 2016) for global-average-pooling networks.
+
+    The network must compute its logits as ``fc(mean_{ij} A)`` (or ``fc(mean_{ij} ReLU(A))``,
+    as torchvision's DenseNet does with a functional ReLU) from the output A of
+    ``target_layer``; this is checked on every call against the model's own logits, and a
+    network without that structure (e.g. ross-cnn) raises ``ValueError`` — use
+    :class:`GradCAM` there. ``attribute`` gives the signed (N, 1, h, w) map Σ_k w_{c,k} A_k;
+    the map is it upsampled bilinearly to H×W (then min–max normalized, as ADV² does).
+
+    Args:
+        target_layer: module name of the last conv block (default ``model.target_layer``).
+        fc_layer: name of the final linear layer (default: the last ``nn.Linear``).
+    """
+
+    name = "cam"
+    absolute = False
+
+    def __init__(self, *, target_layer: str | None = None, fc_layer: str | None = None) -> None:
+        self.target_layer = target_layer
+        self.fc_layer = fc_layer
+
+    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        from underfire.models import get_layer
+
+        layer = resolve_layer(model, self.target_layer)
+        fc = get_layer(model, self.fc_layer) if self.fc_layer else _last_linear(model)
+        if not isinstance(fc, nn.Linear):
+            raise ValueError(f"fc_layer {self.fc_layer!r} is not an nn.Linear")
+        xs = x if create_graph else x.detach()
+        with torch.set_grad_enabled(create_graph), capture_layer(layer) as outs:
+            logits = model(xs)
+        feats = outs[-1]
+        if feats.shape[1] != fc.in_features:
+            raise ValueError(
+                f"CAM needs logits = fc(global-average-pool(target layer)); the target layer has "
+                f"{feats.shape[1]} channels but the last linear layer takes {fc.in_features} features. "
+                "This network has no GAP→FC head: use GradCAM"
+            )
+        feats = self._check_gap_head(feats, fc, logits)
+        w = cam_weights(fc, target).to(feats.dtype)
+        return (w[:, :, None, None] * feats).sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def _check_gap_head(feats: torch.Tensor, fc: nn.Linear, logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            ref = logits.detach()
+            tol = 1e-3 * (1 + ref.abs().max())
+            for candidate in (feats, F.relu(feats)):
+                if (fc(candidate.detach().mean(dim=(2, 3))) - ref).abs().max() <= tol:
+                    break
+            else:
+                raise ValueError(
+                    "CAM needs logits = fc(global-average-pool(target layer)) and this model's logits differ "
+                    "from that; check target_layer or use GradCAM"
+                )
+        return feats if candidate is feats else F.relu(feats)
+
+    def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return resize_maps(attr, tuple(x.shape[-2:]))
+
+
+class GradCAM(Interpreter):
+    """Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map.
+
+    ``attribute`` returns ReLU(Σ_k α_k A_k) of shape (N, 1, h, w), α_k the spatial mean of
+    ∂f_c/∂A_k (Captum's ``LayerGradCam(model, layer).attribute(x, target,
+    relu_attributions=True)``); the map upsamples it bilinearly to H×W.
+
+    Args:
+        target_layer: module name of the last conv block (default ``model.target_layer``).
+        relu: apply the final ReLU (Selvaraju et al.); False keeps the signed map.
+    """
+
+    name = "gradcam"
+    absolute = False
+
+    def __init__(self, *, target_layer: str | None = None, relu: bool = True) -> None:
+        self.target_layer = target_layer
+        self.relu = bool(relu)
+
+    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        layer = resolve_layer(model, self.target_layer)
+        x_in = input_leaf(x, create_graph)
+        with capture_layer(layer) as outs:
+            scores = class_scores(model(x_in), target)
+        feats = outs[-1]
+        (grads,) = torch.autograd.grad(scores.sum(), feats, create_graph=create_graph)
+        alpha = grads.mean(dim=(2, 3), keepdim=True)
+        cam = (alpha * feats).sum(dim=1, keepdim=True)
+        return F.relu(cam) if self.relu else cam
+
+    def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return resize_maps(attr, tuple(x.shape[-2:]))

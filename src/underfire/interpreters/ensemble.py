@@ -1,0 +1,60 @@
+"""Ensemble interpretation: the countermeasure of ADV² (Zhang et al., USENIX Security 2020, §7):
+combine the normalized maps of several complementary interpreters, so that an attack must
+fool all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from underfire.interpreters.base import Interpreter
+
+__all__ = ["Ensemble"]
+
+
+class Ensemble(Interpreter):
+    """Weighted mean of the [0, 1]-normalized maps of ``members``.
+
+    ``attribute``/the raw map is Σ_i w_i·g_i(x) / Σ_i w_i with each g_i normalized to [0, 1];
+    the map renormalizes it per sample. Members are interpreters or registry names.
+
+    Args:
+        members: interpreters (or names, built with default arguments).
+        weights: non-negative weight per member (default equal).
+    """
+
+    name = "ensemble"
+    absolute = False
+
+    def __init__(self, members: Sequence[Interpreter | str] = ("grad", "gradcam"), *, weights: Sequence[float] | None = None) -> None:
+        from underfire.interpreters import create_interpreter
+
+        if not members:
+            raise ValueError("an ensemble needs at least one member interpreter")
+        self.members: list[Interpreter] = [create_interpreter(m) if isinstance(m, str) else m for m in members]
+        if any(isinstance(m, Ensemble) for m in self.members):
+            raise ValueError("ensembles cannot be nested")
+        w = [1.0] * len(self.members) if weights is None else [float(v) for v in weights]
+        if len(w) != len(self.members) or any(v < 0 for v in w) or sum(w) <= 0:
+            raise ValueError(f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}")
+        self.weights = tuple(w)
+
+    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        total = sum(self.weights)
+        out = None
+        for member, w in zip(self.members, self.weights):
+            if w == 0:
+                continue
+            m = member(model, x, target, create_graph=create_graph) * (w / total)
+            out = m if out is None else out + m
+        assert out is not None
+        return out
+
+    def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return attr
+
+    def config(self) -> dict[str, object]:
+        return {"members": tuple(m.name for m in self.members), "weights": self.weights}

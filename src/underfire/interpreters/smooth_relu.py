@@ -1,0 +1,128 @@
+"""Second order through ReLU networks: an exact ReLU forward with a smooth backward.
+
+The gradient of a ReLU network is piecewise constant in its input, so the gradient of a
+gradient map (GRAD, SmoothGrad, IG, Grad-CAM weights) with respect to the input is zero
+almost everywhere. ADV² (Zhang et al., "Interpretable Deep Learning under Fire", USENIX
+Security 2020) attacks such maps on a copy of the network whose ReLU backward is replaced by
+
+    h(z) = z / √(z² + τ)          for z ≥ 0
+    h(z) = 1 + z / √(z² + τ)      for z < 0,        τ = 1e-4,
+
+(``h`` is the derivative of √(z²+τ) for z ≥ 0 and of z + √(z²+τ) for z < 0), while the
+forward stays an exact ReLU, so predictions do not change. This module implements exactly
+that formula. Properties worth knowing: h → 1 for z ≫ √τ and h → 0 for z ≪ −√τ (it tends
+to the true step derivative away from 0); near 0 it is *not* a smoothed step: h(0) = 0 and
+h(0⁻) → 1, i.e. it jumps at 0; on each side it rises monotonically from 0 to 1, crossing
+0.5 at z = ±√(τ/3). Its own derivative is h'(z) = τ / (z² + τ)^{3/2} on both sides,
+and that is what second-order autograd uses.
+
+Only :class:`torch.nn.ReLU` *modules* are swapped; functional calls (``F.relu``,
+``torch.relu``, ``x.clamp(min=0)``, torchvision DenseNet's final ``F.relu``) are not, and a
+warning is raised when a model has no ReLU module at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["SmoothReLU", "smooth_relu", "smooth_relu_derivative", "smooth_relu_function", "DEFAULT_TAU"]
+
+DEFAULT_TAU = 1e-4
+
+
+def smooth_relu_derivative(z: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
+    """The surrogate ReLU derivative h(z) of ADV² (REFERENCE.md §3), differentiable in z.
+
+    Args:
+        z: pre-activations, any shape.
+        tau: smoothing constant τ > 0.
+
+    Returns:
+        h(z), same shape as ``z``: z/√(z²+τ) where z ≥ 0, 1 + z/√(z²+τ) where z < 0.
+    """
+    s = z / torch.sqrt(z * z + tau)
+    return torch.where(z >= 0, s, 1.0 + s)
+
+
+class _SmoothReLUFunction(torch.autograd.Function):
+    # Not @once_differentiable: backward is built from differentiable torch ops on the saved
+    # input, so with create_graph=True autograd records it and a second backward sees h'(z).
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(z)
+        ctx.tau = tau
+        return z.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        return grad_output * smooth_relu_derivative(z, ctx.tau), None
+
+
+def smooth_relu_function(z: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
+    """Exact ReLU forward, backward ``grad · h(z)`` (twice differentiable)."""
+    return _SmoothReLUFunction.apply(z, tau)
+
+
+class SmoothReLU(nn.Module):
+    """Drop-in for :class:`torch.nn.ReLU`: exact forward, smooth backward (see module doc)."""
+
+    def __init__(self, tau: float = DEFAULT_TAU) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.tau = float(tau)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return smooth_relu_function(z, self.tau)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}"
+
+
+@contextmanager
+def smooth_relu(model: nn.Module, tau: float = DEFAULT_TAU) -> Iterator[nn.Module]:
+    """Swap every ``nn.ReLU`` module of ``model`` for :class:`SmoothReLU` inside the block.
+
+    The originals are put back on exit, also when the block raises. A module reused in
+    several places (torchvision's ResNet blocks) is swapped everywhere it is registered.
+
+    >>> with smooth_relu(model):
+    ...     m = Saliency()(model, x, create_graph=True)
+    ...     (m * target_map).sum().backward()   # non-zero input gradient
+
+    Args:
+        model: the network, modified in place for the duration of the block.
+        tau: smoothing constant τ (ADV² uses 1e-4).
+
+    Yields:
+        The same ``model``.
+    """
+    if not tau > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    replacement: dict[int, SmoothReLU] = {}
+    for parent in model.modules():
+        for name, child in list(parent._modules.items()):
+            if isinstance(child, nn.ReLU) and not isinstance(child, SmoothReLU):
+                new = replacement.setdefault(id(child), SmoothReLU(tau))
+                swapped.append((parent, name, child))
+                parent._modules[name] = new
+    if not swapped:
+        warnings.warn(
+            f"{type(model).__name__} has no nn.ReLU module to smooth; functional relu calls are not "
+            "swapped, so second derivatives through them stay zero",
+            stacklevel=3,
+        )
+    try:
+        yield model
+    finally:
+        for parent, name, child in reversed(swapped):
+            parent._modules[name] = child
