@@ -131,9 +131,8 @@ class PGD(Attack):
             lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
         active: torch.Tensor | None = None  # indices still being attacked (early stop)
         for step in range(self.steps):
-            xa = x_adv if active is None else x_adv[active]
+            xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
             la = labels if active is None else labels[active]
-            xa.requires_grad_(True)
             logits = model(xa)
             if self.early_stop:
                 pred = logits.detach().argmax(1)

@@ -1,0 +1,128 @@
+"""robust_accuracy and transfer_matrix: shared work, results, soundness warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from underfire.attacks import CW, FGSM, PGD, Attack, SoundnessWarning
+from underfire.robustness import robust_accuracy, transfer_matrix
+
+
+class Counting(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+        self.num_classes = getattr(model, "num_classes", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forwards += 1
+        return self.model(x)
+
+
+@pytest.fixture(scope="module")
+def setup(trained_digits):
+    model, test = trained_digits
+    return model, (test.x[:100], test.y[:100])
+
+
+def test_fgsm_sweep_computes_one_gradient_per_batch(setup):
+    model, data = setup
+    counted = Counting(model).eval()
+    eps = [0.0, 0.1, 0.2, 0.3]
+    result = robust_accuracy(counted, FGSM(), data, eps=eps, batch_size=50)
+    # per batch: 1 clean prediction + 1 gradient + 1 prediction per ε
+    assert counted.forwards == 2 * (2 + len(eps))
+    for e, acc in zip(eps, result["accuracy"]):
+        x_adv = FGSM(eps=e)(model, *data)
+        with torch.no_grad():
+            assert acc == pytest.approx(float((model(x_adv).argmax(1) == data[1]).float().mean()))
+    assert result["accuracy"][0] == pytest.approx(result["clean_accuracy"])
+    assert result["n"] == 100 and result["eps"] == eps
+    assert all(a + s == pytest.approx(1.0) for a, s in zip(result["accuracy"], result["success_rate"]))
+
+
+def test_dataset_and_tuple_agree_and_examples_kept(trained_digits):
+    model, test = trained_digits
+    sub = test.subset(60)
+    a = robust_accuracy(model, PGD(eps=0.1, steps=3, random_start=False), sub, eps=[0.05, 0.1], keep_examples=5)
+    b = robust_accuracy(model, PGD(eps=0.1, steps=3, random_start=False), (sub.x, sub.y), eps=[0.05, 0.1])
+    assert a["accuracy"] == b["accuracy"]
+    assert a["examples"]["x_adv"].shape == (2, 5, 1, 8, 8)
+    assert (a["examples"]["x_adv"][1] - a["examples"]["x"]).abs().max() <= 0.1 + 1e-6
+
+
+def test_targeted_success_rate(setup):
+    model, data = setup
+    result = robust_accuracy(model, PGD(eps=0.3, steps=10, random_start=False), data, eps=[0.3], target="next")
+    x_adv = PGD(eps=0.3, steps=10, random_start=False)(model, *data, target="next")
+    with torch.no_grad():
+        hit = float((model(x_adv).argmax(1) == (data[1] + 1) % 10).float().mean())
+    assert result["success_rate"][0] == pytest.approx(hit)
+
+
+def test_attack_without_eps(setup):
+    model, data = setup
+    x, y = data[0][:10], data[1][:10]
+    result = robust_accuracy(model, CW(steps=10, binary_search_steps=1, const=1.0), (x, y))
+    assert result["eps"] == [None] and 0 <= result["accuracy"][0] <= 1
+    with pytest.raises(ValueError, match="has no ε"):
+        robust_accuracy(model, CW(), (x, y), eps=[0.1])
+
+
+class Inverted(Attack):
+    """A broken attack: strong at small ε, no-op at large ε."""
+
+    name = "inverted"
+    norm = "linf"
+
+    def __init__(self, *, eps: float = 0.3) -> None:
+        self.eps = eps
+
+    def _perturb(self, model, x, y, target):
+        return FGSM(eps=self.eps)(model, x, y) if self.eps < 0.2 else x.clone()
+
+
+def test_accuracy_rising_with_eps_warns(setup):
+    model, data = setup
+    with pytest.warns(SoundnessWarning, match="accuracy rises with ε"):
+        robust_accuracy(model, Inverted(), data, eps=[0.1, 0.3])
+
+
+def test_iterative_weaker_than_single_step_warns(setup):
+    model, data = setup
+    crippled = PGD(eps=0.3, step_size=1e-4, steps=2, random_start=False)
+    with pytest.warns(SoundnessWarning, match="more than single-step FGSM"):
+        robust_accuracy(model, crippled, data, eps=[0.3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SoundnessWarning)
+        robust_accuracy(model, PGD(eps=0.3, steps=5, random_start=False), data, eps=[0.1, 0.3])
+
+
+def test_transfer_matrix(setup):
+    model, data = setup
+    torch.manual_seed(1)
+    other = Counting(model).eval()  # same function, another object
+    attack = FGSM()
+    eps = [0.1, 0.3]
+    result = transfer_matrix({"a": model, "b": other}, {"a": model, "c": nn.Sequential(other)}, attack, data, eps=eps)
+    assert result["sources"] == ["a", "b"] and result["victims"] == ["a", "c"]
+    acc = torch.tensor(result["accuracy"])
+    assert acc.shape == (2, 2, 2)
+    white = robust_accuracy(model, attack, data, eps=eps)["accuracy"]
+    for s in range(2):
+        for v in range(2):
+            torch.testing.assert_close(acc[s, v], torch.tensor(white, dtype=acc.dtype))
+    assert set(result["clean_accuracy"]) == {"a", "c"}
+
+
+def test_bad_data_is_rejected(setup):
+    model, _ = setup
+    with pytest.raises(TypeError, match="ImageDataset or an"):
+        robust_accuracy(model, FGSM(), [1, 2, 3])
+    with pytest.raises(ValueError, match="empty"):
+        robust_accuracy(model, FGSM(), (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))
