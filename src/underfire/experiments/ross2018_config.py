@@ -1,0 +1,155 @@
+"""Configuration of the Ross & Doshi-Velez (AAAI 2018) reproduction: one dataclass, profiles as data.
+
+Profiles:
+
+- ``full``: the paper's training (Adam, lr 2e-4, 15,000 batches of 256) and the whole test
+  set for the attacks (use a GPU).
+- ``cpu``: the largest setting that fits in about an hour on a 2-core CPU for 28×28 data
+  (fewer steps, a higher learning rate to compensate, 500 evaluation images).
+- ``quick``: minutes on a CPU (meant for ``--dataset digits``).
+- ``test``: seconds, for the test suite only.
+
+The gradient-regularization weight is given in the paper's batch-averaged convention
+(``paper_lambda``, the values chosen on validation by the authors) and converted to the
+project's per-example ``lam = paper_lambda / (2·256)``, see
+:mod:`underfire.defenses.gradient_regularization`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from underfire.defenses import paper_lambda_to_lam
+
+__all__ = ["DATASETS", "MODEL_NAMES", "PAPER_LAMBDA", "PROFILES", "Ross2018Config", "resolve_config"]
+
+#: The six models compared (paper Figs. 1–5), in display order.
+MODEL_NAMES = ("normal", "distilled", "adv-trained", "gradreg", "both", "certainty-insensitive")
+
+DATASETS = ("mnist", "notmnist", "digits", "svhn", "fashion-mnist")
+
+#: λ chosen by the authors on validation (batch-averaged convention, batch 256). digits and
+#: fashion-mnist are not in the paper: project choices (digits: an 8×8 image has 12× fewer
+#: pixels, so a larger λ gives a comparable penalty; fashion-mnist: MNIST's value / 10,
+#: as its gradients are larger and accuracy suffers more).
+PAPER_LAMBDA = {"mnist": 56_234.0, "notmnist": 562.3, "svhn": 10_000.0, "digits": 1_000.0, "fashion-mnist": 5_623.0}
+
+
+@dataclass(frozen=True)
+class Ross2018Config:
+    """Everything that determines a reproduction run (saved as ``config.json`` next to results).
+
+    Attributes:
+        dataset: one of :data:`DATASETS`.
+        profile: the profile name the run started from.
+        seed: seeds the data split, initializations and attacks.
+        steps: optimizer steps per model (the paper: 15,000).
+        batch_size: training batch size (the paper: 256).
+        lr: Adam learning rate (the paper: 2e-4).
+        hidden: width of the fully connected layer (the paper: 1024).
+        paper_lambda: gradient-regularization λ in the paper's convention (batch 256).
+        temperature: distillation temperature (the paper: 50).
+        adv_eps: FGSM ε of adversarial training (the paper: 0.3).
+        adv_ratio: weight of the adversarial term (the paper: ½).
+        eps: the ε grid of the FGSM/TGSM evaluation (the paper: 0, 0.1, …, 0.7).
+        n_train: training images used (None: all).
+        n_eval: test images attacked (None: the whole test set).
+        substitute_seed_size: the substitute's initial set S₀ (Papernot et al. 2017: 150).
+        substitute_rounds: Jacobian augmentation rounds ρ (Papernot et al.: 6).
+        substitute_epochs: substitute training epochs per round.
+        jsma_gamma: JSMA's largest fraction of modified features (the paper: 0.25).
+        jsma_theta: JSMA's feature change (the paper: 1).
+        n_saliency: test images shown in the saliency figure.
+        eval_batch: batch size of attacks and evaluation.
+    """
+
+    dataset: str = "mnist"
+    profile: str = "full"
+    seed: int = 0
+    steps: int = 15_000
+    batch_size: int = 256
+    lr: float = 2e-4
+    hidden: int = 1024
+    paper_lambda: float = 56_234.0
+    temperature: float = 50.0
+    adv_eps: float = 0.3
+    adv_ratio: float = 0.5
+    eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    n_train: int | None = None
+    n_eval: int | None = None
+    substitute_seed_size: int = 150
+    substitute_rounds: int = 6
+    substitute_epochs: int = 10
+    jsma_gamma: float = 0.25
+    jsma_theta: float = 1.0
+    n_saliency: int = 6
+    eval_batch: int = 500
+    models: tuple[str, ...] = field(default=MODEL_NAMES)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        for name in ("steps", "batch_size", "hidden", "substitute_seed_size", "substitute_rounds", "substitute_epochs", "eval_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not self.temperature > 0 or self.paper_lambda < 0:
+            raise ValueError("lr and temperature must be > 0 and paper_lambda ≥ 0")
+        if not self.eps or any(e < 0 or e > 1 for e in self.eps) or list(self.eps) != sorted(self.eps):
+            raise ValueError(f"eps must be an increasing list of values in [0, 1], got {self.eps}")
+        unknown = set(self.models) - set(MODEL_NAMES)
+        if unknown or "normal" not in self.models or "gradreg" not in self.models:
+            raise ValueError(f"models must be a subset of {MODEL_NAMES} including normal and gradreg, got {self.models}")
+        for n in (self.n_train, self.n_eval):
+            if n is not None and n < 2:
+                raise ValueError("n_train and n_eval must be ≥ 2 (or None for all)")
+
+    @property
+    def lam(self) -> float:
+        """The per-example gradient-regularization weight used by the project."""
+        return paper_lambda_to_lam(self.paper_lambda, 256)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["eps"], d["models"] = list(self.eps), list(self.models)
+        d["lam_per_example"] = self.lam
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ross2018Config:
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+        return cls(**kwargs)
+
+
+#: Profile name → settings (the dataset's λ is filled in by :func:`resolve_config`).
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "cpu": {"steps": 250, "batch_size": 128, "lr": 1e-3, "n_eval": 500, "eval_batch": 250, "substitute_epochs": 5,
+            "n_saliency": 6},
+    "quick": {"steps": 250, "batch_size": 64, "lr": 2e-3, "n_eval": 359, "substitute_epochs": 10},
+    "test": {"steps": 30, "batch_size": 64, "lr": 3e-3, "hidden": 64, "n_train": 400, "n_eval": 80,
+             "substitute_seed_size": 40, "substitute_rounds": 2, "substitute_epochs": 3, "eps": (0.0, 0.2, 0.4),
+             "n_saliency": 3, "jsma_gamma": 0.25},
+}
+
+
+def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Ross2018Config:
+    """The configuration of ``profile`` for ``dataset``, with explicit ``overrides`` applied last.
+
+    Raises:
+        ValueError: unknown profile/dataset or invalid values.
+    """
+    dataset = dataset.lower().replace("_", "-")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    settings: dict[str, Any] = {"dataset": dataset, "profile": profile, "paper_lambda": PAPER_LAMBDA[dataset]}
+    settings |= PROFILES[profile]
+    settings |= {k: v for k, v in overrides.items() if v is not None}
+    if "eps" in settings:
+        settings["eps"] = tuple(float(e) for e in settings["eps"])
+    if "models" in settings:
+        settings["models"] = tuple(settings["models"])
+    return replace(Ross2018Config(), **settings)

@@ -1,0 +1,200 @@
+"""Evaluations of the Ross & Doshi-Velez (AAAI 2018) reproduction: pure torch, no plotting.
+
+Each function takes trained models and test tensors and returns plain numbers/tensors that
+the experiment stores in ``results.json`` and plots.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire.attacks import FGSM, TGSM, GradientMaskingWarning
+
+__all__ = [
+    "blackbox_accuracy",
+    "gradient_statistics",
+    "input_gradients",
+    "jsma_grid",
+    "transfer_accuracy",
+]
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    return int((model(x).argmax(1) == y).sum())
+
+
+def transfer_accuracy(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float],
+    *,
+    targeted: bool = False,
+    batch_size: int = 500,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """The model × model accuracy matrix of FGSM (or TGSM, t = (y+1) mod K) examples, per ε.
+
+    Examples are crafted white-box against each *source* and classified by every *victim*;
+    the diagonal is the white-box accuracy (Ross & Doshi-Velez 2018, Figs. 1 and 3). One
+    gradient per source and batch serves every ε (sign(∇) does not depend on ε).
+
+    Returns:
+        ``{"accuracy": {source: {victim: [acc per ε]}}, "unchanged": {source: [fraction of
+        x_adv == x per ε]}, "masked_warnings": {source: count}}``.
+    """
+    attack = TGSM(eps=max(eps)) if targeted else FGSM(eps=max(eps))
+    n = x.shape[0]
+    correct = {s: {v: [0] * len(eps) for v in models} for s in models}
+    unchanged = {s: [0] * len(eps) for s in models}
+    masked = {s: 0 for s in models}
+    for src_name, src in models.items():
+        for sl in _chunks(n, batch_size):
+            xb, yb = x[sl], y[sl]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", GradientMaskingWarning)
+                advs = list(attack.sweep(src, xb, yb, list(eps)))
+            masked[src_name] += sum(issubclass(w.category, GradientMaskingWarning) for w in caught)
+            for i, xa in enumerate(advs):
+                unchanged[src_name][i] += int(((xa - xb).flatten(1).abs().amax(1) == 0).sum())
+                for v_name, victim in models.items():
+                    correct[src_name][v_name][i] += _correct(victim, xa, yb)
+        tick()
+    return {
+        "accuracy": {s: {v: [c / n for c in row] for v, row in vs.items()} for s, vs in correct.items()},
+        "unchanged": {s: [c / n for c in row] for s, row in unchanged.items()},
+        "masked_warnings": masked,
+    }
+
+
+def input_gradients(model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, *, uniform: bool = False) -> torch.Tensor:
+    """∂CE(f(x), labels)/∂x per example (N, C, H, W), model in eval mode; ``uniform`` uses the
+    uniform label distribution (the certainty-insensitive loss)."""
+    was = model.training
+    model.eval()
+    try:
+        xx = x.detach().clone().requires_grad_(True)
+        logits = model(xx)
+        loss = -F.log_softmax(logits, 1).mean(1).sum() if uniform else F.cross_entropy(logits, labels, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xx)
+    finally:
+        model.train(was)
+    return g
+
+
+def gradient_statistics(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> dict[str, dict[str, list[float]]]:
+    """Per model: L2 norms of the input gradients of the FGSM loss (CE at y) and TGSM loss
+    (CE at t = (y+1) mod K), and the predicted log-probabilities (paper Fig. 4).
+
+    Returns:
+        ``{model: {"fgsm_norm": [...N], "tgsm_norm": [...N], "log_prob_predicted": [...N],
+        "log_prob_other": [...N·(K−1)]}}`` (log-probabilities in nats).
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, model in models.items():
+        fg, tg, lp_pred, lp_other = [], [], [], []
+        for sl in _chunks(x.shape[0], batch_size):
+            xb, yb = x[sl], y[sl]
+            with torch.no_grad():
+                logits = model(xb)
+            k = logits.shape[1]
+            fg.append(input_gradients(model, xb, yb).flatten(1).norm(dim=1))
+            tg.append(input_gradients(model, xb, (yb + 1) % k).flatten(1).norm(dim=1))
+            logp = F.log_softmax(logits.double(), 1)
+            pred = logp.argmax(1)
+            lp_pred.append(logp.gather(1, pred[:, None]).squeeze(1))
+            mask = torch.ones_like(logp, dtype=torch.bool)
+            mask[torch.arange(len(pred)), pred] = False
+            lp_other.append(logp[mask])
+        out[name] = {
+            "fgsm_norm": torch.cat(fg).tolist(),
+            "tgsm_norm": torch.cat(tg).tolist(),
+            "log_prob_predicted": torch.cat(lp_pred).tolist(),
+            "log_prob_other": torch.cat(lp_other).tolist(),
+        }
+    return out
+
+
+def blackbox_accuracy(
+    models: dict[str, nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float],
+    *,
+    seed_size: int,
+    rounds: int,
+    epochs: int,
+    seed: int = 0,
+    batch_size: int = 500,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, dict[str, Any]]:
+    """White-box FGSM and black-box substitute-FGSM accuracy per model, per ε (paper Fig. 2).
+
+    The substitute (Papernot et al. 2017) sees only the victim's labels on its Jacobian-
+    augmented set, grown from the first ``seed_size`` test images; the examples are FGSM
+    against the substitute, transferred to the victim.
+    """
+    from underfire.attacks import SubstituteAttack
+
+    n = x.shape[0]
+    out: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        sub = SubstituteAttack(attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed)
+        sub.fit(model, x[:seed_size])
+        fgsm = FGSM(eps=max(eps))
+        white = [0] * len(eps)
+        black = [0] * len(eps)
+        for sl in _chunks(n, batch_size):
+            xb, yb = x[sl], y[sl]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", GradientMaskingWarning)
+                for i, xa in enumerate(fgsm.sweep(model, xb, yb, list(eps))):
+                    white[i] += _correct(model, xa, yb)
+                for i, xa in enumerate(fgsm.sweep(sub.substitute_, xb, yb, list(eps))):
+                    black[i] += _correct(model, xa, yb)
+        out[name] = {"white_box": [c / n for c in white], "black_box": [c / n for c in black],
+                     "substitute_agreement": float(sub.agreement), "substitute_queries": int(sub.queries)}
+        tick()
+    return out
+
+
+def jsma_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, theta: float, gamma: float) -> dict[str, Any]:
+    """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5).
+
+    Returns:
+        ``{"images": (len(x), K, C, H, W), "predicted": (len(x), K), "success": (len(x), K)
+        bool, "l0": (len(x), K) changed features}``; the entry of the true class is the clean
+        image.
+    """
+    from underfire.attacks import JSMA
+
+    attack = JSMA(theta=theta, gamma=gamma)
+    n, k = x.shape[0], num_classes
+    xs = x.repeat_interleave(k, dim=0)
+    ys = y.repeat_interleave(k)
+    targets = torch.arange(k, device=x.device).repeat(n)
+    adv = xs.clone()
+    todo = targets != ys
+    adv[todo] = attack(model, xs[todo], ys[todo], target=targets[todo])
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    changed = (adv != xs).flatten(1).sum(1)
+    return {
+        "images": adv.view(n, k, *x.shape[1:]),
+        "predicted": pred.view(n, k),
+        "success": (pred == targets).view(n, k),
+        "l0": changed.view(n, k),
+        "targets": targets.view(n, k),
+        "todo": todo.view(n, k),
+    }

@@ -1,0 +1,150 @@
+"""The Ross & Doshi-Velez (2018) reproduction: end to end on digits (test profile), config, claims."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from underfire.experiments.ross2018_claims import evaluate_claims
+from underfire.experiments.ross2018_config import MODEL_NAMES, PROFILES, Ross2018Config, resolve_config
+
+FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.png", "fig4_gradient_norms.png",
+           "fig5_jsma_distilled.png", "fig5_jsma_gradreg.png", "saliency.png"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from underfire.cli import main
+
+    out = tmp_path_factory.mktemp("ross2018")
+    threads = torch.get_num_threads()
+    try:  # one thread: tiny models, and a shared 2-core CI machine punishes OpenMP oversubscription
+        code = main(["reproduce", "ross2018", "--dataset", "digits", "--profile", "test", "--out", str(out),
+                     "--device", "cpu", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
+    out, results = run
+    for name in ("results.json", "config.json", "report.md", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    for fig in FIGURES:
+        assert (out / "figures" / fig).stat().st_size > 1000, fig
+    for m in MODEL_NAMES:
+        assert (out / "models" / f"{m}.pt").exists()
+    assert (out / "models" / "distilled.teacher.pt").exists()
+    eps = results["config"]["eps"]
+    assert set(results["clean"]) == set(MODEL_NAMES)
+    assert all(0 <= v["accuracy"] <= 1 for v in results["clean"].values())
+    for attack in ("fgsm", "tgsm"):
+        acc = results[attack]["accuracy"]
+        assert set(acc) == set(MODEL_NAMES) and all(set(acc[s]) == set(MODEL_NAMES) for s in acc)
+        for s in acc:
+            for v in acc[s]:
+                assert len(acc[s][v]) == len(eps)
+                # ε = 0 leaves the inputs unchanged: every column equals clean accuracy on the attacked subset
+                assert acc[s][v][0] == pytest.approx(acc[v][v][0])
+        # white-box FGSM on the normal model must hurt at the largest ε
+        assert acc["normal"]["normal"][-1] < acc["normal"]["normal"][0]
+    for m in MODEL_NAMES:
+        assert len(results["blackbox"][m]["black_box"]) == len(eps)
+        g = results["gradients"][m]
+        assert g["fgsm_norm_median"] >= 0 and g["log_prob_other_median"] <= 0
+    for m in ("distilled", "gradreg"):
+        j = results["jsma"][m]
+        assert 0 <= j["success_rate"] <= 1 and len(j["predicted"]) == 2 and len(j["predicted"][0]) == 10
+    claims = results["claims"]
+    assert [c["id"] for c in claims] == ["1", "2", "3", "4", "5"]
+    assert all(c["held"] in (True, False) for c in claims[:4])
+    assert all(c["rule"] and c["evidence"] for c in claims)
+    config = json.loads((out / "config.json").read_text())
+    assert Ross2018Config.from_dict(config) == resolve_config("digits", "test")
+    report = (out / "report.md").read_text()
+    for c in claims:
+        assert f"**Claim {c['id']}**" in report
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
+    from underfire.experiments.ross2018 import load_data, train_models
+    from underfire.train import evaluate
+
+    out, first = run
+    cfg = resolve_config("digits", "test")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
+    train, val, test = load_data(cfg)
+    models, info = train_models(cfg, train, val, out, device=torch.device("cpu"))
+    assert {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")} == stamps  # nothing retrained
+    for m, model in models.items():
+        assert evaluate(model, test)["accuracy"] == pytest.approx(first["clean"][m]["accuracy"])
+
+
+def test_config_profiles_and_validation() -> None:
+    full = resolve_config("mnist")
+    assert (full.steps, full.batch_size, full.lr, full.temperature) == (15_000, 256, 2e-4, 50.0)
+    assert full.eps == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    assert full.lam == pytest.approx(56_234 / 512)
+    assert resolve_config("notmnist").paper_lambda == 562.3
+    assert resolve_config("digits", "quick", steps=7).steps == 7
+    assert set(PROFILES) >= {"full", "quick", "cpu", "test"}
+    with pytest.raises(ValueError, match="profile"):
+        resolve_config("mnist", "huge")
+    with pytest.raises(ValueError, match="dataset"):
+        resolve_config("imagenet")
+    with pytest.raises(ValueError):
+        resolve_config("mnist", eps=(0.3, 0.1))
+    with pytest.raises(ValueError):
+        resolve_config("mnist", models=("distilled",))
+    cfg = resolve_config("svhn", "quick")
+    assert Ross2018Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def _synthetic_results() -> dict:
+    """Numbers shaped like a run where the paper's claims hold."""
+    eps = [0.0, 0.1, 0.3, 0.5]
+    models = list(MODEL_NAMES)
+    robust = {"normal": 0.2, "distilled": 0.25, "adv-trained": 0.4, "gradreg": 0.6, "both": 0.65, "certainty-insensitive": 0.55}
+    acc = {s: {v: [0.99] + [robust[v] if s != v else 0.1] * 3 for v in models} for s in models}
+    acc["gradreg"] = {v: [0.99, 0.3, 0.3, 0.3] for v in models}  # fools everyone equally
+    acc["normal"]["adv-trained"] = [0.99, 0.9, 0.9, 0.9]  # normal's examples: uneven
+    acc["adv-trained"]["normal"] = [0.99, 0.9, 0.9, 0.9]
+    tgsm = copy.deepcopy(acc)
+    acc["distilled"]["distilled"] = [0.99, 0.95, 0.95, 0.95]
+    tgsm["distilled"]["distilled"] = [0.99, 0.1, 0.05, 0.0]
+    unchanged = {m: [1.0, 0.0, 0.0, 0.0] for m in models}
+    unchanged["distilled"] = [1.0, 0.8, 0.8, 0.8]
+    grads = {m: {"fgsm_norm_median": 0.01, "tgsm_norm_median": 1.0, "log_prob_other_median": -12.0} for m in models}
+    grads["gradreg"] = {"fgsm_norm_median": 0.1, "tgsm_norm_median": 0.15, "log_prob_other_median": -3.0}
+    return {
+        "config": {"eps": eps},
+        "fgsm": {"accuracy": acc, "unchanged": unchanged, "masked_warnings": {"distilled": 3}},
+        "tgsm": {"accuracy": tgsm, "unchanged": unchanged, "masked_warnings": {}},
+        "gradients": grads,
+        "jsma": {"gradreg": {"judge_agreement": 0.8, "success_rate": 0.9, "mean_l0": 40},
+                 "distilled": {"judge_agreement": 0.1, "success_rate": 1.0, "mean_l0": 20}},
+        "saliency": {"normal": {"gini": 0.4}, "gradreg": {"gini": 0.6}},
+    }
+
+
+def test_claims_follow_the_numbers() -> None:
+    results = _synthetic_results()
+    assert [c["held"] for c in evaluate_claims(results)] == [True, True, True, True, True]
+    broken = copy.deepcopy(results)
+    for s in MODEL_NAMES:  # gradreg now the least robust victim
+        broken["fgsm"]["accuracy"][s]["gradreg"] = [0.99, 0.0, 0.0, 0.0]
+    broken["fgsm"]["unchanged"]["distilled"] = [1.0, 0.0, 0.0, 0.0]
+    broken["gradients"]["gradreg"]["log_prob_other_median"] = -20.0
+    broken["jsma"]["gradreg"]["judge_agreement"] = 0.0
+    broken["saliency"]["gradreg"]["gini"] = 0.1
+    held = {c["id"]: c["held"] for c in evaluate_claims(broken)}
+    assert held["1"] is False and held["3"] is False and held["4"] is False and held["5"] is False
+    partial = copy.deepcopy(results)
+    del partial["jsma"]
+    assert evaluate_claims(partial)[4]["held"] is None
