@@ -15,6 +15,7 @@ COMMANDS = [
     "train",
     "evaluate",
     "datasets",
+    "reproduce",
 ]
 
 
