@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -28,8 +30,9 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(digits_splits, tmp_path):
-    cfg = TrainConfig(steps=30, batch_size=64, seed=1, checkpoint_every=10)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_after_interruption_equals_an_uninterrupted_run(digits_splits, tmp_path, schedule):
+    cfg = TrainConfig(steps=30, batch_size=64, seed=1, checkpoint_every=10, lr_schedule=schedule)
     reference = _fresh()
     Trainer(reference, config=cfg).fit(digits_splits["train"])
 
@@ -66,6 +69,25 @@ def test_checkpoint_records_metadata(digits_splits, tmp_path):
     meta = load_checkpoint(path).meta
     assert meta["dataset"] == "digits" and meta["steps"] == 3
     assert meta["objective"] == {"name": "cross-entropy"} and "val_accuracy" in meta
+
+
+def test_cosine_schedule_decays_to_zero(digits_splits):
+    seen = []
+    model = _fresh()
+    trainer = Trainer(model, config=TrainConfig(steps=10, batch_size=32, lr=0.01, lr_schedule="cosine"))
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        trainer.fit(digits_splits["train"])
+    finally:
+        torch.optim.Adam.step = original
+    assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+    assert all(a > b for a, b in zip(seen, seen[1:]))
 
 
 def test_bad_config_is_explained():
