@@ -92,6 +92,7 @@ def classifier_section(ctx: DemoContext) -> None:
 # Each capability adds one (name, section) here; they run in order after training.
 SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("classifier", classifier_section),
+    ("defenses", __import__("underfire.experiments.demo_defenses", fromlist=["section"]).section),
 ]
 
 
