@@ -9,7 +9,7 @@ from torch import nn
 from underfire.models import ImageClassifier, Normalize, create_model
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These tests run many tiny ops; on a shared 2-core machine a second intra-op thread makes
     each op wait for a busy core (~30 ms per conv), so use one thread here and restore after."""

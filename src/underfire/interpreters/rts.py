@@ -247,11 +247,11 @@ def train_rts(model: nn.Module, data: Any, config: RTSConfig | None = None, *, t
                 p.grad = g
             opt.step()
             if step % 50 == 0 or step == cfg.steps:
-                history.append({"step": step, "loss": float(loss), "area": float(mask[~fake].mean()) if (~fake).any() else 0.0})
+                history.append({"step": step, "loss": float(loss.detach()), "area": float(mask.detach()[~fake].mean()) if (~fake).any() else 0.0})
             if bar is not None:
                 bar.update(1)
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
-                history.append({"step": step, "loss": float(loss), "stopped": 1.0})
+                history.append({"step": step, "loss": float(loss.detach()), "stopped": 1.0})
                 break
     finally:
         if bar is not None:
