@@ -93,6 +93,7 @@ def classifier_section(ctx: DemoContext) -> None:
 SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("classifier", classifier_section),
     ("defenses", __import__("underfire.experiments.demo_defenses", fromlist=["section"]).section),
+    ("attacks", __import__("underfire.experiments.demo_attacks", fromlist=["section"]).section),
 ]
 
 
