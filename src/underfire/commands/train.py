@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="learning-rate schedule (default: cosine decay to 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT/model.pt)")
+    from underfire.defenses import add_cli_arguments
+
+    add_cli_arguments(p)  # --defense, --lam, --paper-lambda, --temperature, --adv-*
     add_data(p)
     add_out(p, "runs/train")
     add_device(p)
@@ -54,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
     test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
     checkpoint = args.checkpoint or args.out / "model.pt"
-    objective = _objective(args)
-    meta = {"dataset": args.dataset, "data_seed": args.seed}
+    meta = {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
+    objective = _objective(args, config, lambda: model_for_dataset(args.model, args.dataset, **model_kwargs),
+                           train, val, device, checkpoint, meta)
     trainer = Trainer(model, objective, config, device=device, checkpoint=checkpoint, progress=True, meta=meta)
     t0 = time.perf_counter()
     result = trainer.fit(train, val)
@@ -71,5 +75,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _objective(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    return None
+def _objective(args, config, model_factory, train, val, device, checkpoint, meta):  # type: ignore[no-untyped-def]
+    """The --defense objective (distillation: its teacher is trained first, checkpoint *.teacher.pt)."""
+    from underfire.defenses import objective_from_namespace, prepare_objective
+
+    objective = objective_from_namespace(args, batch_size=config.batch_size)
+    return prepare_objective(objective, model_factory, train, val, config=config, device=device,
+                             checkpoint=checkpoint, progress=True, meta=meta)

@@ -45,7 +45,9 @@ __all__ = [
     "input_gradient_penalty",
     "names",
     "objective_from_args",
+    "objective_from_namespace",
     "paper_lambda_to_lam",
+    "prepare_objective",
     "train_defended",
 ]
 
@@ -160,6 +162,39 @@ def objective_from_namespace(args: argparse.Namespace, batch_size: int | None = 
         args.defense, lam=lam, temperature=getattr(args, "temperature", None), adv_eps=getattr(args, "adv_eps", None),
         adv_ratio=getattr(args, "adv_ratio", None), adv_steps=getattr(args, "adv_steps", None),
         adv_step_size=getattr(args, "adv_step_size", None))
+
+
+def prepare_objective(
+    objective: Any,
+    model_factory: Callable[[], nn.Module],
+    train: Dataset,
+    val: Dataset | None = None,
+    *,
+    config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    progress: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> Any:
+    """Make ``objective`` ready for :class:`~underfire.train.Trainer`: for a :class:`Distillation`
+    without a teacher, train the teacher at T first (checkpoint ``<checkpoint>.teacher.pt``,
+    resumable) and attach it; any other objective is returned unchanged.
+
+    This is what ``underfire train --defense distillation`` does before training the student.
+    """
+    if not (isinstance(objective, Distillation) and objective.teacher is None):
+        return objective
+    teacher = model_factory()
+    teacher_ckpt = None
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        teacher_ckpt = checkpoint.with_name(checkpoint.stem + ".teacher" + checkpoint.suffix)
+    Trainer(teacher, TemperatureCrossEntropy(objective.temperature), config, device=device, checkpoint=teacher_ckpt,
+            progress=progress, meta=dict(meta or {}) | {"role": "distillation-teacher"}).fit(train, val)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return Distillation(objective.temperature, teacher=teacher)
 
 
 def train_defended(
