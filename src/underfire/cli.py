@@ -17,6 +17,8 @@ COMMANDS = [
     "attack",
     "datasets",
     "reproduce",
+    "explain",
+    "train_rts",
 ]
 
 

@@ -147,7 +147,10 @@ class GradCAM(Interpreter):
 
     def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
         layer = resolve_layer(model, self.target_layer)
-        x_in = input_leaf(x, create_graph)
+        # x need not require grad when the weights do (the usual case): the backward pass then
+        # stops at the target layer's inputs' producers without an input-gradient branch.
+        needs_leaf = not any(p.requires_grad for p in model.parameters())
+        x_in = input_leaf(x, create_graph) if needs_leaf or (create_graph and x.requires_grad) else x.detach()
         with capture_layer(layer) as outs:
             scores = class_scores(model(x_in), target)
         feats = outs[-1]
