@@ -154,3 +154,19 @@ def test_target_rules(tiny_model, batch):
     rand = A.resolve_target(tiny_model, x, y, "random", generator=g)
     assert (rand != y).all() and rand.min() >= 0 and rand.max() < 10
     assert A.resolve_target(tiny_model, x, y, None) is None
+
+
+@pytest.mark.parametrize("key", list(FACTORIES))
+def test_config_is_json_and_rebuilds(key):
+    import json
+
+    attack = FACTORIES[key]()
+    config = json.loads(json.dumps(attack.config()))
+    assert config["name"] == attack.name
+    if attack.name not in ("substitute",):
+        rebuilt = A.create(attack.name, **{k: v for k, v in config.items() if k in _params(attack)})
+        assert rebuilt.config() == attack.config()
+
+
+def _params(attack: Attack) -> set[str]:
+    return set(inspect.signature(type(attack)).parameters)

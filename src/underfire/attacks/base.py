@@ -285,12 +285,23 @@ class Attack:
         other.eps = float(eps)
         return other
 
+    def _settings(self) -> dict[str, Any]:
+        # constructor settings: not private, not fitted state (trailing "_"), not derived flags
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")
+                and k not in ("deterministic", "queries", "agreement")}
+
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, for results files and reports."""
-        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+        """The constructor arguments as JSON-ready values, for results files and reports."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, Attack):
+                return v.config()
+            if v is None or isinstance(v, (bool, int, float, str)):
+                return v
+            return getattr(v, "__qualname__", None) or type(v).__name__
+        return {"name": self.name, **{k: plain(v) for k, v in self._settings().items()}}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings().items())
         return f"{type(self).__name__}({args})"
 
     def _generator(self, device: torch.device) -> torch.Generator | None:
