@@ -155,3 +155,21 @@ def test_attacks_on_mnist(shared_data):
     assert clean > 0.85
     assert accuracy(model, FGSM(eps=0.25)(model, test.x, test.y), test.y) < clean - 0.3
     assert accuracy(model, PGD(eps=0.25, steps=7, seed=0)(model, test.x, test.y), test.y) < 0.2
+
+
+def test_check_gradient_symptoms():
+    from underfire.attacks import check_gradient
+
+    grads = torch.ones(4, 1, 2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_gradient(grads, "X")  # healthy: silent
+    grads[1] = 1e-35
+    grads[2] = 0.0
+    grads[3, 0, 0, 0] = float("nan")
+    with pytest.warns(GradientMaskingWarning) as seen:
+        check_gradient(grads, "X")
+    messages = " | ".join(str(w.message) for w in seen)
+    assert "1 of 4 input gradients underflow" in messages
+    assert "1 of 4 input gradients are all zero" in messages
+    assert "1 of 4 input gradients contain NaN" in messages

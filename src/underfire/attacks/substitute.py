@@ -53,6 +53,10 @@ class SubstituteAttack(Attack):
         batch_size, lr: substitute training (Adam).
         seed: seeds the substitute's initialization and shuffling (the global RNG is left alone).
 
+    The substitute is fitted once per victim: by :meth:`fit`, or on the first ``n_seed``
+    images of the first batch attacked (the adversary's own inputs); later calls against
+    the same victim reuse it, so an ε sweep trains it once.
+
     Attributes (after fitting):
         substitute_: the trained substitute. queries: oracle queries spent on labeling
         (|S_ρ| for the final ρ). agreement: fraction of the last set on which the substitute
