@@ -87,8 +87,8 @@ class CW(Attack):
                 f = margin_loss(logits, labels, targeted=targeted, kappa=self.kappa)
                 loss = l2 + const * f
                 (grad,) = torch.autograd.grad(loss.sum(), w)
-                if bs == 0 and step == 0:
-                    check_gradient(grad, "CW", stacklevel=6)
+                if bs == 0 and step == 0:  # samples already at the goal have f = −κ and no gradient
+                    check_gradient(grad[f.detach() > -self.kappa], "CW", stacklevel=6)
                 with torch.no_grad():
                     # Record the point just evaluated (success judged with κ, as the authors do).
                     adj = logits.clone()
