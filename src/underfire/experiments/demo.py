@@ -94,6 +94,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("classifier", classifier_section),
     ("defenses", __import__("underfire.experiments.demo_defenses", fromlist=["section"]).section),
     ("attacks", __import__("underfire.experiments.demo_attacks", fromlist=["section"]).section),
+    ("interpreters", __import__("underfire.experiments.demo_interpreters", fromlist=["section"]).section),
 ]
 
 
