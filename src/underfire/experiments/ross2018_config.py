@@ -30,10 +30,11 @@ MODEL_NAMES = ("normal", "distilled", "adv-trained", "gradreg", "both", "certain
 DATASETS = ("mnist", "notmnist", "digits", "svhn", "fashion-mnist")
 
 #: λ chosen by the authors on validation (batch-averaged convention, batch 256). digits and
-#: fashion-mnist are not in the paper: project choices (digits: an 8×8 image has 12× fewer
-#: pixels, so a larger λ gives a comparable penalty; fashion-mnist: MNIST's value / 10,
-#: as its gradients are larger and accuracy suffers more).
-PAPER_LAMBDA = {"mnist": 56_234.0, "notmnist": 562.3, "svhn": 10_000.0, "digits": 1_000.0, "fashion-mnist": 5_623.0}
+#: fashion-mnist are not in the paper: project choices, not tuned on validation (digits: 512,
+#: i.e. lam = 1 per example, which keeps clean accuracy within a few points of the normal
+#: model in the quick profile; fashion-mnist: MNIST's value / 10, as its clean accuracy
+#: suffers more from a strong penalty).
+PAPER_LAMBDA = {"mnist": 56_234.0, "notmnist": 562.3, "svhn": 10_000.0, "digits": 512.0, "fashion-mnist": 5_623.0}
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "cpu": {"steps": 250, "batch_size": 128, "lr": 1e-3, "n_eval": 500, "eval_batch": 250, "substitute_epochs": 5,
             "n_saliency": 6},
-    "quick": {"steps": 250, "batch_size": 64, "lr": 2e-3, "n_eval": 359, "substitute_epochs": 10},
+    "quick": {"steps": 250, "batch_size": 64, "lr": 2e-3, "n_eval": 359, "substitute_rounds": 5, "substitute_epochs": 4},
     "test": {"steps": 30, "batch_size": 64, "lr": 3e-3, "hidden": 64, "n_train": 400, "n_eval": 80,
              "substitute_seed_size": 40, "substitute_rounds": 2, "substitute_epochs": 3, "eps": (0.0, 0.2, 0.4),
              "n_saliency": 3, "jsma_gamma": 0.25},
