@@ -162,3 +162,17 @@ def test_registry_adversarial_entries_use_the_attack_library() -> None:
     model = _tiny(5)
     x, y = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
     assert torch.isfinite(both(model, x, y))
+
+
+def test_pgd_adversarial_training_entry() -> None:
+    attacks = pytest.importorskip("underfire.attacks")
+    if not hasattr(attacks, "PGD"):
+        pytest.skip("underfire.attacks.PGD not available yet")
+    obj = defenses.create("pgd-adversarial", adv_eps=0.2, adv_steps=3)
+    assert isinstance(obj.attack, attacks.PGD) and obj.ratio == 1.0 and obj.labels == "true"
+    assert obj.config()["attack"]["eps"] == 0.2
+    model = _tiny(6)
+    x, y = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
+    loss = obj(model, x, y)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
