@@ -150,8 +150,8 @@ class Interpreter:
         grads = [(p, p.grad) for p in model.parameters()]
         model.eval()
         try:
-            # x itself is never written to; when no graph to the caller's x is wanted, work on a
-            # fresh leaf so nothing leaks into the caller's autograd graph.
+            # x itself is never written to; subclasses differentiate w.r.t. input_leaf(x, ...), a
+            # detached copy unless the caller asked for a graph to its own x (create_graph).
             yield x
         finally:
             for m, training in modes:
