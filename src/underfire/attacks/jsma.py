@@ -69,7 +69,7 @@ class JSMA(Attack):
     name = "jsma"
     iterative = True
 
-    def __init__(self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**24) -> None:
+    def __init__(self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**22) -> None:
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not (0 < abs(theta) <= 1):
             raise ValueError(f"theta must be a nonzero number in [-1, 1], got {theta!r}")
         if not isinstance(gamma, (int, float)) or not (0 < gamma <= 1):

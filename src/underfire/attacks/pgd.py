@@ -76,6 +76,8 @@ class PGD(Attack):
         self.norm = check_norm(norm)
         self.random_start = bool(random_start)
         self.restarts = check_int(restarts, "restarts", minimum=1)
+        if self.restarts > 1 and not self.random_start:
+            raise ValueError("restarts > 1 repeats the same run without a random start; set random_start=True")
         self.early_stop = bool(early_stop)
         self.seed = check_seed(seed)
         self.deterministic = not self.random_start  # type: ignore[misc]
