@@ -19,7 +19,6 @@ Outputs in ``out``: ``config.json`` (the resolved configuration), ``results.json
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ from underfire._version import __version__
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
 from underfire.experiments.ross2018_claims import evaluate_claims
-from underfire.experiments.ross2018_config import MODEL_NAMES, Ross2018Config, resolve_config
+from underfire.experiments.ross2018_config import Ross2018Config, resolve_config
 from underfire.experiments.ross2018_eval import (
     blackbox_accuracy,
     gradient_statistics,
