@@ -122,7 +122,8 @@ def robust_accuracy(
 
     Returns:
         dict with ``attack`` (its config), ``eps``, ``accuracy`` (per ε), ``success_rate``
-        (per ε: misclassified, or classified as the target when targeted), ``clean_accuracy``,
+        (per ε: misclassified, or classified as the target when targeted; with the
+        "random" rule, misclassified), ``clean_accuracy``,
         ``n``, and ``examples`` ({"x", "y", "x_adv": (len(eps), k, C, H, W)}) when asked.
     """
     x_all, y_all = _tensors(data)
@@ -148,7 +149,8 @@ def robust_accuracy(
             else:
                 if t_res is None:
                     t_res = _resolved_target(attack, model, x, y, t)
-                success[i] += int((pred == t_res).sum())
+                # random targets were drawn inside the attack: count misclassification instead
+                success[i] += int((pred != y).sum()) if t_res.numel() == 0 else int((pred == t_res).sum())
             if keep_examples > sum(k.shape[0] for k in kept[i]):
                 kept[i].append(x_adv[: keep_examples - sum(k.shape[0] for k in kept[i])].detach().cpu())
         if check and first:
@@ -176,8 +178,8 @@ def robust_accuracy(
 
 def _resolved_target(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> torch.Tensor:
     rule = t if t is not None else attack.default_target
-    if rule == "random":  # the attack drew its own targets; success is then "misclassified"
-        return torch.full_like(y, -1)
+    if rule == "random":  # the attack drew its own targets: an empty tensor says "unknown"
+        return y.new_empty(0)
     with torch.no_grad():
         was = model.training
         model.eval()

@@ -126,3 +126,9 @@ def test_bad_data_is_rejected(setup):
         robust_accuracy(model, FGSM(), [1, 2, 3])
     with pytest.raises(ValueError, match="empty"):
         robust_accuracy(model, FGSM(), (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))
+
+
+def test_random_targets_count_misclassification(setup):
+    model, data = setup
+    r = robust_accuracy(model, FGSM(), data, eps=[0.3], target="random")
+    assert r["success_rate"][0] == pytest.approx(1 - r["accuracy"][0]) and r["success_rate"][0] > 0
