@@ -82,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     eps = result["eps"]
     rows = [{"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
             for e, a, s in zip(eps, result["accuracy"], result["success_rate"])]
-    print(f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f})")
+    if hasattr(attack, "queries"):  # black-box: report the oracle's cost
+        result["oracle_queries"] = int(attack.queries)
+        result["substitute_agreement"] = float(attack.agreement)
+    extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
+    print(f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})")
     print_table(rows)
 
     out: Path = args.out
