@@ -20,7 +20,6 @@ Pure helpers for the math (losses, projections, gradient soundness) live here to
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -348,8 +347,3 @@ def check_target_rule(rule: str | None) -> str | None:
         raise ValueError(f"target rule must be None or one of {TARGET_RULES}, got {rule!r}")
     return rule
 
-
-def finite_or_raise(value: float, name: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
