@@ -65,6 +65,19 @@ def test_bim_equals_torchattacks(tiny_model, xy):
     torch.testing.assert_close(BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y), ref, atol=1e-6, rtol=0)
 
 
+def test_targeted_bim_and_pgd_equal_torchattacks(tiny_model, xy):
+    x, y = xy
+    t = (y + 1) % 10
+    atk = torchattacks.BIM(tiny_model, eps=0.1, alpha=0.03, steps=5)
+    atk.set_mode_targeted_by_label(quiet=True)
+    torch.testing.assert_close(BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y, target="next"), atk(x, t),
+                               atol=1e-6, rtol=0)
+    atk = torchattacks.PGD(tiny_model, eps=0.1, alpha=0.02, steps=8, random_start=False)
+    atk.set_mode_targeted_by_label(quiet=True)
+    ours = PGD(eps=0.1, step_size=0.02, steps=8, random_start=False)(tiny_model, x, y, target=t)
+    torch.testing.assert_close(ours, atk(x, t), atol=1e-6, rtol=0)
+
+
 def test_pgd_l2_equals_torchattacks(tiny_model, xy):
     x, y = xy
     ref = torchattacks.PGDL2(tiny_model, eps=0.8, alpha=0.2, steps=10, random_start=False)(x, y)
