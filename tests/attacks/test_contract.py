@@ -11,7 +11,7 @@ import underfire.attacks as A
 from underfire.attacks import JSMA, PGD, Attack
 from underfire.registry import UnknownNameError
 
-from attack_cases import FACTORIES
+from .attack_cases import FACTORIES
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
