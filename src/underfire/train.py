@@ -208,6 +208,9 @@ class Trainer:
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         cfg = self.config
+        info = getattr(train, "info", None)
+        if info is not None and "dataset" not in self.meta:
+            self.meta["dataset"] = info.name  # so evaluate/attack can find the data later
         n = len(train)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError("the training set is empty")

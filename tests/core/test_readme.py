@@ -1,0 +1,16 @@
+"""The README's Python examples run as written (in a scratch folder)."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks, "README has no Python example"
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), str(README), "exec"), namespace)
+    assert (tmp_path / "digits.pt").exists()
+    assert namespace["maps"].shape == (64, 1, 8, 8)
