@@ -14,8 +14,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("UNDERFIRE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-# Two cores are shared by the suite: keep intra-op threads modest and runs reproducible.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread for the whole suite: the tests run tiny models, where a second OpenMP
+# thread gains nothing, and on a busy 2-core machine oversubscription made steps up to 60×
+# slower. Tests that set threads themselves restore this value.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

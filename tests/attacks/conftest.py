@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
@@ -23,24 +21,6 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.randint(0, 10, (6,), generator=g)
 
 
-@contextlib.contextmanager
-def threads(n: int):
-    """Run with n intra-op threads. On a shared, oversubscribed 2-core machine two OpenMP
-    threads spin against each other and a tiny CNN's step takes ~60× longer than with one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with threads(1):
-        yield
-
-
 @pytest.fixture(scope="session")
 def trained_digits():
     """(model, test split): a ross-cnn (hidden 128) trained on digits for 6 epochs, ~98% test
@@ -48,8 +28,7 @@ def trained_digits():
     from underfire.data import load_dataset
     from underfire.train import TrainConfig, Trainer
 
-    with threads(1):
-        torch.manual_seed(0)
-        model = model_for_dataset("ross-cnn", "digits", hidden=128)
-        Trainer(model, config=TrainConfig(epochs=6, batch_size=64, lr=2e-3, seed=0)).fit(load_dataset("digits", "train"))
+    torch.manual_seed(0)
+    model = model_for_dataset("ross-cnn", "digits", hidden=128)
+    Trainer(model, config=TrainConfig(epochs=6, batch_size=64, lr=2e-3, seed=0)).fit(load_dataset("digits", "train"))
     return model.eval(), load_dataset("digits", "test")

@@ -16,14 +16,15 @@ FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.pn
            "fig5_jsma_distilled.png", "fig5_jsma_gradreg.png", "saliency.png"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+# "test" is seconds; "--quick" is the documented CPU profile, run as users run it (~1.5 min).
+@pytest.fixture(scope="module", params=[["--profile", "test"], ["--quick"]], ids=["test-profile", "quick"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from underfire.cli import main
 
     out = tmp_path_factory.mktemp("ross2018")
     threads = torch.get_num_threads()
     try:  # one thread: tiny models, and a shared 2-core CI machine punishes OpenMP oversubscription
-        code = main(["reproduce", "ross2018", "--dataset", "digits", "--profile", "test", "--out", str(out),
+        code = main(["reproduce", "ross2018", "--dataset", "digits", *request.param, "--out", str(out),
                      "--device", "cpu", "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
@@ -65,7 +66,7 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
     assert all(c["held"] in (True, False) for c in claims[:4])
     assert all(c["rule"] and c["evidence"] for c in claims)
     config = json.loads((out / "config.json").read_text())
-    assert Ross2018Config.from_dict(config) == resolve_config("digits", "test")
+    assert Ross2018Config.from_dict(config) == resolve_config("digits", config["profile"])
     report = (out / "report.md").read_text()
     for c in claims:
         assert f"**Claim {c['id']}**" in report
@@ -77,7 +78,7 @@ def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
     from underfire.train import evaluate
 
     out, first = run
-    cfg = resolve_config("digits", "test")
+    cfg = resolve_config("digits", json.loads((out / "config.json").read_text())["profile"])
     stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
     train, val, test = load_data(cfg)
     models, info = train_models(cfg, train, val, out, device=torch.device("cpu"))

@@ -9,16 +9,6 @@ from torch import nn
 from underfire.models import ImageClassifier, Normalize, create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many tiny ops; on a shared 2-core machine a second intra-op thread makes
-    each op wait for a busy core (~30 ms per conv), so use one thread here and restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TinyGapNet(ImageClassifier):
     """conv → tanh → conv (target layer, pre-activation) → ReLU → GAP → FC.
 
@@ -69,8 +59,5 @@ def digits_small(digits_splits):
     from underfire.train import TrainConfig, Trainer
 
     model = model_for_dataset("ross-cnn", "digits", hidden=64)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     Trainer(model, config=TrainConfig(epochs=8, batch_size=64, lr=2e-3, seed=0)).fit(digits_splits["train"])
-    torch.set_num_threads(before)
     return model.eval()

@@ -29,6 +29,25 @@ def device_of(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
 
+def checkpoint_and_data(args: argparse.Namespace, split: str):  # type: ignore[no-untyped-def]
+    """Load ``args.checkpoint`` on the chosen device and the split it is evaluated on.
+
+    The dataset is ``args.dataset`` or the one the checkpoint records, with the checkpoint's
+    data seed, so the test split is the one held out during its training.
+    Returns ``(checkpoint, dataset_name, data)``.
+    """
+    from underfire.checkpoint import load_checkpoint
+    from underfire.cli import CommandError
+    from underfire.data import load_dataset
+
+    ckpt = load_checkpoint(args.checkpoint, device_of(args))
+    dataset = getattr(args, "dataset", None) or ckpt.meta.get("dataset")
+    if not dataset:
+        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
+    data = load_dataset(dataset, split, args.data_root, download=args.download, seed=int(ckpt.meta.get("data_seed", 0)))
+    return ckpt, dataset, data
+
+
 def float_list(text: str) -> list[float]:
     """'0.1,0.2,0.3' → [0.1, 0.2, 0.3] (an argparse type)."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, add_out, device_of, float_list, positive_int, print_table, say
+from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, float_list, positive_int, print_table, say
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,20 +60,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from underfire import _io
-    from underfire.checkpoint import load_checkpoint
-    from underfire.cli import CommandError
-    from underfire.data import load_dataset
     from underfire.plotting import new_figure, save_figure
     from underfire.robustness import robust_accuracy
 
-    device = device_of(args)
     attack = _build(args)
-    ckpt = load_checkpoint(args.checkpoint, device)
-    dataset = args.dataset or ckpt.meta.get("dataset")
-    if not dataset:
-        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
-    data = load_dataset(dataset, args.split, args.data_root, download=args.download,
-                        seed=int(ckpt.meta.get("data_seed", 0))).subset(args.n)
+    ckpt, dataset, data = checkpoint_and_data(args, args.split)
+    data = data.subset(args.n)
     torch.manual_seed(args.seed)
     say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
     result = robust_accuracy(ckpt.model.eval(), attack, data, eps=args.eps, target=args.target,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, device_of
+from underfire.commands._common import add_data, add_device, checkpoint_and_data, device_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,18 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from underfire.checkpoint import load_checkpoint
-    from underfire.cli import CommandError
-    from underfire.data import load_dataset
     from underfire.train import evaluate
 
     device = device_of(args)
-    ckpt = load_checkpoint(args.checkpoint, device)
-    dataset = args.dataset or ckpt.meta.get("dataset")
-    if not dataset:
-        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
-    data = load_dataset(dataset, args.split, args.data_root, download=args.download,
-                        seed=int(ckpt.meta.get("data_seed", 0)))
+    ckpt, dataset, data = checkpoint_and_data(args, args.split)
     metrics = evaluate(ckpt.model, data, device=device)
     print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split} | metrics, indent=2))
     return 0

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from underfire.commands._common import add_data, add_device, add_out, device_of, positive_int, say
+from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, device_of, positive_int, say
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,20 +58,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from underfire import _io
-    from underfire.checkpoint import load_checkpoint
     from underfire.cli import CommandError
-    from underfire.data import load_dataset
 
     names = [s.strip().lower() for s in args.interpreter.split(",") if s.strip()]
     if not names:
         raise CommandError("--interpreter needs at least one name")
     device = device_of(args)
-    ckpt = load_checkpoint(args.checkpoint, device)
+    ckpt, dataset, data = checkpoint_and_data(args, args.split)
     model = ckpt.model
-    dataset = args.dataset or ckpt.meta.get("dataset")
-    if not dataset:
-        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
-    data = load_dataset(dataset, args.split, args.data_root, download=args.download, seed=int(ckpt.meta.get("data_seed", 0)))
     interpreters = build_interpreters(names, args)
     n = min(args.n, len(data))
     x = torch.stack([data[i][0] for i in range(n)]).to(device)

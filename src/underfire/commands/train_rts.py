@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, add_out, device_of, positive_float, positive_int, say
+from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, device_of, positive_float, positive_int, say
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,19 +35,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from underfire import _io
-    from underfire.checkpoint import load_checkpoint
     from underfire.cli import CommandError
     from underfire.data import ImageDataset, load_dataset
     from underfire.interpreters import RTSConfig, evaluate_rts, train_rts
 
     device = device_of(args)
-    ckpt = load_checkpoint(args.checkpoint, device)
-    dataset = args.dataset or ckpt.meta.get("dataset")
-    if not dataset:
-        raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
-    seed = int(ckpt.meta.get("data_seed", 0))
-    train = load_dataset(dataset, "train", args.data_root, download=args.download, seed=seed)
-    test = load_dataset(dataset, "test", args.data_root, download=args.download, seed=seed)
+    ckpt, dataset, train = checkpoint_and_data(args, "train")
+    test = load_dataset(dataset, "test", args.data_root, seed=int(ckpt.meta.get("data_seed", 0)))
     if not isinstance(train, ImageDataset):
         raise CommandError(f"train-rts needs an in-memory dataset; {dataset} is read from disk per image")
     config = RTSConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, area=args.area, tv=args.tv,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
 
 from underfire.models.base import ImageClassifier, Normalize
 
