@@ -152,9 +152,8 @@ def test_registry_and_cli_arguments() -> None:
 
 
 def test_registry_adversarial_entries_use_the_attack_library() -> None:
-    attacks = pytest.importorskip("underfire.attacks")
-    if not hasattr(attacks, "FGSM"):
-        pytest.skip("underfire.attacks.FGSM not available yet")
+    from underfire import attacks
+
     adv = defenses.create("adversarial", adv_eps=0.25)
     assert isinstance(adv.attack, attacks.FGSM) and adv.labels == "predicted" and adv.ratio == 0.5
     both = defenses.create("both", lam=2.0)
@@ -165,9 +164,8 @@ def test_registry_adversarial_entries_use_the_attack_library() -> None:
 
 
 def test_pgd_adversarial_training_entry() -> None:
-    attacks = pytest.importorskip("underfire.attacks")
-    if not hasattr(attacks, "PGD"):
-        pytest.skip("underfire.attacks.PGD not available yet")
+    from underfire import attacks
+
     obj = defenses.create("pgd-adversarial", adv_eps=0.2, adv_steps=3)
     assert isinstance(obj.attack, attacks.PGD) and obj.ratio == 1.0 and obj.labels == "true"
     assert obj.config()["attack"]["eps"] == 0.2
