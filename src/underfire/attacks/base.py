@@ -247,11 +247,7 @@ class Attack:
         Returns:
             (N, C, H, W) adversarial examples, detached, same dtype and device as ``x``.
         """
-        check_images(x)
-        check_labels(y, x.shape[0])
-        check_same_device(model, x, y)
-        if target is None:
-            target = self.default_target
+        target = self._check_call(model, x, y, target)
         x0 = x.detach()
         if x0.shape[0] == 0:
             return x0.clone()
@@ -261,6 +257,15 @@ class Attack:
             return self._finalize(x0, x_adv)
 
     # -- hooks -------------------------------------------------------------------------
+
+    def _check_call(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None
+    ) -> torch.Tensor | str | None:
+        """Validate a call's data; returns ``target`` with the attack's default rule applied."""
+        check_images(x)
+        check_labels(y, x.shape[0])
+        check_same_device(model, x, y)
+        return self.default_target if target is None else target
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         """Return x_adv for clean ``x`` (do not modify it in place). ``target`` None = untargeted."""

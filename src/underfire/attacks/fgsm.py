@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from underfire._validation import check_images, check_labels, check_positive, check_same_device
+from underfire._validation import check_positive
 from underfire.attacks.base import Attack, _ModelGuard, check_gradient, check_target_rule, loss_gradient, resolve_target
 
 __all__ = ["FGSM", "TGSM"]
@@ -57,11 +57,7 @@ class FGSM(Attack):
     ) -> Iterator[torch.Tensor]:
         """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
         eps = [check_positive(e, "eps", allow_zero=True) for e in eps]
-        check_images(x)
-        check_labels(y, x.shape[0])
-        check_same_device(model, x, y)
-        if target is None:
-            target = self.default_target
+        target = self._check_call(model, x, y, target)
         x0 = x.detach()
         with _ModelGuard(model):
             t = resolve_target(model, x0, y, target)
