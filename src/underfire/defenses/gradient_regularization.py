@@ -18,6 +18,12 @@ so ``lam = λ_paper / (2·N)``; the paper's MNIST λ = 56,234 at N = 256 is ``la
 (evaluation-mode batch norm) ``g_i = ∂CE_i/∂x_i``; in training mode, batch norm couples the
 examples of a batch and ``g_i`` is the gradient of the batch's summed loss, as in the
 authors' code.
+
+Cost: training-mode batch-norm layers run through
+:func:`underfire.batchnorm_double_backward.fast_batch_norm_double_backward` while the penalty's
+graph is built, an exact closed-form second derivative that replaces PyTorch's generic one
+(on the Ross CNN this brings a step from about 3× to about 2.3× a plain one on a CPU;
+``bench/training.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from underfire.batchnorm_double_backward import fast_batch_norm_double_backward
 
 __all__ = ["GradientRegularization", "input_gradient_penalty", "paper_lambda_to_lam"]
 
@@ -63,6 +71,7 @@ def input_gradient_penalty(
     *,
     certainty_insensitive: bool = False,
     create_graph: bool = True,
+    fast_batch_norm: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy, squared input-gradient norms and the input gradients, in one forward.
 
@@ -74,13 +83,20 @@ def input_gradient_penalty(
             distribution instead of the true labels (the variant in Ross & Doshi-Velez's code).
         create_graph: keep the graph of the gradient so the penalty can be trained on
             (double backpropagation).
+        fast_batch_norm: differentiate training-mode batch norm twice with underfire's
+            closed-form second derivative (same values, several times cheaper) instead of
+            PyTorch's generic one.
 
     Returns:
         ``(ce, sq_norms, grad)``: mean cross-entropy on the true labels (scalar),
         ``‖g_i‖²`` per example (N,), and ``g`` (N, C, H, W).
     """
     x = x.detach().requires_grad_(True)
-    logits = model(x)
+    if create_graph and fast_batch_norm:
+        with fast_batch_norm_double_backward(model):
+            logits = model(x)
+    else:
+        logits = model(x)
     ce = F.cross_entropy(logits, y)
     penalized = ce * y.numel() if not certainty_insensitive else _per_example_loss(logits, y, True).sum()
     (grad,) = torch.autograd.grad(penalized, x, create_graph=create_graph)
@@ -99,17 +115,21 @@ class GradientRegularization:
         lam: weight of the penalty (per-example convention), ≥ 0.
         certainty_insensitive: penalize the gradient of the cross-entropy against the uniform
             label distribution (insensitive to the true label) instead of the true labels.
+        fast_batch_norm: use underfire's closed-form batch-norm second derivative (default;
+            exact, see the module docstring); ``False`` uses PyTorch's generic one.
 
     Example:
         >>> objective = GradientRegularization.from_paper(56_234, batch_size=256)
         >>> loss = objective(model, x, y); loss.backward()
     """
 
-    def __init__(self, lam: float = 100.0, *, certainty_insensitive: bool = False) -> None:
+    def __init__(self, lam: float = 100.0, *, certainty_insensitive: bool = False,
+                 fast_batch_norm: bool = True) -> None:
         if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lam must be a finite number ≥ 0, got {lam!r}")
         self.lam = float(lam)
         self.certainty_insensitive = bool(certainty_insensitive)
+        self.fast_batch_norm = bool(fast_batch_norm)
         self.name = "certainty-insensitive" if certainty_insensitive else "gradreg"
 
     @classmethod
@@ -119,7 +139,8 @@ class GradientRegularization:
 
     def terms(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two terms separately: ``{"ce", "penalty", "loss"}`` (penalty already unweighted)."""
-        ce, sq_norms, _ = input_gradient_penalty(model, x, y, certainty_insensitive=self.certainty_insensitive)
+        ce, sq_norms, _ = input_gradient_penalty(model, x, y, certainty_insensitive=self.certainty_insensitive,
+                                               fast_batch_norm=self.fast_batch_norm)
         penalty = sq_norms.mean()
         return {"ce": ce, "penalty": penalty, "loss": ce + self.lam * penalty}
 
