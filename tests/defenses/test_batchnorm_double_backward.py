@@ -16,15 +16,16 @@ from underfire.defenses import GradientRegularization
 from underfire.models import create_model
 
 SHAPES = [(4, 3, 5, 5), (6, 3), (3, 2, 7)]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _inputs(shape: tuple[int, ...], affine: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def _inputs(shape: tuple[int, ...], affine: bool, seed: int = 0, device: str = "cpu") -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+    x = torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_()
     if not affine:
         return (x,)
-    w = torch.randn(shape[1], generator=g, dtype=torch.float64).requires_grad_()
-    b = torch.randn(shape[1], generator=g, dtype=torch.float64).requires_grad_()
+    w = torch.randn(shape[1], generator=g, dtype=torch.float64).to(device).requires_grad_()
+    b = torch.randn(shape[1], generator=g, dtype=torch.float64).to(device).requires_grad_()
     return x, w, b
 
 
@@ -41,12 +42,13 @@ def test_first_and_second_derivatives_pass_gradcheck_in_float64(shape: tuple[int
     assert gradgradcheck(f, inputs)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_second_derivatives_equal_pytorchs_generic_double_backward(shape: tuple[int, ...]) -> None:
-    x, w, b = _inputs(shape, affine=True)
+def test_second_derivatives_equal_pytorchs_generic_double_backward(shape: tuple[int, ...], device: str) -> None:
+    x, w, b = _inputs(shape, affine=True, device=device)
     g = torch.Generator().manual_seed(1)
-    upstream = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
-    weight_of_dx = torch.randn(*shape, generator=g, dtype=torch.float64)
+    upstream = torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    weight_of_dx = torch.randn(*shape, generator=g, dtype=torch.float64).to(device)
     results = []
     for bn in (lambda: batch_norm_train(x, w, b, eps=1e-5), lambda: F.batch_norm(x, None, None, w, b, True, 0.1, 1e-5)):
         y = bn()
