@@ -12,7 +12,8 @@ import torch
 from underfire.experiments.ross2018_claims import evaluate_claims
 from underfire.experiments.ross2018_config import MODEL_NAMES, PROFILES, Ross2018Config, resolve_config
 
-FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.png", "fig4_gradient_norms.png",
+FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.png", "fig3b_itgsm_transfer.png",
+           "fig4_gradient_norms.png",
            "fig5_jsma_distilled.png", "fig5_jsma_gradreg.png", "saliency.png"]
 
 
@@ -44,7 +45,7 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
     eps = results["config"]["eps"]
     assert set(results["clean"]) == set(MODEL_NAMES)
     assert all(0 <= v["accuracy"] <= 1 for v in results["clean"].values())
-    for attack in ("fgsm", "tgsm"):
+    for attack in ("fgsm", "tgsm", "itgsm"):
         acc = results[attack]["accuracy"]
         assert set(acc) == set(MODEL_NAMES) and all(set(acc[s]) == set(MODEL_NAMES) for s in acc)
         for s in acc:
@@ -54,6 +55,8 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
                 assert acc[s][v][0] == pytest.approx(acc[v][v][0])
         # white-box FGSM on the normal model must hurt at the largest ε
         assert acc["normal"]["normal"][-1] < acc["normal"]["normal"][0]
+    # the iterated TGSM is at least as strong as the single step against an undefended model
+    assert results["itgsm"]["accuracy"]["normal"]["normal"][-1] <= results["tgsm"]["accuracy"]["normal"]["normal"][-1] + 0.05
     for m in MODEL_NAMES:
         assert len(results["blackbox"][m]["black_box"]) == len(eps)
         g = results["gradients"][m]
@@ -70,6 +73,7 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
     report = (out / "report.md").read_text()
     for c in claims:
         assert f"**Claim {c['id']}**" in report
+    assert "Iterated TGSM" in report
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
 
@@ -149,3 +153,14 @@ def test_claims_follow_the_numbers() -> None:
     partial = copy.deepcopy(results)
     del partial["jsma"]
     assert evaluate_claims(partial)[4]["held"] is None
+
+
+def test_iterated_attack_is_targeted_only() -> None:
+    from underfire.experiments.ross2018_eval import transfer_accuracy
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match="only for the targeted"):
+        transfer_accuracy({"m": model}, x, y, [0.0, 0.1], iterations=5)
+    result = transfer_accuracy({"m": model}, x, y, [0.0, 0.3], targeted=True, iterations=4)
+    assert len(result["accuracy"]["m"]["m"]) == 2

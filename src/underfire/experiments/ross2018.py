@@ -3,7 +3,7 @@ of Deep Neural Networks by Regularizing their Input Gradients" (AAAI 2018).
 
 Trains six models of the paper's CNN (normal, defensively distilled, FGSM-adversarially
 trained, input-gradient regularized, both, certainty-insensitive) and evaluates them:
-clean accuracy; FGSM and TGSM white-box and transferred (Figs. 1, 3); white-box vs
+clean accuracy; FGSM, TGSM and iterated TGSM, white-box and transferred (Figs. 1, 3); white-box vs
 substitute black-box (Fig. 2); input-gradient norms and log-probabilities (Fig. 4); JSMA
 grids (Fig. 5); input-gradient saliency; and each qualitative claim decided by a stated
 rule (:mod:`underfire.experiments.ross2018_claims`).
@@ -219,7 +219,7 @@ def run_ross2018(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=2 * len(models) + len(models) + 4, desc="evaluate", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=3 * len(models) + len(models) + 4, desc="evaluate", unit="step", dynamic_ncols=True)
 
     def tick() -> None:
         if bar is not None:
@@ -236,6 +236,9 @@ def run_ross2018(
         eps = list(cfg.eps)
         results["fgsm"] = transfer_accuracy(models, x, y, eps, batch_size=cfg.eval_batch, tick=tick)
         results["tgsm"] = transfer_accuracy(models, x, y, eps, targeted=True, batch_size=cfg.eval_batch, tick=tick)
+        log(f"iterated TGSM ({cfg.itgsm_steps} steps) transfer matrix")
+        results["itgsm"] = transfer_accuracy(models, x, y, eps, targeted=True, iterations=cfg.itgsm_steps,
+                                             batch_size=cfg.eval_batch, tick=tick)
         timings["transfer"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
@@ -349,13 +352,17 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
     r.table([{"model": LABELS[m], "test accuracy": v["accuracy"], "val accuracy": v["val_accuracy"],
               "train s": results["training"][m]["seconds"]} for m, v in results["clean"].items()])
 
-    for attack, fig_key, title in (("fgsm", "fgsm", "FGSM (paper Fig. 1)"), ("tgsm", "tgsm", "TGSM (paper Fig. 3)")):
+    sections = [("fgsm", "FGSM (paper Fig. 1)"), ("tgsm", "TGSM (paper Fig. 3)"),
+                ("itgsm", f"Iterated TGSM, {cfg.itgsm_steps} steps of ε/{cfg.itgsm_steps}")]
+    for attack, title in sections:
+        if attack not in results:
+            continue
         r.section(f"{title}: white-box and transferred accuracy")
         acc = results[attack]["accuracy"]
         r.table([{"model": LABELS[m], **{f"ε={e:g}": acc[m][m][i] for i, e in enumerate(eps)}} for m in acc])
         r.text("White-box accuracy above (diagonal of the transfer matrix); the figure has one panel per "
                "source model and one line per victim.")
-        r.figure(figs[fig_key], f"{attack.upper()} accuracy vs ε, one panel per source model")
+        r.figure(figs[attack], f"{title}: accuracy vs ε, one panel per source model")
         mid = [i for i, e in enumerate(eps) if e > 0][: 3]
         rows = []
         for s in acc:

@@ -54,6 +54,8 @@ class Ross2018Config:
         adv_eps: FGSM ε of adversarial training (the paper: 0.3).
         adv_ratio: weight of the adversarial term (the paper: ½).
         eps: the ε grid of the FGSM/TGSM evaluation (the paper: 0, 0.1, …, 0.7).
+        itgsm_steps: steps of the iterated TGSM (BIM toward t = (y+1) mod K, step ε/steps);
+            the paper does not give its step count, 10 is the project's choice.
         n_train: training images used (None: all).
         n_eval: test images attacked (None: the whole test set).
         substitute_seed_size: the substitute's initial set S₀ (Papernot et al. 2017: 150).
@@ -77,6 +79,7 @@ class Ross2018Config:
     adv_eps: float = 0.3
     adv_ratio: float = 0.5
     eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    itgsm_steps: int = 10
     n_train: int | None = None
     n_eval: int | None = None
     substitute_seed_size: int = 150
@@ -91,7 +94,7 @@ class Ross2018Config:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        for name in ("steps", "batch_size", "hidden", "substitute_seed_size", "substitute_rounds", "substitute_epochs", "eval_batch"):
+        for name in ("steps", "batch_size", "hidden", "itgsm_steps", "substitute_seed_size", "substitute_rounds", "substitute_epochs", "eval_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not self.lr > 0 or not self.temperature > 0 or self.paper_lambda < 0:
@@ -131,7 +134,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"steps": 250, "batch_size": 64, "lr": 2e-3, "n_eval": 359, "substitute_rounds": 5, "substitute_epochs": 4},
     "test": {"steps": 30, "batch_size": 64, "lr": 3e-3, "hidden": 64, "n_train": 400, "n_eval": 80,
              "substitute_seed_size": 40, "substitute_rounds": 2, "substitute_epochs": 3, "eps": (0.0, 0.2, 0.4),
-             "n_saliency": 3, "jsma_gamma": 0.25},
+             "itgsm_steps": 3, "n_saliency": 3, "jsma_gamma": 0.25},
 }
 
 

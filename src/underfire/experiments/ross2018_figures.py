@@ -160,6 +160,9 @@ def make_figures(
         "gradients": gradient_figure(folder / "fig4_gradient_norms.png", raw_gradients),
         "saliency": saliency_figure(folder / "saliency.png", saliency, xs, ys),
     }
+    if "itgsm" in results:
+        paths["itgsm"] = transfer_figure(folder / "fig3b_itgsm_transfer.png", results["itgsm"]["accuracy"], eps,
+                                         "Iterated TGSM")
     if "skipped" not in results["blackbox"]:
         paths["blackbox"] = blackbox_figure(folder / "fig2_blackbox.png", results["blackbox"], eps)
     for m, grid in grids.items():
