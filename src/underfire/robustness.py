@@ -14,6 +14,7 @@ or underflowing input gradients.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -84,7 +85,7 @@ def _sweep(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, e
 def _check_monotone(eps: list[float | None], acc: list[float], n: int, what: str) -> None:
     tol = max(0.01, 1.0 / n)
     pairs = sorted((e, a) for e, a in zip(eps, acc) if e is not None)
-    for (e0, a0), (e1, a1) in zip(pairs, pairs[1:]):
+    for (e0, a0), (e1, a1) in itertools.pairwise(pairs):
         if a1 > a0 + tol:
             warnings.warn(
                 f"{what}: accuracy rises with ε ({a0:.3f} at ε={e0:g} → {a1:.3f} at ε={e1:g}); a larger "

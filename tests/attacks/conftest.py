@@ -7,6 +7,7 @@ import torch
 
 from underfire.models import model_for_dataset
 
+
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)

@@ -65,7 +65,7 @@ def test_targeted_attacks_reach_next_class(digits_model, test_xy):
 
 def test_pgd_restarts_and_early_stop(digits_model, test_xy):
     x, y = test_xy
-    weak = dict(eps=0.1, steps=5)
+    weak = {"eps": 0.1, "steps": 5}
     one = accuracy(digits_model, PGD(**weak, seed=0)(digits_model, x, y), y)
     many = accuracy(digits_model, PGD(**weak, restarts=4, seed=0)(digits_model, x, y), y)
     early = PGD(**weak, early_stop=True, seed=0)(digits_model, x, y)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -87,7 +88,7 @@ def test_cosine_schedule_decays_to_zero(digits_splits):
     finally:
         torch.optim.Adam.step = original
     assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 0.9)))
-    assert all(a > b for a, b in zip(seen, seen[1:]))
+    assert all(a > b for a, b in itertools.pairwise(seen))
 
 
 def test_bad_config_is_explained():

@@ -96,7 +96,7 @@ def test_adversarial_training_uses_predicted_labels_and_no_gradient_through_atta
     objective = AdversarialTraining(attack, ratio=0.5, labels="predicted")
     model.train()
     loss = objective(model, x, y)
-    used_labels, mode = attack.calls[-1]
+    used_labels, _mode = attack.calls[-1]
     with torch.no_grad():
         assert torch.equal(used_labels, model(x).argmax(1))
     assert model.training  # mode restored after crafting

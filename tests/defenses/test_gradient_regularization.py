@@ -94,7 +94,7 @@ def test_gradcheck_second_order_float64() -> None:
     for ci in (False, True):
         objective = GradientRegularization(0.5, certainty_insensitive=ci)
 
-        def loss_of(*ps: torch.Tensor, x: torch.Tensor = x) -> torch.Tensor:
+        def loss_of(*ps: torch.Tensor, x: torch.Tensor = x, objective: GradientRegularization = objective) -> torch.Tensor:
             return objective(lambda inp: functional_call(model, dict(zip(names, ps)), (inp,)), x, y)
 
         # the loss differentiated in the parameters goes through ∂²CE/∂x∂θ (double backprop)
@@ -102,7 +102,7 @@ def test_gradcheck_second_order_float64() -> None:
 
         # gradcheck w.r.t. the input itself is not meaningful (the objective detaches x),
         # so check the penalty as a function of x with the gradient kept in the graph
-        def penalty_of_x(xx: torch.Tensor) -> torch.Tensor:
+        def penalty_of_x(xx: torch.Tensor, ci: bool = ci) -> torch.Tensor:
             logits = model(xx)
             loss = F.cross_entropy(logits, y, reduction="sum") if not ci else -F.log_softmax(logits, 1).mean(1).sum()
             (gx,) = torch.autograd.grad(loss, xx, create_graph=True)

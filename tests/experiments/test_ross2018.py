@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from underfire.experiments.ross2018_claims import evaluate_claims
-from underfire.experiments.ross2018_config import MODEL_NAMES, PROFILES, Ross2018Config, resolve_config
+from underfire.experiments.ross2018_config import (
+    MODEL_NAMES,
+    PROFILES,
+    Ross2018Config,
+    resolve_config,
+)
 
 FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.png", "fig3b_itgsm_transfer.png",
            "fig4_gradient_norms.png",
@@ -85,7 +90,7 @@ def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
     cfg = resolve_config("digits", json.loads((out / "config.json").read_text())["profile"])
     stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
     train, val, test = load_data(cfg)
-    models, info = train_models(cfg, train, val, out, device=torch.device("cpu"))
+    models, _info = train_models(cfg, train, val, out, device=torch.device("cpu"))
     assert {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")} == stamps  # nothing retrained
     for m, model in models.items():
         assert evaluate(model, test)["accuracy"] == pytest.approx(first["clean"][m]["accuracy"])

@@ -13,8 +13,8 @@ import torch
 
 captum_attr = pytest.importorskip("captum.attr")
 
-from underfire.interpreters import CAM, GradCAM, IntegratedGradients, Saliency, SmoothGrad  # noqa: E402
-from underfire.models import get_layer  # noqa: E402
+from underfire.interpreters import CAM, GradCAM, IntegratedGradients, Saliency, SmoothGrad
+from underfire.models import get_layer
 
 TOL = {"rtol": 1e-4, "atol": 1e-6}
 

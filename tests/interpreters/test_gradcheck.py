@@ -15,7 +15,15 @@ import pytest
 import torch
 
 from underfire.interpreters import (
-    CAM, Ensemble, GradCAM, IntegratedGradients, Mask, RTS, Saliency, SmoothGrad, smooth_relu,
+    CAM,
+    RTS,
+    Ensemble,
+    GradCAM,
+    IntegratedGradients,
+    Mask,
+    Saliency,
+    SmoothGrad,
+    smooth_relu,
 )
 from underfire.interpreters.rts import MaskingNetwork
 

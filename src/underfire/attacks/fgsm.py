@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from underfire._validation import check_positive
-from underfire.attacks.base import Attack, _ModelGuard, check_gradient, check_target_rule, loss_gradient, resolve_target
+from underfire.attacks.base import (
+    Attack,
+    _ModelGuard,
+    check_gradient,
+    check_target_rule,
+    loss_gradient,
+    resolve_target,
+)
 
 __all__ = ["FGSM", "TGSM"]
 

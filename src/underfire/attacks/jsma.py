@@ -84,7 +84,7 @@ class JSMA(Attack):
         self.chunk = chunk
 
     def max_iterations(self, d: int) -> int:
-        return int(math.floor(d * self.gamma / 2))
+        return math.floor(d * self.gamma / 2)
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
         if target is None:

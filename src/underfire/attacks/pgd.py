@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire._validation import check_positive
-from underfire.attacks.base import Attack, check_gradient, check_int, check_norm, check_seed, project
+from underfire.attacks.base import (
+    Attack,
+    check_gradient,
+    check_int,
+    check_norm,
+    check_seed,
+    project,
+)
 
 __all__ = ["BIM", "PGD", "random_start_point"]
 

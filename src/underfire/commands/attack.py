@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, float_list, positive_int, print_table, say
+from underfire.commands._common import (
+    add_data,
+    add_device,
+    add_out,
+    checkpoint_and_data,
+    float_list,
+    positive_int,
+    print_table,
+    say,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, device_of, positive_int, say
+from underfire.commands._common import (
+    add_data,
+    add_device,
+    add_out,
+    checkpoint_and_data,
+    device_of,
+    positive_int,
+    say,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, add_out, device_of, positive_float, positive_int, say
+from underfire.commands._common import (
+    add_data,
+    add_device,
+    add_out,
+    device_of,
+    positive_float,
+    positive_int,
+    say,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, add_out, checkpoint_and_data, device_of, positive_float, positive_int, say
+from underfire.commands._common import (
+    add_data,
+    add_device,
+    add_out,
+    checkpoint_and_data,
+    device_of,
+    positive_float,
+    positive_int,
+    say,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -124,7 +124,7 @@ def run_demo(
     val = load_dataset(dataset, "val", data_root, seed=seed)
     test = load_dataset(dataset, "test", data_root, seed=seed)
     if not isinstance(train, ImageDataset):
-        raise ValueError(f"the demo needs an in-memory dataset; {dataset} is read from disk per image")
+        raise TypeError(f"the demo needs an in-memory dataset; {dataset} is read from disk per image")
 
     model = model_for_dataset("ross-cnn", dataset)
     log(f"training ross-cnn on {dataset} ({len(train)} images)")

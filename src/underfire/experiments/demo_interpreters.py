@@ -13,7 +13,16 @@ from typing import Any
 import torch
 
 from underfire.interpreters import (
-    Ensemble, GradCAM, IntegratedGradients, Interpreter, Mask, RTSConfig, Saliency, SmoothGrad, evaluate_rts, train_rts,
+    Ensemble,
+    GradCAM,
+    IntegratedGradients,
+    Interpreter,
+    Mask,
+    RTSConfig,
+    Saliency,
+    SmoothGrad,
+    evaluate_rts,
+    train_rts,
 )
 from underfire.metrics import l1_distance, spearman, topk_iou
 

@@ -70,7 +70,7 @@ def load_data(cfg: Ross2018Config, root: str | Path | None = None) -> tuple[Imag
     for split in ("train", "val", "test"):
         ds = load_dataset(cfg.dataset, split, root, seed=cfg.seed)
         if not isinstance(ds, ImageDataset):
-            raise ValueError(f"{cfg.dataset} is not an in-memory dataset")
+            raise TypeError(f"{cfg.dataset} is not an in-memory dataset")
         if cfg.dataset == "svhn":
             ds = _svhn_gray(ds)
         splits.append(ds)

@@ -26,14 +26,14 @@ from underfire.registry import Registry
 
 __all__ = [
     "CAM",
+    "INTERPRETERS",
+    "RTS",
     "Ensemble",
     "GradCAM",
-    "INTERPRETERS",
     "IntegratedGradients",
     "Interpreter",
     "Mask",
     "MaskingNetwork",
-    "RTS",
     "RTSConfig",
     "Saliency",
     "SmoothGrad",

@@ -19,7 +19,7 @@ from torch import nn
 
 from underfire._validation import check_images, check_labels, check_same_device
 
-__all__ = ["Interpreter", "normalize_maps", "reduce_channels", "resize_maps", "resolve_target", "Reduce"]
+__all__ = ["Interpreter", "Reduce", "normalize_maps", "reduce_channels", "resize_maps", "resolve_target"]
 
 Reduce = Literal["max", "sum", "mean"]
 _EPS = 1e-12

@@ -92,7 +92,7 @@ class CAM(Interpreter):
         layer = resolve_layer(model, self.target_layer)
         fc = get_layer(model, self.fc_layer) if self.fc_layer else _last_linear(model)
         if not isinstance(fc, nn.Linear):
-            raise ValueError(f"fc_layer {self.fc_layer!r} is not an nn.Linear")
+            raise TypeError(f"fc_layer {self.fc_layer!r} is not an nn.Linear")
         xs = x if create_graph else x.detach()
         with torch.set_grad_enabled(create_graph), capture_layer(layer) as outs:
             logits = model(xs)

@@ -35,7 +35,7 @@ from torch import nn
 from underfire._validation import check_positive
 from underfire.interpreters.base import Interpreter, class_scores, resize_maps
 
-__all__ = ["Mask", "gaussian_blur", "total_variation", "default_mask_size", "perturb"]
+__all__ = ["Mask", "default_mask_size", "gaussian_blur", "perturb", "total_variation"]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -125,7 +125,7 @@ class Mask(Interpreter):
         side = min(x.shape[-2:])
         size = self.mask_size or default_mask_size(side)
         sigma = self.blur_sigma if self.blur_sigma is not None else max(1.5, side / 22)
-        jitter = self.jitter if self.jitter is not None else int(round(side / 56))
+        jitter = self.jitter if self.jitter is not None else round(side / 56)
         return min(size, side), sigma, jitter
 
     def objective(self, model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor,

@@ -34,7 +34,7 @@ from underfire.interpreters.base import Interpreter, resize_maps
 from underfire.interpreters.cam import capture_layer, resolve_layer
 from underfire.interpreters.mask import gaussian_blur
 
-__all__ = ["RTS", "MaskingNetwork", "RTSConfig", "rts_objective", "train_rts", "evaluate_rts"]
+__all__ = ["RTS", "MaskingNetwork", "RTSConfig", "evaluate_rts", "rts_objective", "train_rts"]
 
 FORMAT = "underfire.rts/1"
 
