@@ -60,8 +60,12 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
                 assert acc[s][v][0] == pytest.approx(acc[v][v][0])
         # white-box FGSM on the normal model must hurt at the largest ε
         assert acc["normal"]["normal"][-1] < acc["normal"]["normal"][0]
-    # the iterated TGSM is at least as strong as the single step against an undefended model
-    assert results["itgsm"]["accuracy"]["normal"]["normal"][-1] <= results["tgsm"]["accuracy"]["normal"]["normal"][-1] + 0.05
+    # the iterated TGSM reaches the target at least as often as the single step, and removes
+    # (almost) as much accuracy, against the undefended model at the largest ε
+    itgsm, tgsm = results["itgsm"], results["tgsm"]
+    assert itgsm["target_rate"]["normal"]["normal"][-1] >= tgsm["target_rate"]["normal"]["normal"][-1]
+    assert itgsm["accuracy"]["normal"]["normal"][-1] <= tgsm["accuracy"]["normal"]["normal"][-1] + 0.05
+    assert "target_rate" not in results["fgsm"]
     for m in MODEL_NAMES:
         assert len(results["blackbox"][m]["black_box"]) == len(eps)
         g = results["gradients"][m]

@@ -362,6 +362,10 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
         r.table([{"model": LABELS[m], **{f"ε={e:g}": acc[m][m][i] for i, e in enumerate(eps)}} for m in acc])
         r.text("White-box accuracy above (diagonal of the transfer matrix); the figure has one panel per "
                "source model and one line per victim.")
+        if "target_rate" in results[attack]:
+            hit = results[attack]["target_rate"]
+            r.text("White-box fraction classified as the target t = (y+1) mod K:")
+            r.table([{"model": LABELS[m], **{f"ε={e:g}": hit[m][m][i] for i, e in enumerate(eps)}} for m in hit])
         r.figure(figs[attack], f"{title}: accuracy vs ε, one panel per source model")
         mid = [i for i, e in enumerate(eps) if e > 0][: 3]
         rows = []

@@ -56,7 +56,8 @@ def transfer_accuracy(
 
     Returns:
         ``{"accuracy": {source: {victim: [acc per ε]}}, "unchanged": {source: [fraction of
-        x_adv == x per ε]}, "masked_warnings": {source: count}}``.
+        x_adv == x per ε]}, "masked_warnings": {source: count}}``; targeted attacks add
+        ``"target_rate": {source: {victim: [fraction classified as t per ε]}}``.
     """
     if iterations < 1 or (iterations > 1 and not targeted):
         raise ValueError(f"iterations must be ≥ 1, and > 1 only for the targeted attack; got {iterations} (targeted={targeted})")
@@ -69,6 +70,7 @@ def transfer_accuracy(
 
     n = x.shape[0]
     correct = {s: {v: [0] * len(eps) for v in models} for s in models}
+    hits = {s: {v: [0] * len(eps) for v in models} for s in models}
     unchanged = {s: [0] * len(eps) for s in models}
     masked = {s: 0 for s in models}
     for src_name, src in models.items():
@@ -81,13 +83,25 @@ def transfer_accuracy(
             for i, xa in enumerate(advs):
                 unchanged[src_name][i] += int(((xa - xb).flatten(1).abs().amax(1) == 0).sum())
                 for v_name, victim in models.items():
-                    correct[src_name][v_name][i] += _correct(victim, xa, yb)
+                    with torch.no_grad():
+                        logits = victim(xa)
+                    pred = logits.argmax(1)
+                    correct[src_name][v_name][i] += int((pred == yb).sum())
+                    if targeted:  # the attacks' "next" rule: t = (y + 1) mod K
+                        hits[src_name][v_name][i] += int((pred == (yb + 1) % logits.shape[1]).sum())
         tick()
-    return {
-        "accuracy": {s: {v: [c / n for c in row] for v, row in vs.items()} for s, vs in correct.items()},
+
+    def fractions(counts: dict[str, dict[str, list[int]]]) -> dict[str, dict[str, list[float]]]:
+        return {s: {v: [c / n for c in row] for v, row in vs.items()} for s, vs in counts.items()}
+
+    result: dict[str, Any] = {
+        "accuracy": fractions(correct),
         "unchanged": {s: [c / n for c in row] for s, row in unchanged.items()},
         "masked_warnings": masked,
     }
+    if targeted:
+        result["target_rate"] = fractions(hits)
+    return result
 
 
 def input_gradients(model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, *, uniform: bool = False) -> torch.Tensor:
