@@ -29,6 +29,7 @@ graph is built, an exact closed-form second derivative that replaces PyTorch's g
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -92,10 +93,7 @@ def input_gradient_penalty(
         ``‖g_i‖²`` per example (N,), and ``g`` (N, C, H, W).
     """
     x = x.detach().requires_grad_(True)
-    if create_graph and fast_batch_norm:
-        with fast_batch_norm_double_backward(model):
-            logits = model(x)
-    else:
+    with fast_batch_norm_double_backward(model) if create_graph and fast_batch_norm else nullcontext():
         logits = model(x)
     ce = F.cross_entropy(logits, y)
     penalized = ce * y.numel() if not certainty_insensitive else _per_example_loss(logits, y, True).sum()

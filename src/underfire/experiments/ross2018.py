@@ -355,8 +355,6 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
     sections = [("fgsm", "FGSM (paper Fig. 1)"), ("tgsm", "TGSM (paper Fig. 3)"),
                 ("itgsm", f"Iterated TGSM, {cfg.itgsm_steps} steps of ε/{cfg.itgsm_steps}")]
     for attack, title in sections:
-        if attack not in results:
-            continue
         r.section(f"{title}: white-box and transferred accuracy")
         acc = results[attack]["accuracy"]
         r.table([{"model": LABELS[m], **{f"ε={e:g}": acc[m][m][i] for i, e in enumerate(eps)}} for m in acc])

@@ -157,12 +157,10 @@ def make_figures(
     paths = {
         "fgsm": transfer_figure(folder / "fig1_fgsm_transfer.png", results["fgsm"]["accuracy"], eps, "FGSM"),
         "tgsm": transfer_figure(folder / "fig3_tgsm_transfer.png", results["tgsm"]["accuracy"], eps, "TGSM"),
+        "itgsm": transfer_figure(folder / "fig3b_itgsm_transfer.png", results["itgsm"]["accuracy"], eps, "Iterated TGSM"),
         "gradients": gradient_figure(folder / "fig4_gradient_norms.png", raw_gradients),
         "saliency": saliency_figure(folder / "saliency.png", saliency, xs, ys),
     }
-    if "itgsm" in results:
-        paths["itgsm"] = transfer_figure(folder / "fig3b_itgsm_transfer.png", results["itgsm"]["accuracy"], eps,
-                                         "Iterated TGSM")
     if "skipped" not in results["blackbox"]:
         paths["blackbox"] = blackbox_figure(folder / "fig2_blackbox.png", results["blackbox"], eps)
     for m, grid in grids.items():
