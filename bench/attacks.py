@@ -30,7 +30,10 @@ from underfire.attacks import FGSM, PGD
 from underfire.models import create_model
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
-DEFAULTS = {"ross-cnn": {"batch": 256, "side": 28, "channels": 1}, "resnet50": {"batch": 64, "side": 224, "channels": 3}}
+DEFAULTS = {
+    "ross-cnn": {"batch": 256, "side": 28, "channels": 1},
+    "resnet50": {"batch": 64, "side": 224, "channels": 3},
+}
 
 
 def sync(device: torch.device) -> None:
@@ -51,17 +54,24 @@ def bench_model(name: str, batch: int, repeats: int, device: torch.device, seed:
 
     spec = DEFAULTS[name]
     torch.manual_seed(seed)
-    kwargs = {"input_size": spec["side"], "in_channels": spec["channels"]} if name == "ross-cnn" else {}
+    kwargs = (
+        {"input_size": spec["side"], "in_channels": spec["channels"]} if name == "ross-cnn" else {}
+    )
     model = create_model(name, **kwargs).to(device).eval()
     x = torch.rand(batch, spec["channels"], spec["side"], spec["side"], device=device)
     with torch.no_grad():
         y = model(x).argmax(1)
 
     pairs = {
-        "fgsm": (lambda: FGSM(eps=EPS)(model, x, y), lambda: torchattacks.FGSM(model, eps=EPS)(x, y)),
+        "fgsm": (
+            lambda: FGSM(eps=EPS)(model, x, y),
+            lambda: torchattacks.FGSM(model, eps=EPS)(x, y),
+        ),
         "pgd10": (
             lambda: PGD(eps=EPS, step_size=ALPHA, steps=STEPS, random_start=True)(model, x, y),
-            lambda: torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)(x, y),
+            lambda: torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)(
+                x, y
+            ),
         ),
     }
     rows = {}
@@ -70,7 +80,7 @@ def bench_model(name: str, batch: int, repeats: int, device: torch.device, seed:
         t_ours, t_theirs, adv_ours, adv_theirs = [], [], None, None
         for rep in range(repeats):
             # alternate who goes first: a fixed order biases the comparison under load
-            for who in ((0, 1) if rep % 2 == 0 else (1, 0)):
+            for who in (0, 1) if rep % 2 == 0 else (1, 0):
                 if who == 0:
                     dt, adv_ours = timed(ours, device)
                     t_ours.append(dt)
@@ -99,21 +109,41 @@ def bench_model(name: str, batch: int, repeats: int, device: torch.device, seed:
             file=sys.stderr,
             flush=True,
         )
-    return {"model": name, "batch": batch, "input": [spec["channels"], spec["side"], spec["side"]], "attacks": rows}
+    return {
+        "model": name,
+        "batch": batch,
+        "input": [spec["channels"], spec["side"], spec["side"]],
+        "attacks": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="ross-cnn,resnet50", help="comma-separated: ross-cnn, resnet50")
+    parser.add_argument(
+        "--models", default="ross-cnn,resnet50", help="comma-separated: ross-cnn, resnet50"
+    )
     parser.add_argument("--batch", type=int, default=None, help="override every model's batch size")
-    parser.add_argument("--resnet-batch", type=int, default=None, help="override ResNet-50's batch size only")
+    parser.add_argument(
+        "--resnet-batch", type=int, default=None, help="override ResNet-50's batch size only"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls per library (median reported)")
-    parser.add_argument("--resnet-repeats", type=int, default=None, help="repeats for ResNet-50 (default: --repeats)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument(
+        "--repeats", type=int, default=9, help="timed calls per library (median reported)"
+    )
+    parser.add_argument(
+        "--resnet-repeats",
+        type=int,
+        default=None,
+        help="repeats for ResNet-50 (default: --repeats)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     parser.add_argument("--quick", action="store_true", help="ResNet-50 at batch 8 with 1 repeat")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "attacks.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "attacks.json"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
 
     payload = {
         "benchmark": "attacks",
-        "settings": {"eps": EPS, "step_size": ALPHA, "steps": STEPS, "random_start": True, "norm": "linf"},
+        "settings": {
+            "eps": EPS,
+            "step_size": ALPHA,
+            "steps": STEPS,
+            "random_start": True,
+            "norm": "linf",
+        },
         "device": str(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -143,8 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(json.dumps({r["model"]: {a: {"ratio": round(v["ratio"], 3), "ratio_best": round(v["ratio_best"], 3)}
-                                   for a, v in r["attacks"].items()} for r in results}))
+    print(
+        json.dumps(
+            {
+                r["model"]: {
+                    a: {"ratio": round(v["ratio"], 3), "ratio_best": round(v["ratio_best"], 3)}
+                    for a, v in r["attacks"].items()
+                }
+                for r in results
+            }
+        )
+    )
     return 0
 
 

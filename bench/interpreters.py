@@ -41,7 +41,9 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def _compare(cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device) -> dict[str, float]:
+def _compare(
+    cases: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device
+) -> dict[str, float]:
     for fn in cases.values():
         for _ in range(warmup):
             fn()
@@ -61,9 +63,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--mask-repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (1 is steadiest on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads (1 is steadiest on a shared machine)",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "interpreters.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "interpreters.json"
+    )
     args = parser.parse_args()
 
     from captum.attr import IntegratedGradients as CaptumIG
@@ -73,7 +82,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = create_model("resnet-small", depth=8, width=16, in_channels=3, input_size=32, num_classes=10).to(device).eval()
+    model = (
+        create_model(
+            "resnet-small", depth=8, width=16, in_channels=3, input_size=32, num_classes=10
+        )
+        .to(device)
+        .eval()
+    )
     n = args.batch_size
     x = torch.rand(n, 3, 32, 32, device=device)
     with torch.no_grad():
@@ -83,19 +98,38 @@ def main() -> None:
     ours_sal, ours_ig, ours_gc = Saliency(), IntegratedGradients(steps=args.ig_steps), GradCAM()
     cap_sal, cap_ig, cap_gc = CaptumSaliency(model), CaptumIG(model), LayerGradCam(model, layer)
     pairs = {
-        "saliency": ({"ours": lambda: ours_sal.attribute(model, x, y), "ours_map": lambda: ours_sal(model, x, y),
-                      "captum": lambda: cap_sal.attribute(x, target=y, abs=True)}),
-        "integrated_gradients": ({"ours": lambda: ours_ig.attribute(model, x, y), "ours_map": lambda: ours_ig(model, x, y),
-                                  "captum": lambda: cap_ig.attribute(x, baselines=0.0, target=y, n_steps=args.ig_steps)}),
-        "gradcam": ({"ours": lambda: ours_gc.attribute(model, x, y), "ours_map": lambda: ours_gc(model, x, y),
-                     "captum": lambda: cap_gc.attribute(x, target=y, relu_attributions=True)}),
+        "saliency": (
+            {
+                "ours": lambda: ours_sal.attribute(model, x, y),
+                "ours_map": lambda: ours_sal(model, x, y),
+                "captum": lambda: cap_sal.attribute(x, target=y, abs=True),
+            }
+        ),
+        "integrated_gradients": (
+            {
+                "ours": lambda: ours_ig.attribute(model, x, y),
+                "ours_map": lambda: ours_ig(model, x, y),
+                "captum": lambda: cap_ig.attribute(
+                    x, baselines=0.0, target=y, n_steps=args.ig_steps
+                ),
+            }
+        ),
+        "gradcam": (
+            {
+                "ours": lambda: ours_gc.attribute(model, x, y),
+                "ours_map": lambda: ours_gc(model, x, y),
+                "captum": lambda: cap_gc.attribute(x, target=y, relu_attributions=True),
+            }
+        ),
     }
     results: dict[str, dict[str, float]] = {}
     for name, cases in pairs.items():
         med = _compare(cases, args.repeats, args.warmup, device)
         results[name] = {
-            "ours_images_per_s": n / med["ours"], "ours_map_images_per_s": n / med["ours_map"],
-            "captum_images_per_s": n / med["captum"], "ratio_vs_captum": med["captum"] / med["ours"],
+            "ours_images_per_s": n / med["ours"],
+            "ours_map_images_per_s": n / med["ours_map"],
+            "captum_images_per_s": n / med["captum"],
+            "ratio_vs_captum": med["captum"] / med["ours"],
             "ratio_map_vs_captum": med["captum"] / med["ours_map"],
         }
 
@@ -103,23 +137,43 @@ def main() -> None:
     xm = torch.rand(args.mask_batch, 3, 32, 32, device=device)
     with torch.no_grad():
         ym = model(xm).argmax(1)
-    med = _compare({
-        "batched": lambda: mask.optimize(model, xm, ym),
-        "loop": lambda: [mask.optimize(model, xm[i:i + 1], ym[i:i + 1]) for i in range(len(xm))],
-    }, args.mask_repeats, 1, device)
-    results["mask"] = {"batch": args.mask_batch, "steps": args.mask_steps,
-                       "batched_images_per_s": args.mask_batch / med["batched"],
-                       "loop_images_per_s": args.mask_batch / med["loop"], "ratio_batched_vs_loop": med["loop"] / med["batched"]}
+    med = _compare(
+        {
+            "batched": lambda: mask.optimize(model, xm, ym),
+            "loop": lambda: [
+                mask.optimize(model, xm[i : i + 1], ym[i : i + 1]) for i in range(len(xm))
+            ],
+        },
+        args.mask_repeats,
+        1,
+        device,
+    )
+    results["mask"] = {
+        "batch": args.mask_batch,
+        "steps": args.mask_steps,
+        "batched_images_per_s": args.mask_batch / med["batched"],
+        "loop_images_per_s": args.mask_batch / med["loop"],
+        "ratio_batched_vs_loop": med["loop"] / med["batched"],
+    }
 
     import captum
 
     payload = {
         "benchmark": "interpreters",
         "model": "resnet-small depth 8 width 16, 3x32x32, random weights, eval mode",
-        "batch_size": n, "ig_steps": args.ig_steps, "repeats": args.repeats, "threads": args.threads,
-        "device": str(device), "torch": torch.__version__, "captum": captum.__version__,
-        "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "targets": {"ratio_vs_captum": ">= 1.0 (saliency, integrated_gradients, gradcam)", "mask_ratio": ">= 3.0 at batch 64 on CPU"},
+        "batch_size": n,
+        "ig_steps": args.ig_steps,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "device": str(device),
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "targets": {
+            "ratio_vs_captum": ">= 1.0 (saliency, integrated_gradients, gradcam)",
+            "mask_ratio": ">= 3.0 at batch 64 on CPU",
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

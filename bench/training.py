@@ -27,7 +27,9 @@ from underfire.models import create_model
 from underfire.train import CrossEntropy
 
 
-def _step_time(model: torch.nn.Module, objective, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:  # type: ignore[no-untyped-def]
+def _step_time(
+    model: torch.nn.Module, objective, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> float:  # type: ignore[no-untyped-def]
     if x.is_cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -47,8 +49,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "training.json"
+    )
     args = parser.parse_args()
 
     if args.threads:
@@ -58,9 +64,12 @@ def main() -> None:
     x = torch.rand(args.batch_size, 1, args.size, args.size, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     lam = paper_lambda_to_lam(56_234, 256)
-    objectives = {"plain": CrossEntropy(), "gradreg": GradientRegularization(lam),
-                  "certainty-insensitive": GradientRegularization(lam, certainty_insensitive=True),
-                  "gradreg-generic-batchnorm": GradientRegularization(lam, fast_batch_norm=False)}
+    objectives = {
+        "plain": CrossEntropy(),
+        "gradreg": GradientRegularization(lam),
+        "certainty-insensitive": GradientRegularization(lam, certainty_insensitive=True),
+        "gradreg-generic-batchnorm": GradientRegularization(lam, fast_batch_norm=False),
+    }
     setups = {}
     for name in objectives:
         torch.manual_seed(0)
@@ -76,13 +85,20 @@ def main() -> None:
     median = {name: statistics.median(ts) for name, ts in times.items()}
     result = {
         "benchmark": "training step time, gradient regularization vs plain cross-entropy",
-        "model": "ross-cnn (Ross & Doshi-Velez 2018)", "input": [1, args.size, args.size],
-        "batch_size": args.batch_size, "device": str(device), "threads": torch.get_num_threads(),
-        "repeats": args.repeats, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-        "median_seconds": median, "all_seconds": times,
+        "model": "ross-cnn (Ross & Doshi-Velez 2018)",
+        "input": [1, args.size, args.size],
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "median_seconds": median,
+        "all_seconds": times,
         "ratio_gradreg_over_plain": median["gradreg"] / median["plain"],
         "ratio_certainty_insensitive_over_plain": median["certainty-insensitive"] / median["plain"],
-        "ratio_gradreg_generic_batchnorm_over_plain": median["gradreg-generic-batchnorm"] / median["plain"],
+        "ratio_gradreg_generic_batchnorm_over_plain": median["gradreg-generic-batchnorm"]
+        / median["plain"],
         "target_ratio": 2.5,
     }
     result["within_target"] = result["ratio_gradreg_over_plain"] <= result["target_ratio"]

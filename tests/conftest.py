@@ -24,7 +24,9 @@ torch.set_num_threads(1)
 def shared_data() -> Path:
     """../shared/data (MNIST, Fashion-MNIST and notMNIST usable directly as a root)."""
     if not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real datasets not found at {SHARED_DATA} (a fresh clone has none; CI provides ../shared/data)")
+        pytest.skip(
+            f"real datasets not found at {SHARED_DATA} (a fresh clone has none; CI provides ../shared/data)"
+        )
     return SHARED_DATA
 
 
@@ -34,8 +36,11 @@ def materialized_data(shared_data: Path, tmp_path_factory: pytest.TempPathFactor
     cache = os.environ.get("UNDERFIRE_MATERIALIZED")
     dest = Path(cache) if cache else tmp_path_factory.mktemp("materialized")
     if not (dest / "cifar-10-batches-bin" / "test_batch.bin").exists():
-        subprocess.run([sys.executable, str(shared_data / "materialize.py"), str(dest)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, str(shared_data / "materialize.py"), str(dest)],
+            check=True,
+            capture_output=True,
+        )
     return dest
 
 
@@ -53,5 +58,7 @@ def digits_model(digits_splits):
     from underfire.train import TrainConfig, Trainer
 
     model = model_for_dataset("ross-cnn", "digits")
-    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(digits_splits["train"])
+    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(
+        digits_splits["train"]
+    )
     return model.eval()

@@ -9,7 +9,9 @@ from torch import nn
 def check_images(x: object, name: str = "x", *, range_tol: float = 1e-6) -> torch.Tensor:
     """Check a batch of images: a floating tensor of shape (N, C, H, W) with values in [0, 1]."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}"
+        )
     if x.dim() != 4:
         hint = " (add a batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
         raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}{hint}")
@@ -30,18 +32,24 @@ def check_images(x: object, name: str = "x", *, range_tol: float = 1e-6) -> torc
     return x
 
 
-def check_labels(y: object, n: int, name: str = "y", num_classes: int | None = None) -> torch.Tensor:
+def check_labels(
+    y: object, n: int, name: str = "y", num_classes: int | None = None
+) -> torch.Tensor:
     """Check integer class labels of shape (N,)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
     if y.dim() != 1 or y.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(y.shape)}")
     if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}; use y.long()")
+        raise TypeError(
+            f"{name} must hold integer class indices, got dtype {y.dtype}; use y.long()"
+        )
     if num_classes is not None and y.numel() > 0:
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{name} must be in [0, {num_classes - 1}], got values in [{lo}, {hi}]")
+            raise ValueError(
+                f"{name} must be in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
+            )
     return y
 
 
@@ -74,7 +82,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+        raise ValueError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu"
+        )
     try:
         return torch.device(device)
     except RuntimeError as err:

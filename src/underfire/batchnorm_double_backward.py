@@ -62,7 +62,9 @@ class _BatchNormTrain(torch.autograd.Function):
     ) -> torch.Tensor:
         # native_batch_norm updates the running statistics in place (unbiased variance),
         # exactly as nn.BatchNorm's forward does.
-        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        out, mean, invstd = torch.native_batch_norm(
+            x, weight, bias, running_mean, running_var, True, momentum, eps
+        )
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.eps = eps
         ctx.has_bias = bias is not None
@@ -72,9 +74,18 @@ class _BatchNormTrain(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         x, weight, mean, invstd = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx, dw, db = _BatchNormBackward.apply(dy, x, weight, mean, invstd, ctx.eps, need_w or need_b)
-        return (dx if need_x else None, dw if need_w else None, db if need_b and ctx.has_bias else None,
-                None, None, None, None)
+        dx, dw, db = _BatchNormBackward.apply(
+            dy, x, weight, mean, invstd, ctx.eps, need_w or need_b
+        )
+        return (
+            dx if need_x else None,
+            dw if need_w else None,
+            db if need_b and ctx.has_bias else None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 class _BatchNormBackward(torch.autograd.Function):
@@ -94,8 +105,9 @@ class _BatchNormBackward(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(dy, x, weight, mean, invstd)
         ctx.eps = eps
-        dx, dw, db = _native_backward(dy, x, weight, None, None, mean, invstd, True, eps,
-                                      [True, need_affine, need_affine])
+        dx, dw, db = _native_backward(
+            dy, x, weight, None, None, mean, invstd, True, eps, [True, need_affine, need_affine]
+        )
         return dx, dw, db
 
     @staticmethod
@@ -105,14 +117,18 @@ class _BatchNormBackward(torch.autograd.Function):
         dy, x, weight, mean, invstd = ctx.saved_tensors
         with torch.no_grad():
             grads = _second_derivatives(ctx, dy, x, weight, mean, invstd, g_dx, g_dw, g_db)
-        depends_on = [t for t in (dy, x, weight, g_dx, g_dw, g_db) if t is not None and t.requires_grad]
+        depends_on = [
+            t for t in (dy, x, weight, g_dx, g_dw, g_db) if t is not None and t.requires_grad
+        ]
         if torch.is_grad_enabled() and depends_on:
             # a third derivative would need terms this closed form does not have: route the
             # results through a node that refuses to be differentiated
             present = [i for i, g in enumerate(grads) if g is not None]
-            guarded = _RefuseThirdDerivative.apply(len(present), *[grads[i] for i in present], *depends_on)
+            guarded = _RefuseThirdDerivative.apply(
+                len(present), *[grads[i] for i in present], *depends_on
+            )
             grads = list(grads)
-            for i, g in zip(present, guarded):
+            for i, g in zip(present, guarded, strict=False):
                 grads[i] = g
         return (*grads, None, None, None, None)
 
@@ -127,7 +143,8 @@ class _RefuseThirdDerivative(torch.autograd.Function):
         raise RuntimeError(
             "third derivatives through training-mode batch norm are not supported by underfire's "
             "closed-form double backward; differentiate twice at most, or build the graph without "
-            "fast_batch_norm_double_backward (GradientRegularization(..., fast_batch_norm=False))")
+            "fast_batch_norm_double_backward (GradientRegularization(..., fast_batch_norm=False))"
+        )
 
 
 def _second_derivatives(
@@ -148,7 +165,9 @@ def _second_derivatives(
     r = invstd
     gamma = weight if weight is not None else torch.ones_like(r)
     # Σ dy·x̂ and Σ dy in one fused pass (the weight and bias gradients of batch norm).
-    _, sum_dy_xhat, sum_dy = _native_backward(dy, x, None, None, None, mean, invstd, True, eps, [False, True, True])
+    _, sum_dy_xhat, sum_dy = _native_backward(
+        dy, x, None, None, None, mean, invstd, True, eps, [False, True, True]
+    )
     a, b = sum_dy / m, sum_dy_xhat / m
 
     grad_dy = grad_x = grad_w = None
@@ -159,11 +178,22 @@ def _second_derivatives(
     k_0 = torch.zeros_like(r)
     if g_dx is not None:
         # ∂S/∂dy = γ·r·(G − Ḡ − x̂·C/M), and C = Σ G·x̂, ΣG from the same fused call.
-        grad_dy, sum_g_xhat, sum_g = _native_backward(g_dx, x, weight, None, None, mean, invstd, True, eps,
-                                                      [need_dy, True, True])
+        grad_dy, sum_g_xhat, sum_g = _native_backward(
+            g_dx, x, weight, None, None, mean, invstd, True, eps, [need_dy, True, True]
+        )
         # Σ G·dy: the weight gradient of a batch norm with mean 0 and invstd 1 applied to dy.
-        _, sum_g_dy, _ = _native_backward(g_dx, dy, None, None, None, torch.zeros_like(mean),
-                                          torch.ones_like(invstd), True, eps, [False, True, False])
+        _, sum_g_dy, _ = _native_backward(
+            g_dx,
+            dy,
+            None,
+            None,
+            None,
+            torch.zeros_like(mean),
+            torch.ones_like(invstd),
+            True,
+            eps,
+            [False, True, False],
+        )
         c = sum_g_xhat
         big_a = sum_g_dy - a * sum_g
         if need_x:
@@ -184,7 +214,11 @@ def _second_derivatives(
             k_x = k_x - g_dw * r * b * r
             k_0 = k_0 - g_dw * r * a + g_dw * r * b * r * mean
     if g_db is not None and need_dy:
-        grad_dy = g_db.reshape(shape).expand_as(dy).clone() if grad_dy is None else grad_dy.add_(g_db.reshape(shape))
+        grad_dy = (
+            g_db.reshape(shape).expand_as(dy).clone()
+            if grad_dy is None
+            else grad_dy.add_(g_db.reshape(shape))
+        )
     if need_x and (g_dx is not None or g_dw is not None):
         grad_x = torch.addcmul(k_0.reshape(shape), dy, k_dy.reshape(shape))
         if g_dx is not None:
@@ -208,7 +242,9 @@ def batch_norm_train(
     ``torch.nn.functional.batch_norm(..., training=True)``.
     """
     if x.dim() < 2:
-        raise ValueError(f"batch norm needs at least 2 dimensions (N, C, ...), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"batch norm needs at least 2 dimensions (N, C, ...), got shape {tuple(x.shape)}"
+        )
     return _BatchNormTrain.apply(x, weight, bias, running_mean, running_var, momentum, eps)
 
 
@@ -216,19 +252,31 @@ def _fast_forward(module: nn.modules.batchnorm._BatchNorm) -> Any:
     original = module.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        batch_stats = module.training or (module.running_mean is None and module.running_var is None)
+        batch_stats = module.training or (
+            module.running_mean is None and module.running_var is None
+        )
         if not batch_stats:
             return original(x)  # evaluation mode is affine: its double backward is already cheap
         module._check_input_dim(x)
         factor = 0.0 if module.momentum is None else module.momentum
-        if module.training and module.track_running_stats and module.num_batches_tracked is not None:
+        if (
+            module.training
+            and module.track_running_stats
+            and module.num_batches_tracked is not None
+        ):
             module.num_batches_tracked.add_(1)
             if module.momentum is None:  # cumulative moving average, as nn.BatchNorm does
                 factor = 1.0 / float(module.num_batches_tracked)
         update = module.training or not module.track_running_stats
-        return batch_norm_train(x, module.weight, module.bias,
-                                module.running_mean if update else None,
-                                module.running_var if update else None, factor, module.eps)
+        return batch_norm_train(
+            x,
+            module.weight,
+            module.bias,
+            module.running_mean if update else None,
+            module.running_var if update else None,
+            factor,
+            module.eps,
+        )
 
     return forward
 
@@ -246,9 +294,13 @@ def fast_batch_norm_double_backward(model: Any) -> Iterator[Any]:
     """
     # Only the stock BatchNorm1d/2d/3d forward is replaced (not SyncBatchNorm or custom ones).
     modules = model.modules() if isinstance(model, nn.Module) else ()
-    patched = [mod for mod in modules
-               if isinstance(mod, nn.modules.batchnorm._BatchNorm)
-               and type(mod).forward is nn.modules.batchnorm._BatchNorm.forward and "forward" not in mod.__dict__]
+    patched = [
+        mod
+        for mod in modules
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm)
+        and type(mod).forward is nn.modules.batchnorm._BatchNorm.forward
+        and "forward" not in mod.__dict__
+    ]
     for mod in patched:
         mod.forward = _fast_forward(mod)  # type: ignore[method-assign]
     try:

@@ -44,7 +44,9 @@ def save_checkpoint(
     """Write ``model`` (built by :func:`underfire.models.create_model`) atomically to ``path``."""
     config = getattr(model, "config", None)
     if not config or "name" not in config:
-        raise CheckpointError("the model has no registry config; build it with underfire.models.create_model")
+        raise CheckpointError(
+            "the model has no registry config; build it with underfire.models.create_model"
+        )
     payload = {
         "format": FORMAT,
         "underfire_version": __version__,
@@ -93,6 +95,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not fit model {spec['name']!r}: {str(err)[:300]}") from err
+        raise CheckpointError(
+            f"{path}: weights do not fit model {spec['name']!r}: {str(err)[:300]}"
+        ) from err
     model.to(device).eval()
-    return Checkpoint(model, payload.get("meta") or {}, payload.get("optimizer_state"), payload.get("trainer_state"))
+    return Checkpoint(
+        model,
+        payload.get("meta") or {},
+        payload.get("optimizer_state"),
+        payload.get("trainer_state"),
+    )

@@ -46,12 +46,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CommandError, CheckpointError, DatasetNotFoundError, FileNotFoundError, ValueError, KeyError, TypeError) as err:
+    except (
+        CommandError,
+        CheckpointError,
+        DatasetNotFoundError,
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        TypeError,
+    ) as err:
         message = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
         print(f"underfire {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"underfire {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            f"underfire {args.command}: interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -10,7 +10,17 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["DEFAULT_KS", "accuracy", "l1_distance", "map_metrics", "rank", "spearman", "success_rate", "topk_iou", "topk_mask"]
+__all__ = [
+    "DEFAULT_KS",
+    "accuracy",
+    "l1_distance",
+    "map_metrics",
+    "rank",
+    "spearman",
+    "success_rate",
+    "topk_iou",
+    "topk_mask",
+]
 
 # Fractions of pixels for the top-k IoU, averaged (ADV² varies k over several values).
 DEFAULT_KS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -18,7 +28,9 @@ DEFAULT_KS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if a.shape != b.shape:
-        raise ValueError(f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.dim() < 2:
         raise ValueError(f"maps must be batched (N, ...), got shape {tuple(a.shape)}")
     return a.flatten(1), b.flatten(1)
@@ -47,7 +59,9 @@ def topk_mask(m: torch.Tensor, k: float) -> torch.Tensor:
     return torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, True)
 
 
-def topk_iou(a: torch.Tensor, b: torch.Tensor, ks: Sequence[float] | float = DEFAULT_KS) -> torch.Tensor:
+def topk_iou(
+    a: torch.Tensor, b: torch.Tensor, ks: Sequence[float] | float = DEFAULT_KS
+) -> torch.Tensor:
     """Intersection over union of the top-k% pixels of two maps, averaged over ``ks``.
 
     Args:
@@ -90,13 +104,20 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
     denom = (ra.pow(2).sum(1) * rb.pow(2).sum(1)).sqrt()
-    return torch.where(denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-30), torch.zeros_like(denom))
+    return torch.where(
+        denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-30), torch.zeros_like(denom)
+    )
 
 
-def map_metrics(a: torch.Tensor, b: torch.Tensor, ks: Sequence[float] = DEFAULT_KS) -> dict[str, float]:
+def map_metrics(
+    a: torch.Tensor, b: torch.Tensor, ks: Sequence[float] = DEFAULT_KS
+) -> dict[str, float]:
     """Batch means of :func:`l1_distance`, :func:`topk_iou` and :func:`spearman`."""
-    return {"l1": float(l1_distance(a, b).mean()), "iou": float(topk_iou(a, b, ks).mean()),
-            "spearman": float(spearman(a, b).mean())}
+    return {
+        "l1": float(l1_distance(a, b).mean()),
+        "iou": float(topk_iou(a, b, ks).mean()),
+        "spearman": float(spearman(a, b).mean()),
+    }
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
@@ -104,7 +125,9 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).float().mean()) if y.numel() else float("nan")
 
 
-def success_rate(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> float:
+def success_rate(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+) -> float:
     """Attack success: prediction equals ``target`` (targeted) or differs from ``y`` (untargeted)."""
     pred = logits.argmax(1)
     hit = pred == target if target is not None else pred != y

@@ -87,8 +87,15 @@ class Report:
             elif block.kind == "table":
                 cols, rows = block.payload
                 head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-                lines = ["<tr>" + "".join(f"<td>{html.escape(_format(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows]
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+                lines = [
+                    "<tr>"
+                    + "".join(f"<td>{html.escape(_format(r.get(c, '')))}</td>" for c in cols)
+                    + "</tr>"
+                    for r in rows
+                ]
+                body.append(
+                    f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+                )
             elif block.kind == "figure":
                 path, caption = block.payload
                 if path.exists():
@@ -96,19 +103,24 @@ class Report:
                     img = f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                 else:
                     img = f"<p><em>missing figure {html.escape(str(path))}</em></p>"
-                body.append(f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>")
+                body.append(
+                    f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
         return _HTML.format(title=html.escape(self.title), body="\n".join(body))
 
     def write(self, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:
         """Write ``stem.md`` and ``stem.html`` into ``out_dir`` atomically; returns both paths."""
         out = Path(out_dir)
-        md = _io.write_text(out / f"{stem}.md", self.to_markdown(out.resolve() if out.is_absolute() else out))
+        md = _io.write_text(
+            out / f"{stem}.md", self.to_markdown(out.resolve() if out.is_absolute() else out)
+        )
         page = _io.write_text(out / f"{stem}.html", self.to_html())
         return md, page
 
 
 def _markdown_paragraphs(text: str) -> str:
     """Just enough Markdown for report prose: paragraphs, bullet lists, **bold**, `code`."""
+
     def inline(s: str) -> str:
         s = html.escape(s)
         s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)

@@ -36,8 +36,14 @@ def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
     elif hasattr(data, "x") and hasattr(data, "y"):
         x, y = data.x, data.y
     else:
-        raise TypeError(f"data must be an ImageDataset or an (x, y) tuple of tensors, got {type(data).__name__}")
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.shape[0] != y.shape[0]:
+        raise TypeError(
+            f"data must be an ImageDataset or an (x, y) tuple of tensors, got {type(data).__name__}"
+        )
+    if (
+        not isinstance(x, torch.Tensor)
+        or not isinstance(y, torch.Tensor)
+        or x.shape[0] != y.shape[0]
+    ):
         raise ValueError("data must hold tensors x (N, C, H, W) and y (N,) with the same N")
     if x.shape[0] == 0:
         raise ValueError("cannot evaluate on empty data")
@@ -49,7 +55,9 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for i in range(0, x.shape[0], batch_size):
         yield x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
 
@@ -71,11 +79,20 @@ def _eps_list(attack: Attack, eps: Sequence[float] | float | None) -> list[float
     if not values:
         raise ValueError("eps must list at least one value")
     if attack.eps is None:
-        raise ValueError(f"{type(attack).__name__} has no ε (it is not an Lp-ball attack); call without eps")
+        raise ValueError(
+            f"{type(attack).__name__} has no ε (it is not an Lp-ball attack); call without eps"
+        )
     return values  # type: ignore[return-value]
 
 
-def _sweep(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[float | None], target: Any) -> Iterator[torch.Tensor]:
+def _sweep(
+    attack: Attack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: list[float | None],
+    target: Any,
+) -> Iterator[torch.Tensor]:
     if eps == [attack.eps]:
         yield attack(model, x, y, target)
     else:
@@ -84,7 +101,7 @@ def _sweep(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, e
 
 def _check_monotone(eps: list[float | None], acc: list[float], n: int, what: str) -> None:
     tol = max(0.01, 1.0 / n)
-    pairs = sorted((e, a) for e, a in zip(eps, acc) if e is not None)
+    pairs = sorted((e, a) for e, a in zip(eps, acc, strict=False) if e is not None)
     for (e0, a0), (e1, a1) in itertools.pairwise(pairs):
         if a1 > a0 + tol:
             warnings.warn(
@@ -136,8 +153,14 @@ def robust_accuracy(
     clean = 0
     kept: list[list[torch.Tensor]] = [[] for _ in eps_l]
     first = True
-    for start, (x, y) in zip(range(0, n, batch_size), _batches(x_all, y_all, batch_size, device)):
-        t = target[start : start + batch_size].to(device) if isinstance(target, torch.Tensor) else target
+    for start, (x, y) in zip(
+        range(0, n, batch_size), _batches(x_all, y_all, batch_size, device), strict=False
+    ):
+        t = (
+            target[start : start + batch_size].to(device)
+            if isinstance(target, torch.Tensor)
+            else target
+        )
         clean += int((_predict(model, x) == y).sum())
         t_res = None
         first_acc: list[float] = []
@@ -151,9 +174,13 @@ def robust_accuracy(
                 if t_res is None:
                     t_res = _resolved_target(attack, model, x, y, t)
                 # random targets were drawn inside the attack: count misclassification instead
-                success[i] += int((pred != y).sum()) if t_res.numel() == 0 else int((pred == t_res).sum())
+                success[i] += (
+                    int((pred != y).sum()) if t_res.numel() == 0 else int((pred == t_res).sum())
+                )
             if keep_examples > sum(k.shape[0] for k in kept[i]):
-                kept[i].append(x_adv[: keep_examples - sum(k.shape[0] for k in kept[i])].detach().cpu())
+                kept[i].append(
+                    x_adv[: keep_examples - sum(k.shape[0] for k in kept[i])].detach().cpu()
+                )
         if check and first:
             _check_single_step(model, attack, x, y, eps_l, t, first_acc)
         first = False
@@ -177,7 +204,9 @@ def robust_accuracy(
     return result
 
 
-def _resolved_target(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> torch.Tensor:
+def _resolved_target(
+    attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any
+) -> torch.Tensor:
     rule = t if t is not None else attack.default_target
     if rule == "random":  # the attack drew its own targets: an empty tensor says "unknown"
         return y.new_empty(0)
@@ -193,19 +222,33 @@ def _resolved_target(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch
 
 
 def _check_single_step(
-    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, eps: list[float | None], t: Any, multi: list[float]
+    model: nn.Module,
+    attack: Attack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: list[float | None],
+    t: Any,
+    multi: list[float],
 ) -> None:
     """Warn when an iterative L∞ attack left more accuracy (``multi``, per ε, on this batch)
     than FGSM at the same ε (one extra gradient)."""
-    if not attack.iterative or attack.norm != "linf" or attack.eps is None or any(e is None for e in eps):
+    if (
+        not attack.iterative
+        or attack.norm != "linf"
+        or attack.eps is None
+        or any(e is None for e in eps)
+    ):
         return
     t_eff = t if t is not None else attack.default_target
     fgsm = FGSM(eps=attack.eps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        single = [float((_predict(model, xa) == y).float().mean()) for xa in fgsm.sweep(model, x, y, eps, t_eff)]  # type: ignore[arg-type]
+        single = [
+            float((_predict(model, xa) == y).float().mean())
+            for xa in fgsm.sweep(model, x, y, eps, t_eff)
+        ]  # type: ignore[arg-type]
     tol = max(0.02, 1.0 / x.shape[0])
-    for e, s, m in zip(eps, single, multi):
+    for e, s, m in zip(eps, single, multi, strict=False):
         if m > s + tol:
             warnings.warn(
                 f"{type(attack).__name__} at ε={e:g} leaves accuracy {m:.3f} on the first batch, more than "
@@ -217,7 +260,9 @@ def _check_single_step(
             return
 
 
-def _named(models: Mapping[str, nn.Module] | Sequence[nn.Module], what: str) -> dict[str, nn.Module]:
+def _named(
+    models: Mapping[str, nn.Module] | Sequence[nn.Module], what: str
+) -> dict[str, nn.Module]:
     if isinstance(models, Mapping):
         out = dict(models)
     else:
@@ -256,8 +301,14 @@ def transfer_matrix(
         for x, y in _batches(x_all, y_all, batch_size, _device(vm)):
             clean[j] += int((_predict(vm, x) == y).sum())
     for s, sm in enumerate(srcs.values()):
-        for start, (x, y) in zip(range(0, n, batch_size), _batches(x_all, y_all, batch_size, _device(sm))):
-            t = target[start : start + batch_size].to(x.device) if isinstance(target, torch.Tensor) else target
+        for start, (x, y) in zip(
+            range(0, n, batch_size), _batches(x_all, y_all, batch_size, _device(sm)), strict=False
+        ):
+            t = (
+                target[start : start + batch_size].to(x.device)
+                if isinstance(target, torch.Tensor)
+                else target
+            )
             for e, x_adv in enumerate(_sweep(attack, sm, x, y, eps_l, t)):
                 for j, vm in enumerate(vics.values()):
                     correct[s, j, e] += int((_predict(vm, x_adv).to(y.device) == y).sum())
@@ -273,6 +324,6 @@ def transfer_matrix(
         "victims": list(vics),
         "eps": eps_l,
         "accuracy": acc,
-        "clean_accuracy": dict(zip(vics, (clean.double() / n).tolist())),
+        "clean_accuracy": dict(zip(vics, (clean.double() / n).tolist(), strict=False)),
         "n": n,
     }

@@ -64,7 +64,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -91,14 +93,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def batches(data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation)."""
     n = len(data)  # type: ignore[arg-type]
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)) if shuffle else None
+    order = (
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        if shuffle
+        else None
+    )
     x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
     if isinstance(x_all, torch.Tensor) and isinstance(y_all, torch.Tensor):
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+            idx = (
+                order[start : start + batch_size]
+                if order is not None
+                else slice(start, start + batch_size)
+            )
             yield x_all[idx], y_all[idx]
         return
     sampler = order.tolist() if order is not None else None
@@ -106,7 +118,13 @@ def batches(data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: str | torch.device | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -129,7 +147,9 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 512, device: 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
 
 
 def _objective_config(objective: Any) -> dict[str, Any]:
@@ -181,7 +201,9 @@ class Trainer:
         cfg.pop("checkpoint_every")
         return {"train": cfg, "objective": _objective_config(self.objective)}
 
-    def _try_resume(self, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]], bool]:
+    def _try_resume(
+        self, optimizer: torch.optim.Optimizer
+    ) -> tuple[int, list[dict[str, float]], bool]:
         if self.checkpoint is None or not self.checkpoint.exists():
             return 0, [], False
         payload = read_checkpoint(self.checkpoint)
@@ -199,12 +221,39 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"]), list(state.get("history", [])), bool(state.get("finished"))
 
-    def _save(self, optimizer: torch.optim.Optimizer, step: int, history: list[dict[str, float]], finished: bool, extra: dict[str, Any]) -> None:
+    def _save(
+        self,
+        optimizer: torch.optim.Optimizer,
+        step: int,
+        history: list[dict[str, float]],
+        finished: bool,
+        extra: dict[str, Any],
+    ) -> None:
         if self.checkpoint is None:
             return
-        meta = self.meta | extra | {"steps": step, "objective": _objective_config(self.objective), "train": asdict(self.config)}
-        state = {"signature": self._run_signature(), "step": step, "history": history, "finished": finished, "torch_rng": torch.get_rng_state()}
-        save_checkpoint(self.checkpoint, self.model, meta=meta, optimizer_state=optimizer.state_dict(), trainer_state=state)
+        meta = (
+            self.meta
+            | extra
+            | {
+                "steps": step,
+                "objective": _objective_config(self.objective),
+                "train": asdict(self.config),
+            }
+        )
+        state = {
+            "signature": self._run_signature(),
+            "step": step,
+            "history": history,
+            "finished": finished,
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(
+            self.checkpoint,
+            self.model,
+            meta=meta,
+            optimizer_state=optimizer.state_dict(),
+            trainer_state=state,
+        )
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         cfg = self.config
@@ -226,20 +275,32 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+            bar = tqdm(
+                total=total,
+                initial=start,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=1.0,
+            )
         step, loss_sum, loss_count = start, 0.0, 0
         self.model.train()
         try:
             while step < total:
                 epoch, skip = divmod(step, per_epoch)
-                for i, (x, y) in enumerate(batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)):
+                for i, (x, y) in enumerate(
+                    batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
+                ):
                     if i < skip:
                         continue  # resuming mid-epoch: same order, batches already seen
                     if step >= total:
                         break
                     if x.shape[0] < 2:
                         continue  # batch norm cannot train on one example
-                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    x, y = (
+                        x.to(self.device, non_blocking=True),
+                        y.to(self.device, non_blocking=True),
+                    )
                     if cfg.lr_schedule == "cosine":
                         for group in optimizer.param_groups:
                             group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
@@ -257,11 +318,18 @@ class Trainer:
                         bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1, refresh=False)
                     end_of_epoch = step % per_epoch == 0 or step == total
                     if end_of_epoch:
-                        record = {"step": step, "epoch": step / per_epoch, "train_loss": loss_sum / max(loss_count, 1)}
+                        record = {
+                            "step": step,
+                            "epoch": step / per_epoch,
+                            "train_loss": loss_sum / max(loss_count, 1),
+                        }
                         loss_sum, loss_count = 0.0, 0
                         if val is not None:
                             metrics = evaluate(self.model, val, device=self.device)
-                            record |= {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
+                            record |= {
+                                "val_accuracy": metrics["accuracy"],
+                                "val_loss": metrics["loss"],
+                            }
                         history.append(record)
                     if step % cfg.checkpoint_every == 0 and step < total:
                         self._save(optimizer, step, history, False, {})
@@ -271,6 +339,12 @@ class Trainer:
             if bar is not None:
                 bar.close()
         self.model.eval()
-        extra = {"val_accuracy": history[-1]["val_accuracy"]} if history and "val_accuracy" in history[-1] else {}
+        extra = (
+            {"val_accuracy": history[-1]["val_accuracy"]}
+            if history and "val_accuracy" in history[-1]
+            else {}
+        )
         self._save(optimizer, step, history, True, extra)
-        return TrainResult(step, step / per_epoch, time.perf_counter() - t0, history, resumed_from=start)
+        return TrainResult(
+            step, step / per_epoch, time.perf_counter() - t0, history, resumed_from=start
+        )

@@ -15,5 +15,7 @@ FACTORIES = {
     "pgd-restarts-es": lambda: PGD(eps=0.1, steps=3, restarts=2, early_stop=True, seed=1),
     "jsma": lambda: JSMA(gamma=0.2),
     "cw": lambda: CW(steps=5, binary_search_steps=2, const=0.1),
-    "substitute": lambda: SubstituteAttack(attack=FGSM(eps=0.1), n_seed=8, rounds=2, epochs=1, seed=0),
+    "substitute": lambda: SubstituteAttack(
+        attack=FGSM(eps=0.1), n_seed=8, rounds=2, epochs=1, seed=0
+    ),
 }

@@ -31,5 +31,7 @@ def trained_digits():
 
     torch.manual_seed(0)
     model = model_for_dataset("ross-cnn", "digits", hidden=128)
-    Trainer(model, config=TrainConfig(epochs=6, batch_size=64, lr=2e-3, seed=0)).fit(load_dataset("digits", "train"))
+    Trainer(model, config=TrainConfig(epochs=6, batch_size=64, lr=2e-3, seed=0)).fit(
+        load_dataset("digits", "train")
+    )
     return model.eval(), load_dataset("digits", "test")

@@ -49,7 +49,9 @@ def test_untargeted_attacks_lower_accuracy(digits_model, test_xy):
     assert clean > 0.9
     fgsm = accuracy(digits_model, FGSM(eps=0.3)(digits_model, x, y), y)
     pgd = accuracy(digits_model, PGD(eps=0.3, steps=10, seed=0)(digits_model, x, y), y)
-    pgd_l2 = accuracy(digits_model, PGD(eps=2.0, steps=10, norm="l2", seed=0)(digits_model, x, y), y)
+    pgd_l2 = accuracy(
+        digits_model, PGD(eps=2.0, steps=10, norm="l2", seed=0)(digits_model, x, y), y
+    )
     assert fgsm < clean - 0.3
     assert pgd <= fgsm and pgd < 0.1
     assert pgd_l2 < clean - 0.5

@@ -20,8 +20,25 @@ def checkpoint(trained_digits, tmp_path_factory):
 
 def test_attack_command_writes_outputs(checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["attack", "--checkpoint", str(checkpoint), "--attack", "pgd", "--eps", "0.1,0.3", "--steps", "5",
-            "--n", "40", "--save", "6", "--out", str(out), "--device", "cpu"]
+    argv = [
+        "attack",
+        "--checkpoint",
+        str(checkpoint),
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.1,0.3",
+        "--steps",
+        "5",
+        "--n",
+        "40",
+        "--save",
+        "6",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "success_rate" in printed and "0.3" in printed
@@ -35,11 +52,57 @@ def test_attack_command_writes_outputs(checkpoint, tmp_path, capsys):
 
 
 def test_attack_command_without_eps_and_errors(checkpoint, tmp_path, capsys):
-    assert main(["attack", "--checkpoint", str(checkpoint), "--attack", "jsma", "--n", "5", "--save", "2",
-                 "--out", str(tmp_path / "j"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "attack",
+                "--checkpoint",
+                str(checkpoint),
+                "--attack",
+                "jsma",
+                "--n",
+                "5",
+                "--save",
+                "2",
+                "--out",
+                str(tmp_path / "j"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "j" / "results.json").read_text())["eps"] == [None]
     capsys.readouterr()
-    assert main(["attack", "--checkpoint", str(checkpoint), "--attack", "deepfool", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "attack",
+                "--checkpoint",
+                str(checkpoint),
+                "--attack",
+                "deepfool",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "unknown attack 'deepfool'" in capsys.readouterr().err
-    assert main(["attack", "--checkpoint", str(checkpoint), "--attack", "cw", "--eps", "0.1", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "attack",
+                "--checkpoint",
+                str(checkpoint),
+                "--attack",
+                "cw",
+                "--eps",
+                "0.1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "does not take --eps" in capsys.readouterr().err

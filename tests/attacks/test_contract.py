@@ -150,7 +150,9 @@ def test_target_rules(tiny_model, batch):
     x, y = batch
     assert torch.equal(A.resolve_target(tiny_model, x, y, "next"), (y + 1) % 10)
     with torch.no_grad():
-        assert torch.equal(A.resolve_target(tiny_model, x, y, "least-likely"), tiny_model(x).argmin(1))
+        assert torch.equal(
+            A.resolve_target(tiny_model, x, y, "least-likely"), tiny_model(x).argmin(1)
+        )
     g = torch.Generator().manual_seed(0)
     rand = A.resolve_target(tiny_model, x, y, "random", generator=g)
     assert (rand != y).all() and rand.min() >= 0 and rand.max() < 10

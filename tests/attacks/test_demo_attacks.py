@@ -12,8 +12,17 @@ from underfire.report import Report
 
 def test_attack_section(trained_digits, tmp_path):
     model, test = trained_digits
-    ctx = DemoContext(tmp_path, torch.device("cpu"), 0, "digits", load_dataset("digits", "train"),
-                      load_dataset("digits", "val"), test, model, Report("t"))
+    ctx = DemoContext(
+        tmp_path,
+        torch.device("cpu"),
+        0,
+        "digits",
+        load_dataset("digits", "train"),
+        load_dataset("digits", "val"),
+        test,
+        model,
+        Report("t"),
+    )
     section(ctx)
     r = ctx.results["attacks"]
     assert r["eps"] == list(EPS) and set(r["accuracy"]) == {"FGSM", "TGSM (next class)", "PGD-10"}

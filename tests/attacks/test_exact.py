@@ -58,10 +58,14 @@ def test_bim_exact_projection():
 
 def test_pgd_l2_exact():
     # One normalized step: α·[−2, 2, 0, −1]/3.
-    out = PGD(eps=1.0, step_size=0.3, steps=1, norm="l2", random_start=False)(Linear(W2, [0, 0]), X, Y)
+    out = PGD(eps=1.0, step_size=0.3, steps=1, norm="l2", random_start=False)(
+        Linear(W2, [0, 0]), X, Y
+    )
     torch.testing.assert_close(out, img(0.3, 0.7, 0.5, 0.4))
     # A second step would leave the ε = 0.4 ball: projected back along the same direction.
-    out = PGD(eps=0.4, step_size=0.3, steps=2, norm="l2", random_start=False)(Linear(W2, [0, 0]), X, Y)
+    out = PGD(eps=0.4, step_size=0.3, steps=2, norm="l2", random_start=False)(
+        Linear(W2, [0, 0]), X, Y
+    )
     torch.testing.assert_close(out, X + 0.4 * img(-2, 2, 0, -1) / 3)
 
 
@@ -69,7 +73,9 @@ def test_jsma_exact_pair():
     # α = W_t = [1, 2, .5, −1], β = W_o = [−1, −.5, 0, 2]. Pairs with α > 0 and β < 0:
     # (0,1): −αβ = 3·1.5 = 4.5; (0,2): 1.5; (1,2): 1.25 → (0,1) is chosen; then Z_t = 3 > Z_o = −0.5.
     model = Linear([[-1.0, -0.5, 0.0, 2.0], [1.0, 2.0, 0.5, -1.0]], [1.0, 0.0])
-    out = JSMA(theta=1.0, gamma=1.0)(model, torch.zeros(1, 1, 2, 2), torch.tensor([0]), target=torch.tensor([1]))
+    out = JSMA(theta=1.0, gamma=1.0)(
+        model, torch.zeros(1, 1, 2, 2), torch.tensor([0]), target=torch.tensor([1])
+    )
     torch.testing.assert_close(out, img(1, 1, 0, 0))
 
 
@@ -77,7 +83,9 @@ def test_jsma_decreasing_exact():
     # θ < 0 needs α < 0, β > 0. From x = 1 (Z_t = 2.5 < Z_o = 3.5): (0,3): α = 0, no; (1,3): α = 1, no;
     # (2,3): α = −.5, β = 2 → the only pair. Features 2, 3 go to 0: Z_t = 3 > Z_o = 1.5.
     model = Linear([[-1.0, -0.5, 0.0, 2.0], [1.0, 2.0, 0.5, -1.0]], [3.0, 0.0])
-    out = JSMA(theta=-1.0, gamma=1.0)(model, torch.ones(1, 1, 2, 2), torch.tensor([0]), target=torch.tensor([1]))
+    out = JSMA(theta=-1.0, gamma=1.0)(
+        model, torch.ones(1, 1, 2, 2), torch.tensor([0]), target=torch.tensor([1])
+    )
     torch.testing.assert_close(out, img(1, 1, 0, 0))
 
 
@@ -85,7 +93,9 @@ def test_margin_loss_and_projection():
     logits = torch.tensor([[3.0, 1.0, -2.0]])
     assert margin_loss(logits, torch.tensor([0]), targeted=False).item() == pytest.approx(2.0)
     assert margin_loss(logits, torch.tensor([2]), targeted=True).item() == pytest.approx(5.0)
-    assert margin_loss(logits, torch.tensor([0]), targeted=True, kappa=1.0).item() == pytest.approx(-1.0)
+    assert margin_loss(logits, torch.tensor([0]), targeted=True, kappa=1.0).item() == pytest.approx(
+        -1.0
+    )
     d = torch.tensor([[3.0, 4.0]])
     torch.testing.assert_close(project(d, 1.0, "l2"), torch.tensor([[0.6, 0.8]]))
     torch.testing.assert_close(project(d, 3.5, "linf"), torch.tensor([[3.0, 3.5]]))

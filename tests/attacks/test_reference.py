@@ -62,7 +62,9 @@ def test_pgd_linf_equals_torchattacks(tiny_model, xy):
 def test_bim_equals_torchattacks(tiny_model, xy):
     x, y = xy
     ref = torchattacks.BIM(tiny_model, eps=0.1, alpha=0.03, steps=5)(x, y)
-    torch.testing.assert_close(BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y), ref, atol=1e-6, rtol=0
+    )
 
 
 def test_targeted_bim_and_pgd_equal_torchattacks(tiny_model, xy):
@@ -70,8 +72,12 @@ def test_targeted_bim_and_pgd_equal_torchattacks(tiny_model, xy):
     t = (y + 1) % 10
     atk = torchattacks.BIM(tiny_model, eps=0.1, alpha=0.03, steps=5)
     atk.set_mode_targeted_by_label(quiet=True)
-    torch.testing.assert_close(BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y, target="next"), atk(x, t),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        BIM(eps=0.1, step_size=0.03, steps=5)(tiny_model, x, y, target="next"),
+        atk(x, t),
+        atol=1e-6,
+        rtol=0,
+    )
     atk = torchattacks.PGD(tiny_model, eps=0.1, alpha=0.02, steps=8, random_start=False)
     atk.set_mode_targeted_by_label(quiet=True)
     ours = PGD(eps=0.1, step_size=0.02, steps=8, random_start=False)(tiny_model, x, y, target=t)
@@ -99,7 +105,8 @@ class Shift(nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("targeted", "c", "lr", "steps"), [(False, 2.0, 0.05, 60), (True, 50.0, 0.05, 60), (False, 1.0, 0.01, 30)]
+    ("targeted", "c", "lr", "steps"),
+    [(False, 2.0, 0.05, 60), (True, 50.0, 0.05, 60), (False, 1.0, 0.01, 30)],
 )
 def test_cw_equals_torchattacks_fixed_c(tiny_model, xy, targeted, c, lr, steps, monkeypatch):
     # torchattacks maps x → w with a plain atanh; the authors' 0.999999 scaling would shift
@@ -131,7 +138,9 @@ def test_cw_equals_torchattacks_fixed_c(tiny_model, xy, targeted, c, lr, steps, 
 # ----------------------------------------------------------------------------------- JSMA
 
 
-def jsma_literal(model: nn.Module, x: torch.Tensor, t: int, theta: float, gamma: float) -> torch.Tensor:
+def jsma_literal(
+    model: nn.Module, x: torch.Tensor, t: int, theta: float, gamma: float
+) -> torch.Tensor:
     """Papernot et al. 2016, Algorithm 3 (and its decreasing variant), one sample, loops."""
     x = x.clone()
     shape = x.shape
@@ -143,7 +152,9 @@ def jsma_literal(model: nn.Module, x: torch.Tensor, t: int, theta: float, gamma:
         logits = model(xt)
         if int(logits.argmax(1)) == t or len(domain) < 2:
             break
-        jac = torch.autograd.functional.jacobian(lambda z: model(z)[0], xt).reshape(logits.shape[1], d)
+        jac = torch.autograd.functional.jacobian(lambda z: model(z)[0], xt).reshape(
+            logits.shape[1], d
+        )
         dt = jac[t].tolist()
         dother = (jac.sum(0) - jac[t]).tolist()
         best, pair = 0.0, None
@@ -167,6 +178,8 @@ def test_jsma_matches_literal_algorithm(tiny_model, xy, theta):
     x, y = xy[0][:4].double(), xy[1][:4]
     t = (y + 1) % 10
     ours = JSMA(theta=theta, gamma=0.25)(model, x, y, target=t)
-    ref = torch.cat([jsma_literal(model, x[i : i + 1], int(t[i]), theta, 0.25) for i in range(len(x))])
+    ref = torch.cat(
+        [jsma_literal(model, x[i : i + 1], int(t[i]), theta, 0.25) for i in range(len(x))]
+    )
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
     assert (ours != x).any()

@@ -37,20 +37,27 @@ def test_fgsm_sweep_computes_one_gradient_per_batch(setup):
     result = robust_accuracy(counted, FGSM(), data, eps=eps, batch_size=50)
     # per batch: 1 clean prediction + 1 gradient + 1 prediction per ε
     assert counted.forwards == 2 * (2 + len(eps))
-    for e, acc in zip(eps, result["accuracy"]):
+    for e, acc in zip(eps, result["accuracy"], strict=False):
         x_adv = FGSM(eps=e)(model, *data)
         with torch.no_grad():
             assert acc == pytest.approx(float((model(x_adv).argmax(1) == data[1]).float().mean()))
     assert result["accuracy"][0] == pytest.approx(result["clean_accuracy"])
     assert result["n"] == 100 and result["eps"] == eps
-    assert all(a + s == pytest.approx(1.0) for a, s in zip(result["accuracy"], result["success_rate"]))
+    assert all(
+        a + s == pytest.approx(1.0)
+        for a, s in zip(result["accuracy"], result["success_rate"], strict=False)
+    )
 
 
 def test_dataset_and_tuple_agree_and_examples_kept(trained_digits):
     model, test = trained_digits
     sub = test.subset(60)
-    a = robust_accuracy(model, PGD(eps=0.1, steps=3, random_start=False), sub, eps=[0.05, 0.1], keep_examples=5)
-    b = robust_accuracy(model, PGD(eps=0.1, steps=3, random_start=False), (sub.x, sub.y), eps=[0.05, 0.1])
+    a = robust_accuracy(
+        model, PGD(eps=0.1, steps=3, random_start=False), sub, eps=[0.05, 0.1], keep_examples=5
+    )
+    b = robust_accuracy(
+        model, PGD(eps=0.1, steps=3, random_start=False), (sub.x, sub.y), eps=[0.05, 0.1]
+    )
     assert a["accuracy"] == b["accuracy"]
     assert a["examples"]["x_adv"].shape == (2, 5, 1, 8, 8)
     assert (a["examples"]["x_adv"][1] - a["examples"]["x"]).abs().max() <= 0.1 + 1e-6
@@ -58,7 +65,9 @@ def test_dataset_and_tuple_agree_and_examples_kept(trained_digits):
 
 def test_targeted_success_rate(setup):
     model, data = setup
-    result = robust_accuracy(model, PGD(eps=0.3, steps=10, random_start=False), data, eps=[0.3], target="next")
+    result = robust_accuracy(
+        model, PGD(eps=0.3, steps=10, random_start=False), data, eps=[0.3], target="next"
+    )
     x_adv = PGD(eps=0.3, steps=10, random_start=False)(model, *data, target="next")
     with torch.no_grad():
         hit = float((model(x_adv).argmax(1) == (data[1] + 1) % 10).float().mean())
@@ -109,7 +118,9 @@ def test_transfer_matrix(setup):
     other = Counting(model).eval()  # same function, another object
     attack = FGSM()
     eps = [0.1, 0.3]
-    result = transfer_matrix({"a": model, "b": other}, {"a": model, "c": nn.Sequential(other)}, attack, data, eps=eps)
+    result = transfer_matrix(
+        {"a": model, "b": other}, {"a": model, "c": nn.Sequential(other)}, attack, data, eps=eps
+    )
     assert result["sources"] == ["a", "b"] and result["victims"] == ["a", "c"]
     acc = torch.tensor(result["accuracy"])
     assert acc.shape == (2, 2, 2)

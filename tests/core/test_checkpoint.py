@@ -44,7 +44,10 @@ def test_missing_corrupted_truncated_and_foreign_files(tmp_path):
 
 class _Exploit:
     def __reduce__(self):
-        return (exec, ("import pathlib; pathlib.Path(__file__ if False else 'PWNED').write_text('x')",))
+        return (
+            exec,
+            ("import pathlib; pathlib.Path(__file__ if False else 'PWNED').write_text('x')",),
+        )
 
 
 def test_pickled_code_is_never_executed(tmp_path, monkeypatch):

@@ -24,13 +24,20 @@ def test_datasets_lists_availability(capsys, tmp_path):
 
 def test_train_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["train", "--dataset", "digits", "--epochs", "2", "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
     summary = json.loads((out / "train.json").read_text())
     assert summary["test_accuracy"] > 0.5 and (out / "model.pt").exists()
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(out / "model.pt"), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["dataset"] == "digits" and result["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert result["dataset"] == "digits" and result["accuracy"] == pytest.approx(
+        summary["test_accuracy"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -55,7 +62,12 @@ def test_argument_validation(capsys):
 
 
 def test_console_script_entry_point():
-    result = subprocess.run([sys.executable, "-m", "underfire", "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "underfire", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0 and result.stdout.startswith("underfire ")
 
 

@@ -7,11 +7,21 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
     fig.subplots().plot([0, 1], [1, 0])
     png = save_figure(fig, tmp_path / "figures" / "line.png")
     report = Report("Title <x>")
-    report.section("Numbers").text("Some **bold** text.\n\n- a\n- b").table([{"eps": 0.1, "accuracy": 0.51234}])
+    report.section("Numbers").text("Some **bold** text.\n\n- a\n- b").table(
+        [{"eps": 0.1, "accuracy": 0.51234}]
+    )
     report.figure(png, "a line")
     md, html = report.write(tmp_path)
     markdown = md.read_text()
-    assert "| eps | accuracy |" in markdown and "0.5123" in markdown and "](figures/line.png)" in markdown
+    assert (
+        "| eps | accuracy |" in markdown
+        and "0.5123" in markdown
+        and "](figures/line.png)" in markdown
+    )
     page = html.read_text()
-    assert "data:image/png;base64," in page and "<strong>bold</strong>" in page and "Title &lt;x&gt;" in page
+    assert (
+        "data:image/png;base64," in page
+        and "<strong>bold</strong>" in page
+        and "Title &lt;x&gt;" in page
+    )
     assert "<li>a</li>" in page

@@ -23,7 +23,7 @@ def test_seeded_runs_are_identical(digits_splits):
     a, b = _fresh(), _fresh()
     Trainer(a, config=cfg).fit(digits_splits["train"])
     Trainer(b, config=cfg).fit(digits_splits["train"])
-    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=False):
         assert torch.equal(pa, pb)
 
 
@@ -44,7 +44,9 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(digits_splits, tm
     interrupted = _fresh()
     path = tmp_path / "run.pt"
     with pytest.raises(_Interrupt):
-        Trainer(interrupted, config=cfg, checkpoint=path, on_step=stop_at_25).fit(digits_splits["train"])
+        Trainer(interrupted, config=cfg, checkpoint=path, on_step=stop_at_25).fit(
+            digits_splits["train"]
+        )
     assert load_checkpoint(path).meta["steps"] == 20
     resumed = _fresh(seed=99)  # weights come from the checkpoint, not from this init
     result = Trainer(resumed, config=cfg, checkpoint=path).fit(digits_splits["train"])
@@ -58,15 +60,24 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(digits_splits, tm
 
 def test_checkpoint_of_another_run_is_not_silently_reused(digits_splits, tmp_path):
     path = tmp_path / "run.pt"
-    Trainer(_fresh(), config=TrainConfig(steps=2, batch_size=32), checkpoint=path).fit(digits_splits["train"])
+    Trainer(_fresh(), config=TrainConfig(steps=2, batch_size=32), checkpoint=path).fit(
+        digits_splits["train"]
+    )
     with pytest.raises(CheckpointError, match="different training run"):
-        Trainer(_fresh(), config=TrainConfig(steps=3, batch_size=32), checkpoint=path).fit(digits_splits["train"])
+        Trainer(_fresh(), config=TrainConfig(steps=3, batch_size=32), checkpoint=path).fit(
+            digits_splits["train"]
+        )
 
 
 def test_checkpoint_records_metadata(digits_splits, tmp_path):
     path = tmp_path / "run.pt"
-    Trainer(_fresh(), CrossEntropy(), TrainConfig(steps=3, batch_size=32), checkpoint=path,
-            meta={"dataset": "digits"}).fit(digits_splits["train"], digits_splits["val"])
+    Trainer(
+        _fresh(),
+        CrossEntropy(),
+        TrainConfig(steps=3, batch_size=32),
+        checkpoint=path,
+        meta={"dataset": "digits"},
+    ).fit(digits_splits["train"], digits_splits["val"])
     meta = load_checkpoint(path).meta
     assert meta["dataset"] == "digits" and meta["steps"] == 3
     assert meta["objective"] == {"name": "cross-entropy"} and "val_accuracy" in meta
@@ -75,7 +86,9 @@ def test_checkpoint_records_metadata(digits_splits, tmp_path):
 def test_cosine_schedule_decays_to_zero(digits_splits):
     seen = []
     model = _fresh()
-    trainer = Trainer(model, config=TrainConfig(steps=10, batch_size=32, lr=0.01, lr_schedule="cosine"))
+    trainer = Trainer(
+        model, config=TrainConfig(steps=10, batch_size=32, lr=0.01, lr_schedule="cosine")
+    )
     original = torch.optim.Adam.step
 
     def spy(self, *args, **kwargs):
@@ -87,7 +100,9 @@ def test_cosine_schedule_decays_to_zero(digits_splits):
         trainer.fit(digits_splits["train"])
     finally:
         torch.optim.Adam.step = original
-    assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+    assert seen[0] == pytest.approx(0.01) and seen[-1] == pytest.approx(
+        0.01 * 0.5 * (1 + math.cos(math.pi * 0.9))
+    )
     assert all(a > b for a, b in itertools.pairwise(seen))
 
 

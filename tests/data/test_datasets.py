@@ -16,7 +16,15 @@ from underfire.registry import UnknownNameError
 
 
 def test_names():
-    assert set(dataset_names()) == {"digits", "mnist", "fashion-mnist", "notmnist", "cifar10", "svhn", "imagenet"}
+    assert set(dataset_names()) == {
+        "digits",
+        "mnist",
+        "fashion-mnist",
+        "notmnist",
+        "cifar10",
+        "svhn",
+        "imagenet",
+    }
 
 
 def test_digits_splits_are_disjoint_deterministic_and_cover_everything():
@@ -40,7 +48,9 @@ def test_unknown_name_and_split():
         load_dataset("digits", "valid")
 
 
-@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "notmnist", "cifar10", "svhn", "imagenet"])
+@pytest.mark.parametrize(
+    "name", ["mnist", "fashion-mnist", "notmnist", "cifar10", "svhn", "imagenet"]
+)
 def test_missing_data_names_the_files_and_the_fix(name, tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset(name, "test", root=tmp_path)
@@ -96,7 +106,18 @@ def test_mnist_from_shared_data(shared_data):
     val = load_dataset("mnist", "val", root=shared_data)
     assert len(test) == 10000 and len(train) == 54000 and len(val) == 6000
     assert test.y[:5].tolist() == [7, 2, 1, 0, 4]
-    assert torch.bincount(test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(test.y).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
     assert abs(train.x.mean().item() - 0.1307) < 2e-3
 
 
@@ -116,7 +137,9 @@ def test_cifar10_through_the_binary_version(materialized_data):
     train = load_dataset("cifar10", "train", root=materialized_data)
     assert test.x.shape == (10000, 3, 32, 32) and len(train) == 45000
     assert torch.bincount(test.y).tolist() == [1000] * 10
-    means = torch.cat([train.x, load_dataset("cifar10", "val", root=materialized_data).x]).mean((0, 2, 3))
+    means = torch.cat([train.x, load_dataset("cifar10", "val", root=materialized_data).x]).mean(
+        (0, 2, 3)
+    )
     assert torch.allclose(means, torch.tensor([0.4914, 0.4822, 0.4465]), atol=1e-3)
 
 

@@ -94,8 +94,12 @@ def test_gradcheck_second_order_float64() -> None:
     for ci in (False, True):
         objective = GradientRegularization(0.5, certainty_insensitive=ci)
 
-        def loss_of(*ps: torch.Tensor, x: torch.Tensor = x, objective: GradientRegularization = objective) -> torch.Tensor:
-            return objective(lambda inp: functional_call(model, dict(zip(names, ps)), (inp,)), x, y)
+        def loss_of(
+            *ps: torch.Tensor, x: torch.Tensor = x, objective: GradientRegularization = objective
+        ) -> torch.Tensor:
+            return objective(
+                lambda inp: functional_call(model, dict(zip(names, ps, strict=False)), (inp,)), x, y
+            )
 
         # the loss differentiated in the parameters goes through ∂²CE/∂x∂θ (double backprop)
         assert torch.autograd.gradcheck(loss_of, params, eps=1e-6, atol=1e-5)
@@ -104,14 +108,21 @@ def test_gradcheck_second_order_float64() -> None:
         # so check the penalty as a function of x with the gradient kept in the graph
         def penalty_of_x(xx: torch.Tensor, ci: bool = ci) -> torch.Tensor:
             logits = model(xx)
-            loss = F.cross_entropy(logits, y, reduction="sum") if not ci else -F.log_softmax(logits, 1).mean(1).sum()
+            loss = (
+                F.cross_entropy(logits, y, reduction="sum")
+                if not ci
+                else -F.log_softmax(logits, 1).mean(1).sum()
+            )
             (gx,) = torch.autograd.grad(loss, xx, create_graph=True)
             return gx.pow(2).sum()
 
         xx = x.clone().requires_grad_(True)
         assert torch.autograd.gradcheck(penalty_of_x, (xx,), eps=1e-6, atol=1e-5)
         # and the objective's penalty equals this reference one
-        torch.testing.assert_close(objective.terms(model, x, y)["penalty"] * 3, penalty_of_x(x.clone().requires_grad_(True)))
+        torch.testing.assert_close(
+            objective.terms(model, x, y)["penalty"] * 3,
+            penalty_of_x(x.clone().requires_grad_(True)),
+        )
 
 
 def test_paper_convention_conversion() -> None:
@@ -129,7 +140,9 @@ def test_paper_convention_conversion() -> None:
 
 def test_lam_zero_is_cross_entropy_and_validation() -> None:
     model, x, y = _linear_case()
-    torch.testing.assert_close(GradientRegularization(0.0)(model, x, y), F.cross_entropy(model(x), y))
+    torch.testing.assert_close(
+        GradientRegularization(0.0)(model, x, y), F.cross_entropy(model(x), y)
+    )
     for bad in (-1.0, float("nan"), float("inf"), "1"):
         with pytest.raises(ValueError):
             GradientRegularization(bad)  # type: ignore[arg-type]
@@ -158,7 +171,9 @@ def test_regularization_shrinks_input_gradients_on_digits() -> None:
     for lam in (0.0, 3.0):
         torch.manual_seed(0)
         model = model_for_dataset("ross-cnn", "digits", hidden=64)
-        Trainer(model, GradientRegularization(lam), TrainConfig(epochs=6, batch_size=64, lr=2e-3)).fit(train)
+        Trainer(
+            model, GradientRegularization(lam), TrainConfig(epochs=6, batch_size=64, lr=2e-3)
+        ).fit(train)
         model.eval()
         _, sq, _ = input_gradient_penalty(model, train.x[:200], train.y[:200], create_graph=False)
         norms[lam] = sq.sqrt().mean().item()

@@ -25,11 +25,16 @@ pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module")
-def mnist_models(shared_data: Path) -> tuple[dict[str, torch.nn.Module], torch.Tensor, torch.Tensor]:
+def mnist_models(
+    shared_data: Path,
+) -> tuple[dict[str, torch.nn.Module], torch.Tensor, torch.Tensor]:
     train = load_dataset("mnist", "train", root=shared_data).subset(8000)
     test = load_dataset("mnist", "test", root=shared_data).subset(500)
-    objectives = {"normal": CrossEntropy(), "adv-trained": AdversarialTraining(FGSM(eps=0.3)),
-                  "gradreg": GradientRegularization(3.0)}
+    objectives = {
+        "normal": CrossEntropy(),
+        "adv-trained": AdversarialTraining(FGSM(eps=0.3)),
+        "gradreg": GradientRegularization(3.0),
+    }
     models = {}
     for name, objective in objectives.items():
         torch.manual_seed(0)
@@ -62,7 +67,10 @@ def test_gradient_regularization_shrinks_gradients_and_raises_fgsm_accuracy(mnis
     models, x, y = mnist_models
     # the median would mislead: a normal model's gradients vanish on the many examples it is
     # sure of (Ross & Doshi-Velez, Fig. 4); the penalty is on the mean of squares
-    mean_sq = {name: float(input_gradient_penalty(m, x, y, create_graph=False)[1].mean()) for name, m in models.items()}
+    mean_sq = {
+        name: float(input_gradient_penalty(m, x, y, create_graph=False)[1].mean())
+        for name, m in models.items()
+    }
     assert mean_sq["gradreg"] < 0.3 * mean_sq["normal"], mean_sq
     robust = {name: _accuracy(m, FGSM(eps=0.1)(m, x, y), y) for name, m in models.items()}
     assert robust["gradreg"] > robust["normal"] + 0.05, robust

@@ -17,21 +17,45 @@ from underfire.experiments.ross2018_config import (
     resolve_config,
 )
 
-FIGURES = ["fig1_fgsm_transfer.png", "fig2_blackbox.png", "fig3_tgsm_transfer.png", "fig3b_itgsm_transfer.png",
-           "fig4_gradient_norms.png",
-           "fig5_jsma_distilled.png", "fig5_jsma_gradreg.png", "saliency.png"]
+FIGURES = [
+    "fig1_fgsm_transfer.png",
+    "fig2_blackbox.png",
+    "fig3_tgsm_transfer.png",
+    "fig3b_itgsm_transfer.png",
+    "fig4_gradient_norms.png",
+    "fig5_jsma_distilled.png",
+    "fig5_jsma_gradreg.png",
+    "saliency.png",
+]
 
 
 # "test" is seconds; "--quick" is the documented CPU profile, run as users run it (~1.5 min).
-@pytest.fixture(scope="module", params=[["--profile", "test"], ["--quick"]], ids=["test-profile", "quick"])
-def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+@pytest.fixture(
+    scope="module", params=[["--profile", "test"], ["--quick"]], ids=["test-profile", "quick"]
+)
+def run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict]:
     from underfire.cli import main
 
     out = tmp_path_factory.mktemp("ross2018")
     threads = torch.get_num_threads()
     try:  # one thread: tiny models, and a shared 2-core CI machine punishes OpenMP oversubscription
-        code = main(["reproduce", "ross2018", "--dataset", "digits", *request.param, "--out", str(out),
-                     "--device", "cpu", "--threads", "1"])
+        code = main(
+            [
+                "reproduce",
+                "ross2018",
+                "--dataset",
+                "digits",
+                *request.param,
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -63,8 +87,12 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
     # the iterated TGSM reaches the target at least as often as the single step, and removes
     # (almost) as much accuracy, against the undefended model at the largest ε
     itgsm, tgsm = results["itgsm"], results["tgsm"]
-    assert itgsm["target_rate"]["normal"]["normal"][-1] >= tgsm["target_rate"]["normal"]["normal"][-1]
-    assert itgsm["accuracy"]["normal"]["normal"][-1] <= tgsm["accuracy"]["normal"]["normal"][-1] + 0.05
+    assert (
+        itgsm["target_rate"]["normal"]["normal"][-1] >= tgsm["target_rate"]["normal"]["normal"][-1]
+    )
+    assert (
+        itgsm["accuracy"]["normal"]["normal"][-1] <= tgsm["accuracy"]["normal"]["normal"][-1] + 0.05
+    )
     assert "target_rate" not in results["fgsm"]
     for m in MODEL_NAMES:
         assert len(results["blackbox"][m]["black_box"]) == len(eps)
@@ -72,7 +100,11 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
         assert g["fgsm_norm_median"] >= 0 and g["log_prob_other_median"] <= 0
     for m in ("distilled", "gradreg"):
         j = results["jsma"][m]
-        assert 0 <= j["success_rate"] <= 1 and len(j["predicted"]) == 2 and len(j["predicted"][0]) == 10
+        assert (
+            0 <= j["success_rate"] <= 1
+            and len(j["predicted"]) == 2
+            and len(j["predicted"][0]) == 10
+        )
     claims = results["claims"]
     assert [c["id"] for c in claims] == ["1", "2", "3", "4", "5"]
     assert all(c["held"] in (True, False) for c in claims[:4])
@@ -95,7 +127,9 @@ def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
     train, val, test = load_data(cfg)
     models, _info = train_models(cfg, train, val, out, device=torch.device("cpu"))
-    assert {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")} == stamps  # nothing retrained
+    assert {
+        p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")
+    } == stamps  # nothing retrained
     for m, model in models.items():
         assert evaluate(model, test)["accuracy"] == pytest.approx(first["clean"][m]["accuracy"])
 
@@ -124,7 +158,14 @@ def _synthetic_results() -> dict:
     """Numbers shaped like a run where the paper's claims hold."""
     eps = [0.0, 0.1, 0.3, 0.5]
     models = list(MODEL_NAMES)
-    robust = {"normal": 0.2, "distilled": 0.25, "adv-trained": 0.4, "gradreg": 0.6, "both": 0.65, "certainty-insensitive": 0.55}
+    robust = {
+        "normal": 0.2,
+        "distilled": 0.25,
+        "adv-trained": 0.4,
+        "gradreg": 0.6,
+        "both": 0.65,
+        "certainty-insensitive": 0.55,
+    }
     acc = {s: {v: [0.99] + [robust[v] if s != v else 0.1] * 3 for v in models} for s in models}
     acc["gradreg"] = {v: [0.99, 0.3, 0.3, 0.3] for v in models}  # fools everyone equally
     acc["normal"]["adv-trained"] = [0.99, 0.9, 0.9, 0.9]  # normal's examples: uneven
@@ -134,15 +175,24 @@ def _synthetic_results() -> dict:
     tgsm["distilled"]["distilled"] = [0.99, 0.1, 0.05, 0.0]
     unchanged = {m: [1.0, 0.0, 0.0, 0.0] for m in models}
     unchanged["distilled"] = [1.0, 0.8, 0.8, 0.8]
-    grads = {m: {"fgsm_norm_median": 0.01, "tgsm_norm_median": 1.0, "log_prob_other_median": -12.0} for m in models}
-    grads["gradreg"] = {"fgsm_norm_median": 0.1, "tgsm_norm_median": 0.15, "log_prob_other_median": -3.0}
+    grads = {
+        m: {"fgsm_norm_median": 0.01, "tgsm_norm_median": 1.0, "log_prob_other_median": -12.0}
+        for m in models
+    }
+    grads["gradreg"] = {
+        "fgsm_norm_median": 0.1,
+        "tgsm_norm_median": 0.15,
+        "log_prob_other_median": -3.0,
+    }
     return {
         "config": {"eps": eps},
         "fgsm": {"accuracy": acc, "unchanged": unchanged, "masked_warnings": {"distilled": 3}},
         "tgsm": {"accuracy": tgsm, "unchanged": unchanged, "masked_warnings": {}},
         "gradients": grads,
-        "jsma": {"gradreg": {"judge_agreement": 0.8, "success_rate": 0.9, "mean_l0": 40},
-                 "distilled": {"judge_agreement": 0.1, "success_rate": 1.0, "mean_l0": 20}},
+        "jsma": {
+            "gradreg": {"judge_agreement": 0.8, "success_rate": 0.9, "mean_l0": 40},
+            "distilled": {"judge_agreement": 0.1, "success_rate": 1.0, "mean_l0": 20},
+        },
         "saliency": {"normal": {"gini": 0.4}, "gradreg": {"gini": 0.6}},
     }
 

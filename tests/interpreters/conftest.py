@@ -21,9 +21,19 @@ class TinyGapNet(ImageClassifier):
 
     def __init__(self, channels: int = 1, side: int = 5, classes: int = 3) -> None:
         net = nn.Sequential()
-        net.add_module("features", nn.Sequential(nn.Conv2d(channels, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 4, 3, padding=1)))
-        net.add_module("head", nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)))
-        super().__init__(Normalize([0.5] * channels, [0.5] * channels), net, (channels, side, side), classes)
+        net.add_module(
+            "features",
+            nn.Sequential(
+                nn.Conv2d(channels, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 4, 3, padding=1)
+            ),
+        )
+        net.add_module(
+            "head",
+            nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)),
+        )
+        super().__init__(
+            Normalize([0.5] * channels, [0.5] * channels), net, (channels, side, side), classes
+        )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +46,9 @@ def tiny64() -> TinyGapNet:
 def gap_model() -> ImageClassifier:
     """A random ResNet-8 (GAP → FC) on 1×16×16 inputs, 5 classes, eval mode."""
     torch.manual_seed(0)
-    model = create_model("resnet-small", depth=8, width=8, in_channels=1, input_size=16, num_classes=5)
+    model = create_model(
+        "resnet-small", depth=8, width=8, in_channels=1, input_size=16, num_classes=5
+    )
     # Non-trivial BN statistics so that eval mode is not the identity.
     with torch.no_grad():
         model.train()
@@ -59,5 +71,7 @@ def digits_small(digits_splits):
     from underfire.train import TrainConfig, Trainer
 
     model = model_for_dataset("ross-cnn", "digits", hidden=64)
-    Trainer(model, config=TrainConfig(epochs=8, batch_size=64, lr=2e-3, seed=0)).fit(digits_splits["train"])
+    Trainer(model, config=TrainConfig(epochs=8, batch_size=64, lr=2e-3, seed=0)).fit(
+        digits_splits["train"]
+    )
     return model.eval()

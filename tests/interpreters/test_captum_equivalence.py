@@ -13,8 +13,8 @@ import torch
 
 captum_attr = pytest.importorskip("captum.attr")
 
-from underfire.interpreters import CAM, GradCAM, IntegratedGradients, Saliency, SmoothGrad
-from underfire.models import get_layer
+from underfire.interpreters import CAM, GradCAM, IntegratedGradients, Saliency, SmoothGrad  # noqa: E402 (after importorskip)
+from underfire.models import get_layer  # noqa: E402
 
 TOL = {"rtol": 1e-4, "atol": 1e-6}
 
@@ -29,21 +29,31 @@ def test_saliency_matches_captum(gap_model, gap_x, target):
     ref = captum_attr.Saliency(gap_model).attribute(gap_x.clone(), target=target, abs=True)
     torch.testing.assert_close(ours, ref, **TOL)
     signed = Saliency(absolute=False).attribute(gap_model, gap_x, target)
-    torch.testing.assert_close(signed, captum_attr.Saliency(gap_model).attribute(gap_x.clone(), target=target, abs=False), **TOL)
+    torch.testing.assert_close(
+        signed,
+        captum_attr.Saliency(gap_model).attribute(gap_x.clone(), target=target, abs=False),
+        **TOL,
+    )
 
 
 def test_saliency_on_trained_digits_small(digits_small, digits_splits):
     x = digits_splits["test"].x[:16]
     y = digits_splits["test"].y[:16]
-    torch.testing.assert_close(Saliency().attribute(digits_small, x, y),
-                               captum_attr.Saliency(digits_small).attribute(x.clone(), target=y), **TOL)
+    torch.testing.assert_close(
+        Saliency().attribute(digits_small, x, y),
+        captum_attr.Saliency(digits_small).attribute(x.clone(), target=y),
+        **TOL,
+    )
 
 
-@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_middle"])
+@pytest.mark.parametrize(
+    "method", ["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_middle"]
+)
 def test_integrated_gradients_matches_captum(gap_model, gap_x, target, method):
     ours = IntegratedGradients(steps=20, method=method).attribute(gap_model, gap_x, target)
-    ref = captum_attr.IntegratedGradients(gap_model).attribute(gap_x.clone(), baselines=0.0, target=target,
-                                                               n_steps=20, method=method)
+    ref = captum_attr.IntegratedGradients(gap_model).attribute(
+        gap_x.clone(), baselines=0.0, target=target, n_steps=20, method=method
+    )
     if method == "riemann_trapezoid":
         # Captum's trapezoid weights are 1/n (ends 1/2n) and sum to (n−1)/n; ours are the exact
         # trapezoid rule on n points, 1/(n−1) (ends 1/(2(n−1))), which sum to 1.
@@ -53,7 +63,9 @@ def test_integrated_gradients_matches_captum(gap_model, gap_x, target, method):
 
 def test_integrated_gradients_chunked_equals_unchunked(gap_model, gap_x, target):
     full = IntegratedGradients(steps=12).attribute(gap_model, gap_x, target)
-    chunked = IntegratedGradients(steps=12, batch_size=5 * gap_x.shape[0]).attribute(gap_model, gap_x, target)
+    chunked = IntegratedGradients(steps=12, batch_size=5 * gap_x.shape[0]).attribute(
+        gap_model, gap_x, target
+    )
     torch.testing.assert_close(full, chunked, **TOL)
 
 
@@ -79,14 +91,20 @@ def test_smoothgrad_seeded_is_reproducible_and_batched(gap_model, gap_x, target)
     sg = SmoothGrad(samples=4, stdev=0.1, seed=7)
     a = sg.attribute(gap_model, gap_x, target)
     torch.testing.assert_close(a, sg.attribute(gap_model, gap_x, target), rtol=0, atol=0)
-    torch.testing.assert_close(a, SmoothGrad(samples=4, stdev=0.1, seed=7, batch_size=5).attribute(gap_model, gap_x, target), **TOL)
+    torch.testing.assert_close(
+        a,
+        SmoothGrad(samples=4, stdev=0.1, seed=7, batch_size=5).attribute(gap_model, gap_x, target),
+        **TOL,
+    )
 
 
 def test_gradcam_matches_captum_layer_gradcam(gap_model, gap_x, target):
     layer = get_layer(gap_model, gap_model.target_layer)
     ref_layer = captum_attr.LayerGradCam(gap_model, layer)
     ours = GradCAM().attribute(gap_model, gap_x, target)
-    torch.testing.assert_close(ours, ref_layer.attribute(gap_x.clone(), target=target, relu_attributions=True), **TOL)
+    torch.testing.assert_close(
+        ours, ref_layer.attribute(gap_x.clone(), target=target, relu_attributions=True), **TOL
+    )
     signed = GradCAM(relu=False).attribute(gap_model, gap_x, target)
     torch.testing.assert_close(signed, ref_layer.attribute(gap_x.clone(), target=target), **TOL)
 
@@ -95,7 +113,9 @@ def test_gradcam_matches_captum_on_ross_cnn(digits_small, digits_splits):
     x = digits_splits["test"].x[:16]
     y = digits_splits["test"].y[:16]
     layer = get_layer(digits_small, digits_small.target_layer)
-    ref = captum_attr.LayerGradCam(digits_small, layer).attribute(x.clone(), target=y, relu_attributions=True)
+    ref = captum_attr.LayerGradCam(digits_small, layer).attribute(
+        x.clone(), target=y, relu_attributions=True
+    )
     torch.testing.assert_close(GradCAM().attribute(digits_small, x, y), ref, **TOL)
 
 
@@ -104,10 +124,15 @@ def test_cam_equals_gradcam_up_to_scale_on_gap_network(gap_model, gap_x, target)
     h, w = cam.shape[-2:]
     signed = GradCAM(relu=False).attribute(gap_model, gap_x, target)
     torch.testing.assert_close(cam / (h * w), signed, **TOL)
-    torch.testing.assert_close(torch.relu(cam) / (h * w), GradCAM().attribute(gap_model, gap_x, target), **TOL)
+    torch.testing.assert_close(
+        torch.relu(cam) / (h * w), GradCAM().attribute(gap_model, gap_x, target), **TOL
+    )
     # and the normalized maps agree wherever CAM is non-negative everywhere
-    torch.testing.assert_close(CAM()(gap_model, gap_x, target, raw=True) / (h * w),
-                               GradCAM(relu=False)(gap_model, gap_x, target, raw=True), **TOL)
+    torch.testing.assert_close(
+        CAM()(gap_model, gap_x, target, raw=True) / (h * w),
+        GradCAM(relu=False)(gap_model, gap_x, target, raw=True),
+        **TOL,
+    )
 
 
 def test_cam_is_class_logit_decomposition(gap_model, gap_x, target):

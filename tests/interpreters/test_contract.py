@@ -16,7 +16,15 @@ def build(name: str, model) -> Interpreter:
     if name == "rts":
         torch.manual_seed(0)
         layer_channels = model.net.stage3[-1].conv2.out_channels
-        return RTS(MaskingNetwork(feat_channels=layer_channels, num_classes=5, feat_size=(4, 4), input_size=(16, 16), width=8))
+        return RTS(
+            MaskingNetwork(
+                feat_channels=layer_channels,
+                num_classes=5,
+                feat_size=(4, 4),
+                input_size=(16, 16),
+                width=8,
+            )
+        )
     return create_interpreter(name, **KWARGS.get(name, {}))
 
 
@@ -40,8 +48,12 @@ def test_contract(name, gap_model, gap_x):
     gap_model.net.fc.weight.grad = sentinel
     try:
         maps = interp(gap_model, x)
-        assert gap_model.training and not gap_model.net.stem.training and gap_model.net.stage1.training
-        assert gap_model.net.fc.weight.grad is sentinel and torch.equal(sentinel, torch.full_like(sentinel, 7.0))
+        assert (
+            gap_model.training and not gap_model.net.stem.training and gap_model.net.stage1.training
+        )
+        assert gap_model.net.fc.weight.grad is sentinel and torch.equal(
+            sentinel, torch.full_like(sentinel, 7.0)
+        )
         assert all(p.grad is None for n, p in gap_model.named_parameters() if n != "net.fc.weight")
     finally:
         gap_model.net.fc.weight.grad = None
@@ -67,7 +79,7 @@ def test_predicted_target_and_batch_consistency(name, gap_model, gap_x):
     # batched result equals per-sample result (SmoothGrad: same seed but different noise per
     # batch layout, so it is compared at the level of the seeded noise draw only)
     if name != "smoothgrad":
-        single = torch.cat([interp(gap_model, gap_x[i:i + 1], pred[i:i + 1]) for i in range(3)])
+        single = torch.cat([interp(gap_model, gap_x[i : i + 1], pred[i : i + 1]) for i in range(3)])
         torch.testing.assert_close(a[:3], single, rtol=1e-4, atol=1e-4)
 
 

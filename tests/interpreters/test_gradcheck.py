@@ -40,13 +40,19 @@ CASES = {
 
 def _rts(model):
     torch.manual_seed(0)
-    net = MaskingNetwork(feat_channels=4, num_classes=3, feat_size=(5, 5), input_size=(5, 5), width=4).double().eval()
+    net = (
+        MaskingNetwork(feat_channels=4, num_classes=3, feat_size=(5, 5), input_size=(5, 5), width=4)
+        .double()
+        .eval()
+    )
     return RTS(net)
 
 
 def _x():
     g = torch.Generator().manual_seed(0)
-    return (0.1 + 0.8 * torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64)).requires_grad_(True)
+    return (0.1 + 0.8 * torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64)).requires_grad_(
+        True
+    )
 
 
 @pytest.mark.parametrize("name", [*CASES, "rts"])

@@ -27,10 +27,17 @@ def test_batched_equals_per_image(digits_small, batch):
     x, y = batch
     mask = Mask(steps=60, jitter=1, seed=3)
     together = mask.optimize(digits_small, x, y)
-    alone = torch.cat([mask.optimize(digits_small, x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    alone = torch.cat(
+        [mask.optimize(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(len(x))]
+    )
     torch.testing.assert_close(together, alone, rtol=0, atol=2e-3)
     maps = mask(digits_small, x, y)
-    torch.testing.assert_close(maps, torch.cat([mask(digits_small, x[i:i + 1], y[i:i + 1]) for i in range(len(x))]), rtol=0, atol=5e-3)
+    torch.testing.assert_close(
+        maps,
+        torch.cat([mask(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(len(x))]),
+        rtol=0,
+        atol=5e-3,
+    )
 
 
 def test_same_seed_same_masks_different_seed_differs(digits_small, batch):

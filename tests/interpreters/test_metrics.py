@@ -36,11 +36,15 @@ def test_spearman_matches_scipy_with_ties():
     a[:, :, :2] = 0.5  # ties
     b[1] = (b[1] * 4).round()
     ours = spearman(a, b)
-    ref = torch.tensor([stats.spearmanr(a[i].flatten().numpy(), b[i].flatten().numpy())[0] for i in range(5)],
-                       dtype=torch.float32)
+    ref = torch.tensor(
+        [stats.spearmanr(a[i].flatten().numpy(), b[i].flatten().numpy())[0] for i in range(5)],
+        dtype=torch.float32,
+    )
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert spearman(a, torch.ones_like(a)).eq(0).all()
-    torch.testing.assert_close(rank(torch.tensor([[3.0, 1.0, 3.0, 2.0]])), torch.tensor([[3.5, 1.0, 3.5, 2.0]]))
+    torch.testing.assert_close(
+        rank(torch.tensor([[3.0, 1.0, 3.0, 2.0]])), torch.tensor([[3.5, 1.0, 3.5, 2.0]])
+    )
 
 
 def test_map_metrics_summary_and_l1_differentiable():

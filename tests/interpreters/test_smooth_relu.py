@@ -16,14 +16,23 @@ TAU = 1e-4
 
 def test_derivative_is_exactly_the_reference_formula():
     z = torch.tensor([-1.0, -0.05, -0.01, -1e-3, 0.0, 1e-3, 0.01, 0.05, 1.0], dtype=torch.float64)
-    expected = [1 + v / (v * v + TAU) ** 0.5 if v < 0 else v / (v * v + TAU) ** 0.5 for v in z.tolist()]
-    torch.testing.assert_close(smooth_relu_derivative(z, TAU), torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    expected = [
+        1 + v / (v * v + TAU) ** 0.5 if v < 0 else v / (v * v + TAU) ** 0.5 for v in z.tolist()
+    ]
+    torch.testing.assert_close(
+        smooth_relu_derivative(z, TAU),
+        torch.tensor(expected, dtype=torch.float64),
+        rtol=1e-12,
+        atol=0,
+    )
     # Documented shape: h(0) = 0, h(0⁻) → 1, h → step away from 0, 0.5 at ±√(τ/3).
     assert smooth_relu_derivative(torch.tensor(0.0)) == 0
     assert smooth_relu_derivative(torch.tensor(-1e-9)) > 0.99
     half = (TAU / 3) ** 0.5
-    torch.testing.assert_close(smooth_relu_derivative(torch.tensor([half, -half], dtype=torch.float64)),
-                               torch.tensor([0.5, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        smooth_relu_derivative(torch.tensor([half, -half], dtype=torch.float64)),
+        torch.tensor([0.5, 0.5], dtype=torch.float64),
+    )
 
 
 def test_forward_is_exact_relu_and_backward_is_h():
@@ -49,7 +58,14 @@ def test_backward_is_differentiable_gradcheck():
 
 def _relu_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 36, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    ).eval()
 
 
 def test_context_swaps_and_restores():
@@ -87,7 +103,9 @@ def test_predictions_unchanged(digits_small, digits_splits):
     assert torch.equal(before, during)
 
 
-def test_second_order_through_relu_network_is_nonzero_only_when_smoothed(digits_small, digits_splits):
+def test_second_order_through_relu_network_is_nonzero_only_when_smoothed(
+    digits_small, digits_splits
+):
     # ross-cnn is piecewise linear (conv, BN in eval, ReLU, max-pool, linear): the GRAD map is
     # piecewise constant in x, so its input gradient vanishes unless the ReLUs are smoothed.
     x = digits_splits["test"].x[:4].clone().requires_grad_(True)
@@ -103,7 +121,11 @@ def test_second_order_through_relu_network_is_nonzero_only_when_smoothed(digits_
     with smooth_relu(digits_small):
         smooth = grad_of_map()
     assert smooth is not None and smooth.abs().max() > 0
-    assert all(isinstance(m, nn.ReLU) and not isinstance(m, SmoothReLU) for m in digits_small.modules() if isinstance(m, nn.ReLU))
+    assert all(
+        isinstance(m, nn.ReLU) and not isinstance(m, SmoothReLU)
+        for m in digits_small.modules()
+        if isinstance(m, nn.ReLU)
+    )
 
 
 def test_functional_relu_is_documented_not_swapped():

@@ -7,15 +7,25 @@ from underfire.registry import UnknownNameError
 
 
 def test_registry_names():
-    assert set(model_names()) == {"ross-cnn", "resnet-small", "densenet-small", "resnet50", "densenet169"}
+    assert set(model_names()) == {
+        "ross-cnn",
+        "resnet-small",
+        "densenet-small",
+        "resnet50",
+        "densenet169",
+    }
     with pytest.raises(UnknownNameError, match="choose one of"):
         create_model("vgg")
 
 
 @pytest.mark.parametrize(
     ("name", "dataset", "shape"),
-    [("ross-cnn", "digits", (1, 8, 8)), ("ross-cnn", "mnist", (1, 28, 28)),
-     ("resnet-small", "cifar10", (3, 32, 32)), ("densenet-small", "cifar10", (3, 32, 32))],
+    [
+        ("ross-cnn", "digits", (1, 8, 8)),
+        ("ross-cnn", "mnist", (1, 28, 28)),
+        ("resnet-small", "cifar10", (3, 32, 32)),
+        ("densenet-small", "cifar10", (3, 32, 32)),
+    ],
 )
 def test_small_models_give_logits(name, dataset, shape):
     model = model_for_dataset(name, dataset).eval()
@@ -68,12 +78,16 @@ def test_imagenet_models_load_torchvision_weights_from_a_file(arch, tmp_path):
     state = reference.state_dict()
     if arch == "densenet169":
         # torchvision's published DenseNet files use the old "norm.1" key style
-        state = {k.replace("denselayer1.norm1.", "denselayer1.norm.1."): v for k, v in state.items()}
+        state = {
+            k.replace("denselayer1.norm1.", "denselayer1.norm.1."): v for k, v in state.items()
+        }
     path = tmp_path / f"{arch}.pth"
     torch.save(state, path)
     model = create_model(arch, weights=str(path)).eval()
     x = torch.rand(1, 3, 224, 224)
-    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalized = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(model(x), reference(normalized), atol=1e-4)
 

@@ -80,7 +80,9 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def margin_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float = 0.0) -> torch.Tensor:
+def margin_loss(
+    logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float = 0.0
+) -> torch.Tensor:
     """Carlini & Wagner's f, per sample: how far ``labels`` is from being (not) predicted.
 
     Untargeted: max(Z_y − max_{i≠y} Z_i, −κ); targeted: max(max_{i≠t} Z_i − Z_t, −κ).
@@ -122,14 +124,20 @@ def check_gradient(grad: torch.Tensor, attack: str, *, stacklevel: int = 3) -> N
         return
     finite = torch.isfinite(flat).all(1)
     mag = flat.abs().amax(1)
-    stats = torch.stack([(~finite).sum(), ((mag == 0) & finite).sum(), ((mag > 0) & (mag < 1e-30) & finite).sum()]).tolist()
+    stats = torch.stack(
+        [(~finite).sum(), ((mag == 0) & finite).sum(), ((mag > 0) & (mag < 1e-30) & finite).sum()]
+    ).tolist()
     nonfinite, zero, tiny = stats
     hint = (
         "a symptom of gradient masking (e.g. defensive distillation, Papernot et al. 2016), not of "
         "robustness; try a targeted attack (TGSM), a logit-margin attack (CW) or a transfer/black-box attack"
     )
     if nonfinite:
-        warnings.warn(f"{attack}: {nonfinite} of {n} input gradients contain NaN or inf; {hint}", GradientMaskingWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{attack}: {nonfinite} of {n} input gradients contain NaN or inf; {hint}",
+            GradientMaskingWarning,
+            stacklevel=stacklevel,
+        )
     if zero:
         warnings.warn(
             f"{attack}: {zero} of {n} input gradients are all zero (sign(0) = 0, so these inputs are "
@@ -138,7 +146,11 @@ def check_gradient(grad: torch.Tensor, attack: str, *, stacklevel: int = 3) -> N
             stacklevel=stacklevel,
         )
     if tiny:
-        warnings.warn(f"{attack}: {tiny} of {n} input gradients underflow (max |∂L/∂x| < 1e-30); {hint}", GradientMaskingWarning, stacklevel=stacklevel)
+        warnings.warn(
+            f"{attack}: {tiny} of {n} input gradients underflow (max |∂L/∂x| < 1e-30); {hint}",
+            GradientMaskingWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
@@ -163,7 +175,9 @@ def resolve_target(
     if isinstance(target, str):
         rule = target.strip().lower().replace("_", "-")
         if rule not in TARGET_RULES:
-            raise ValueError(f"unknown target rule {target!r}; use a tensor of classes or one of {', '.join(TARGET_RULES)}")
+            raise ValueError(
+                f"unknown target rule {target!r}; use a tensor of classes or one of {', '.join(TARGET_RULES)}"
+            )
         if rule == "least-likely":
             with torch.no_grad():
                 return model(x).argmin(1)
@@ -172,13 +186,23 @@ def resolve_target(
             raise ValueError(f"targeted attacks need at least 2 classes, the model has {k}")
         if rule == "next":
             return (y.long() + 1) % k
-        shift = torch.randint(1, k, (y.shape[0],), generator=generator, device=generator.device if generator is not None else "cpu")
+        shift = torch.randint(
+            1,
+            k,
+            (y.shape[0],),
+            generator=generator,
+            device=generator.device if generator is not None else "cpu",
+        )
         return (y.long() + shift.to(y.device)) % k
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be None, a tensor of class indices or one of {TARGET_RULES}, got {type(target).__name__}")
+        raise TypeError(
+            f"target must be None, a tensor of class indices or one of {TARGET_RULES}, got {type(target).__name__}"
+        )
     check_labels(target, y.shape[0], name="target", num_classes=getattr(model, "num_classes", None))
     if target.device != y.device:
-        raise ValueError(f"target is on {target.device} but y is on {y.device}; move it with target.to(y.device)")
+        raise ValueError(
+            f"target is on {target.device} but y is on {y.device}; move it with target.to(y.device)"
+        )
     return target.long()
 
 
@@ -201,7 +225,7 @@ class _ModelGuard:
             p.requires_grad_(False)
 
     def __exit__(self, *exc: object) -> None:
-        for p, flag, grad in zip(self.params, self.flags, self.grads):
+        for p, flag, grad in zip(self.params, self.flags, self.grads, strict=False):
             p.requires_grad_(flag)
             p.grad = grad
         self.model.train(self.training)
@@ -234,7 +258,11 @@ class Attack:
     seed: int | None = None
 
     def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | str | None = None,
     ) -> torch.Tensor:
         """Craft adversarial examples.
 
@@ -267,12 +295,19 @@ class Attack:
         check_same_device(model, x, y)
         return self.default_target if target is None else target
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         """Return x_adv for clean ``x`` (do not modify it in place). ``target`` None = untargeted."""
         raise NotImplementedError
 
     def sweep(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: Sequence[float],
+        target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
         """Yield x_adv for each ε in ``eps`` (attacks that can share work across ε override this)."""
         for e in eps:
@@ -291,17 +326,24 @@ class Attack:
 
     def _settings(self) -> dict[str, Any]:
         # constructor settings: not private, not fitted state (trailing "_"), not derived flags
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")
-                and k not in ("deterministic", "queries", "agreement")}
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_")
+            and not k.endswith("_")
+            and k not in ("deterministic", "queries", "agreement")
+        }
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as JSON-ready values, for results files and reports."""
+
         def plain(v: Any) -> Any:
             if isinstance(v, Attack):
                 return v.config()
             if v is None or isinstance(v, (bool, int, float, str)):
                 return v
             return getattr(v, "__qualname__", None) or type(v).__name__
+
         return {"name": self.name, **{k: plain(v) for k, v in self._settings().items()}}
 
     def __repr__(self) -> str:
@@ -351,4 +393,3 @@ def check_target_rule(rule: str | None) -> str | None:
     if rule is not None and rule not in TARGET_RULES:
         raise ValueError(f"target rule must be None or one of {TARGET_RULES}, got {rule!r}")
     return rule
-

@@ -62,7 +62,9 @@ class CW(Attack):
         self.abort_early = bool(abort_early)
         self.max_const = check_positive(max_const, "max_const")
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         targeted = target is not None
         labels = target if targeted else y
         n = x.shape[0]
@@ -93,10 +95,14 @@ class CW(Attack):
                     # Record the point just evaluated (success judged with κ, as the authors do).
                     adj = logits.clone()
                     if targeted:
-                        adj.scatter_add_(1, labels[:, None], torch.full_like(l2[:, None], -self.kappa))
+                        adj.scatter_add_(
+                            1, labels[:, None], torch.full_like(l2[:, None], -self.kappa)
+                        )
                         ok = adj.argmax(1) == labels
                     else:
-                        adj.scatter_add_(1, labels[:, None], torch.full_like(l2[:, None], self.kappa))
+                        adj.scatter_add_(
+                            1, labels[:, None], torch.full_like(l2[:, None], self.kappa)
+                        )
                         ok = adj.argmax(1) != labels
                     ok &= ~frozen
                     succeeded |= ok
@@ -121,6 +127,8 @@ class CW(Attack):
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
             lower = torch.where(succeeded, lower, torch.maximum(lower, const))
             const = torch.where(
-                upper < self.max_const, (lower + upper) / 2, torch.where(succeeded, const, const * 10)
+                upper < self.max_const,
+                (lower + upper) / 2,
+                torch.where(succeeded, const, const * 10),
             ).clamp(max=self.max_const)
         return best

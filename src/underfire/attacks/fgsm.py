@@ -46,21 +46,30 @@ class FGSM(Attack):
         self.eps = check_positive(eps, "eps", allow_zero=True)
         self.norm = "linf"
 
-    def direction(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def direction(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         """sign of the ascent direction (N, C, H, W), shared by every ε; model already guarded."""
         labels = y if target is None else target
         grad, _ = loss_gradient(model, x, labels, targeted=target is not None)
         check_gradient(grad, type(self).__name__, stacklevel=5)
         return grad.sign()
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         assert self.eps is not None
         if self.eps == 0:
             return x.clone()
         return x + self.eps * self.direction(model, x, y, target)
 
     def sweep(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: Sequence[float],
+        target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
         """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
         eps = [check_positive(e, "eps", allow_zero=True) for e in eps]
@@ -90,5 +99,7 @@ class TGSM(FGSM):
     def __init__(self, *, eps: float = 0.3, target: str = "next") -> None:
         super().__init__(eps=eps)
         if target is None:
-            raise ValueError("TGSM is targeted: target must be one of 'next', 'random', 'least-likely'; use FGSM for untargeted")
+            raise ValueError(
+                "TGSM is targeted: target must be one of 'next', 'random', 'least-likely'; use FGSM for untargeted"
+            )
         self.default_target = check_target_rule(target)

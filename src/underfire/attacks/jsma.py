@@ -29,7 +29,9 @@ from underfire.attacks.base import Attack, check_target_rule
 __all__ = ["JSMA", "saliency_pairs"]
 
 
-def saliency_pairs(alpha: torch.Tensor, beta: torch.Tensor, domain: torch.Tensor, *, increase: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def saliency_pairs(
+    alpha: torch.Tensor, beta: torch.Tensor, domain: torch.Tensor, *, increase: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best pair per sample of the pairwise saliency map.
 
     Args:
@@ -47,7 +49,9 @@ def saliency_pairs(alpha: torch.Tensor, beta: torch.Tensor, domain: torch.Tensor
     upper = torch.ones(d, d, dtype=torch.bool, device=alpha.device).triu_(1)
     valid &= pair_ok & upper
     score = torch.where(valid, -a * b, torch.zeros((), dtype=a.dtype, device=a.device))
-    flat = torch.where(valid.flatten(1), score.flatten(1), torch.full((), -1.0, dtype=a.dtype, device=a.device))
+    flat = torch.where(
+        valid.flatten(1), score.flatten(1), torch.full((), -1.0, dtype=a.dtype, device=a.device)
+    )
     best = flat.argmax(1)
     found = valid.flatten(1).any(1)
     return best // d, best % d, found
@@ -69,13 +73,21 @@ class JSMA(Attack):
     name = "jsma"
     iterative = True
 
-    def __init__(self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**22) -> None:
-        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not (0 < abs(theta) <= 1):
+    def __init__(
+        self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**22
+    ) -> None:
+        if (
+            not isinstance(theta, (int, float))
+            or isinstance(theta, bool)
+            or not (0 < abs(theta) <= 1)
+        ):
             raise ValueError(f"theta must be a nonzero number in [-1, 1], got {theta!r}")
         if not isinstance(gamma, (int, float)) or not (0 < gamma <= 1):
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         if target is None:
-            raise ValueError("JSMA is a targeted attack: target must be one of 'next', 'random', 'least-likely'")
+            raise ValueError(
+                "JSMA is a targeted attack: target must be one of 'next', 'random', 'least-likely'"
+            )
         self.theta = float(theta)
         self.gamma = float(gamma)
         self.default_target = check_target_rule(target)
@@ -86,7 +98,9 @@ class JSMA(Attack):
     def max_iterations(self, d: int) -> int:
         return math.floor(d * self.gamma / 2)
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         if target is None:
             raise ValueError("JSMA needs a target (a tensor of classes or a rule such as 'next')")
         n, shape = x.shape[0], x.shape[1:]
@@ -115,7 +129,12 @@ class JSMA(Attack):
             dom = domain[active]
             ps, qs, found = [], [], []
             for s in range(0, active.numel(), per_chunk):
-                p, q, f = saliency_pairs(alpha[s : s + per_chunk], beta[s : s + per_chunk], dom[s : s + per_chunk], increase=increase)
+                p, q, f = saliency_pairs(
+                    alpha[s : s + per_chunk],
+                    beta[s : s + per_chunk],
+                    dom[s : s + per_chunk],
+                    increase=increase,
+                )
                 ps.append(p), qs.append(q), found.append(f)
             p, q, f = torch.cat(ps), torch.cat(qs), torch.cat(found)
             rows = active[f]
@@ -130,7 +149,9 @@ class JSMA(Attack):
         return x_adv.view_as(x)
 
 
-def _two_grads(logits: torch.Tensor, target: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _two_grads(
+    logits: torch.Tensor, target: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """∂Z_t/∂x and ∂(Σ_j Z_j)/∂x per sample: two backward passes instead of K."""
     g_t = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x, retain_graph=True)[0]
     g_all = torch.autograd.grad(logits.sum(), x)[0]

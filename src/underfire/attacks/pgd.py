@@ -36,9 +36,13 @@ def random_start_point(
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return (x + eps * (2 * noise - 1)).clamp_(0.0, 1.0)
     direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(
+        -1, *([1] * (x.dim() - 1))
+    )
     d = x[0].numel()
-    radius = eps * torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+    radius = eps * torch.rand(
+        (x.shape[0],), generator=generator, device=x.device, dtype=x.dtype
+    ) ** (1.0 / d)
     return (x + direction * radius.view(-1, *([1] * (x.dim() - 1)))).clamp_(0.0, 1.0)
 
 
@@ -84,7 +88,9 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.restarts = check_int(restarts, "restarts", minimum=1)
         if self.restarts > 1 and not self.random_start:
-            raise ValueError("restarts > 1 repeats the same run without a random start; set random_start=True")
+            raise ValueError(
+                "restarts > 1 repeats the same run without a random start; set random_start=True"
+            )
         self.early_stop = bool(early_stop)
         self.seed = check_seed(seed)
         self.deterministic = not self.random_start  # type: ignore[misc]
@@ -95,7 +101,9 @@ class PGD(Attack):
         assert self.eps is not None
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         assert self.eps is not None
         if self.eps == 0:
             return x.clone()
@@ -165,7 +173,9 @@ class PGD(Attack):
                 torch.maximum(torch.minimum(xa, hi_a, out=xa), lo_a, out=xa)
             else:
                 x0 = x if active is None else x[active]
-                norms = grad.flatten(1).norm(dim=1).clamp_min_(1e-12).view(-1, *([1] * (x.dim() - 1)))
+                norms = (
+                    grad.flatten(1).norm(dim=1).clamp_min_(1e-12).view(-1, *([1] * (x.dim() - 1)))
+                )
                 xa.add_(grad.div_(norms), alpha=alpha)
                 xa = (x0 + project(xa - x0, eps, "l2")).clamp_(0.0, 1.0)
             if active is None:
@@ -189,8 +199,22 @@ class BIM(PGD):
 
     name = "bim"
 
-    def __init__(self, *, eps: float = 0.3, step_size: float | None = None, steps: int = 10, early_stop: bool = False) -> None:
-        super().__init__(eps=eps, step_size=step_size, steps=steps, norm="linf", random_start=False, early_stop=early_stop)
+    def __init__(
+        self,
+        *,
+        eps: float = 0.3,
+        step_size: float | None = None,
+        steps: int = 10,
+        early_stop: bool = False,
+    ) -> None:
+        super().__init__(
+            eps=eps,
+            step_size=step_size,
+            steps=steps,
+            norm="linf",
+            random_start=False,
+            early_stop=early_stop,
+        )
 
     @property
     def alpha(self) -> float:

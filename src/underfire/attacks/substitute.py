@@ -30,9 +30,16 @@ def default_substitute(input_shape: tuple[int, ...], num_classes: int) -> nn.Mod
     """A small CNN in the spirit of Papernot et al.'s substitutes (two convs, one hidden FC)."""
     c, h, w = input_shape
     return nn.Sequential(
-        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2) if min(h, w) >= 8 else nn.Identity(),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-        nn.Flatten(), nn.Linear(64 * 16, 200), nn.ReLU(), nn.Linear(200, num_classes),
+        nn.Conv2d(c, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2) if min(h, w) >= 8 else nn.Identity(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 200),
+        nn.ReLU(),
+        nn.Linear(200, num_classes),
     )
 
 
@@ -162,7 +169,12 @@ class SubstituteAttack(Attack):
         self._victim_id = id(model)
 
     def sweep(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], target: torch.Tensor | str | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: Sequence[float],
+        target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
         """Fit the substitute once, then sweep the inner attack's ε on it."""
         if self.substitute_ is None or self._victim_id != id(model):
@@ -170,7 +182,9 @@ class SubstituteAttack(Attack):
         assert self.substitute_ is not None
         yield from self.attack.sweep(self.substitute_, x, y, eps, target)
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         if self.substitute_ is None or self._victim_id != id(model):
             self._fit(model, x[: self.n_seed])
         assert self.substitute_ is not None

@@ -12,17 +12,29 @@ from underfire._validation import resolve_device
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)"
+    )
 
 
 def add_out(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("--out", type=Path, default=Path(default), help=f"output folder (default: {default})")
+    parser.add_argument(
+        "--out", type=Path, default=Path(default), help=f"output folder (default: {default})"
+    )
 
 
 def add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="folder holding the datasets (default: $UNDERFIRE_DATA or ./data)")
-    parser.add_argument("--download", action="store_true", help="download the dataset through torchvision if missing")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding the datasets (default: $UNDERFIRE_DATA or ./data)",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download the dataset through torchvision if missing",
+    )
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
@@ -44,7 +56,13 @@ def checkpoint_and_data(args: argparse.Namespace, split: str):  # type: ignore[n
     dataset = getattr(args, "dataset", None) or ckpt.meta.get("dataset")
     if not dataset:
         raise CommandError(f"{args.checkpoint} does not record its dataset; pass --dataset")
-    data = load_dataset(dataset, split, args.data_root, download=args.download, seed=int(ckpt.meta.get("data_seed", 0)))
+    data = load_dataset(
+        dataset,
+        split,
+        args.data_root,
+        download=args.download,
+        seed=int(ckpt.meta.get("data_seed", 0)),
+    )
     return ckpt, dataset, data
 
 
@@ -53,7 +71,9 @@ def float_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.1,0.2, got {text!r}") from err
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.1,0.2, got {text!r}"
+        ) from err
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
     return values
@@ -91,8 +111,13 @@ def print_table(rows: list[dict[str, object]]) -> None:
     cells = [[_cell(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     numeric = [all(isinstance(r.get(c), (int, float)) for r in rows) for c in cols]
+
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=False)
+        ).rstrip()
+
     print(line(cols))
     for row in cells:
         print(line(row))

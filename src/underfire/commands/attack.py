@@ -21,23 +21,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from underfire.attacks import names
 
     p = subparsers.add_parser(
-        "attack", help="attack a checkpoint: accuracy vs ε, adversarial examples and a figure",
+        "attack",
+        help="attack a checkpoint: accuracy vs ε, adversarial examples and a figure",
         description="Run an attack against a trained checkpoint on a dataset split for each ε; print a table, "
-                    "save adversarial examples (.pt), results.json and a figure to --out.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`")
-    p.add_argument("--attack", default="pgd", help=f"attack name: {', '.join(names())} (default: pgd)")
-    p.add_argument("--eps", type=float_list, default=None,
-                   help="comma-separated radii, e.g. 0.1,0.2,0.3 (L∞ unless --norm l2; not for cw/jsma)")
+        "save adversarial examples (.pt), results.json and a figure to --out.",
+    )
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
+    )
+    p.add_argument(
+        "--attack", default="pgd", help=f"attack name: {', '.join(names())} (default: pgd)"
+    )
+    p.add_argument(
+        "--eps",
+        type=float_list,
+        default=None,
+        help="comma-separated radii, e.g. 0.1,0.2,0.3 (L∞ unless --norm l2; not for cw/jsma)",
+    )
     p.add_argument("--steps", type=positive_int, default=None, help="iterations (bim, pgd, cw)")
     p.add_argument("--step-size", type=float, default=None, help="step size α (bim, pgd)")
-    p.add_argument("--norm", choices=["linf", "l2"], default=None, help="norm of pgd (default: linf)")
-    p.add_argument("--target", default=None,
-                   help="targeting rule: next, random or least-likely (default: untargeted, or the attack's own)")
-    p.add_argument("--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument(
+        "--norm", choices=["linf", "l2"], default=None, help="norm of pgd (default: linf)"
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        help="targeting rule: next, random or least-likely (default: untargeted, or the attack's own)",
+    )
+    p.add_argument(
+        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
+    )
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--n", type=positive_int, default=1000, help="number of images attacked (default: 1000)")
+    p.add_argument(
+        "--n", type=positive_int, default=1000, help="number of images attacked (default: 1000)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--save", type=positive_int, default=64, help="adversarial examples saved per ε (default: 64)")
+    p.add_argument(
+        "--save",
+        type=positive_int,
+        default=64,
+        help="adversarial examples saved per ε (default: 64)",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_data(p)
     add_out(p, "runs/attack")
@@ -61,7 +85,9 @@ def _build(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if name in ("cw", "jsma") and args.eps:
         from underfire.cli import CommandError
 
-        raise CommandError(f"{name} does not take --eps (it minimizes the perturbation instead of bounding it)")
+        raise CommandError(
+            f"{name} does not take --eps (it minimizes the perturbation instead of bounding it)"
+        )
     return create(name, **kwargs)
 
 
@@ -77,25 +103,51 @@ def run(args: argparse.Namespace) -> int:
     data = data.subset(args.n)
     torch.manual_seed(args.seed)
     say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
-    result = robust_accuracy(ckpt.model.eval(), attack, data, eps=args.eps, target=args.target,
-                             batch_size=args.batch_size, keep_examples=args.save)
+    result = robust_accuracy(
+        ckpt.model.eval(),
+        attack,
+        data,
+        eps=args.eps,
+        target=args.target,
+        batch_size=args.batch_size,
+        keep_examples=args.save,
+    )
     examples = result.pop("examples")
     eps = result["eps"]
-    rows = [{"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
-            for e, a, s in zip(eps, result["accuracy"], result["success_rate"])]
+    rows = [
+        {"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
+        for e, a, s in zip(eps, result["accuracy"], result["success_rate"], strict=False)
+    ]
     if hasattr(attack, "queries"):  # black-box: report the oracle's cost
         result["oracle_queries"] = int(attack.queries)
         result["substitute_agreement"] = float(attack.agreement)
     extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
-    print(f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})")
+    print(
+        f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})"
+    )
     print_table(rows)
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"x": examples["x"], "y": examples["y"], "x_adv": examples["x_adv"],
-                "eps": torch.tensor([float("nan") if e is None else e for e in eps])}, out / "adversarial.pt")
-    _io.write_json(out / "results.json", result | {"checkpoint": str(args.checkpoint), "dataset": dataset,
-                                                  "split": args.split, "target": args.target})
+    torch.save(
+        {
+            "x": examples["x"],
+            "y": examples["y"],
+            "x_adv": examples["x_adv"],
+            "eps": torch.tensor([float("nan") if e is None else e for e in eps]),
+        },
+        out / "adversarial.pt",
+    )
+    _io.write_json(
+        out / "results.json",
+        result
+        | {
+            "checkpoint": str(args.checkpoint),
+            "dataset": dataset,
+            "split": args.split,
+            "target": args.target,
+        },
+    )
     k = min(8, examples["x"].shape[0])
     fig = new_figure(1.1 * k + 1.5, 1.2 * (len(eps) + 1) + 2.5)
     grid = fig.add_gridspec(len(eps) + 2, k)
@@ -106,8 +158,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, f"accuracy {result['accuracy'][0]:.3f}", ha="center", va="center")
-    rows_img = [("clean", examples["x"])] + [(f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
-                                            for i, e in enumerate(eps)]
+    rows_img = [("clean", examples["x"])] + [
+        (f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
+        for i, e in enumerate(eps)
+    ]
     for r, (label, imgs) in enumerate(rows_img):
         for c in range(k):
             a = fig.add_subplot(grid[r + 1, c])

@@ -9,7 +9,11 @@ from underfire.commands._common import print_table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("datasets", help="list datasets and which are available locally")
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: $UNDERFIRE_DATA or ./data)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the datasets (default: $UNDERFIRE_DATA or ./data)",
+    )
     p.set_defaults(func=run)
 
 
@@ -19,8 +23,14 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for status in dataset_status(args.data_root):
         info = dataset_info(status.name)
-        rows.append({"name": status.name, "available": "yes" if status.available else "no",
-                     "shape": "×".join(map(str, info.shape)), "classes": info.num_classes,
-                     "description": status.description})
+        rows.append(
+            {
+                "name": status.name,
+                "available": "yes" if status.available else "no",
+                "shape": "×".join(map(str, info.shape)),
+                "classes": info.num_classes,
+                "description": status.description,
+            }
+        )
     print_table(rows)
     return 0

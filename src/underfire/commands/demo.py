@@ -9,14 +9,19 @@ from underfire.commands._common import add_device, add_out, device_of, positive_
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="train and audit a classifier on the embedded digits; write a report",
-                              description="Train a classifier on scikit-learn's bundled digits (offline), attack "
-                                          "and explain it, and write results.json, figures and report.html.")
+    p = subparsers.add_parser(
+        "demo",
+        help="train and audit a classifier on the embedded digits; write a report",
+        description="Train a classifier on scikit-learn's bundled digits (offline), attack "
+        "and explain it, and write results.json, figures and report.html.",
+    )
     add_out(p, "underfire-demo")
     add_device(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default: 15)")
-    p.add_argument("--sections", default=None, help="comma-separated subset of report sections to run")
+    p.add_argument(
+        "--sections", default=None, help="comma-separated subset of report sections to run"
+    )
     p.set_defaults(func=run)
 
 
@@ -25,9 +30,18 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     sections = [s.strip() for s in args.sections.split(",")] if args.sections else None
-    results = run_demo(args.out, device=device_of(args), seed=args.seed, epochs=args.epochs,
-                       sections=sections, progress=True, log=lambda m: say(f"[demo] {m}"))
+    results = run_demo(
+        args.out,
+        device=device_of(args),
+        seed=args.seed,
+        epochs=args.epochs,
+        sections=sections,
+        progress=True,
+        log=lambda m: say(f"[demo] {m}"),
+    )
     acc = results["classifier"]["test_accuracy"]
-    say(f"[demo] test accuracy {acc:.2%}; wrote {args.out}/report.html and results.json "
-        f"in {time.perf_counter() - t0:.1f} s")
+    say(
+        f"[demo] test accuracy {acc:.2%}; wrote {args.out}/report.html and results.json "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0

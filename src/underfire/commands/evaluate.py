@@ -11,8 +11,12 @@ from underfire.commands._common import add_data, add_device, checkpoint_and_data
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="accuracy of a checkpoint on a dataset split")
-    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`")
-    p.add_argument("--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
+    )
+    p.add_argument(
+        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
+    )
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     add_data(p)
     add_device(p)
@@ -25,5 +29,10 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args)
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     metrics = evaluate(ckpt.model, data, device=device)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split} | metrics, indent=2))
+    print(
+        json.dumps(
+            {"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split} | metrics,
+            indent=2,
+        )
+    )
     return 0

@@ -21,18 +21,38 @@ from underfire.commands._common import (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "explain", help="interpretation maps (grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble) as a figure",
+        "explain",
+        help="interpretation maps (grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble) as a figure",
         description="Explain a checkpoint's predictions on N images of a dataset split with one or more "
-                    "interpreters. Writes OUT/explain.png (image, prediction, one map per interpreter), "
-                    "OUT/explain.json and OUT/maps.pt.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="a classifier checkpoint written by `underfire train`")
-    p.add_argument("--interpreter", default="grad,gradcam,mask",
-                   help="comma-separated interpreter names (default: grad,gradcam,mask)")
+        "interpreters. Writes OUT/explain.png (image, prediction, one map per interpreter), "
+        "OUT/explain.json and OUT/maps.pt.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a classifier checkpoint written by `underfire train`",
+    )
+    p.add_argument(
+        "--interpreter",
+        default="grad,gradcam,mask",
+        help="comma-separated interpreter names (default: grad,gradcam,mask)",
+    )
     p.add_argument("--n", type=positive_int, default=16, help="number of images (default: 16)")
     p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--rts-checkpoint", type=Path, default=None, help="masking network from `underfire train-rts` (for rts)")
-    p.add_argument("--mask-steps", type=positive_int, default=300, help="MASK optimizer iterations (default: 300)")
+    p.add_argument(
+        "--rts-checkpoint",
+        type=Path,
+        default=None,
+        help="masking network from `underfire train-rts` (for rts)",
+    )
+    p.add_argument(
+        "--mask-steps",
+        type=positive_int,
+        default=300,
+        help="MASK optimizer iterations (default: 300)",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_data(p)
     add_out(p, "runs/explain")
@@ -56,7 +76,9 @@ def build_interpreters(names: list[str], args: argparse.Namespace) -> dict[str, 
             kwargs = {"seed": args.seed}
         elif name == "rts":
             if args.rts_checkpoint is None:
-                raise CommandError("the rts interpreter needs --rts-checkpoint (train one with `underfire train-rts`)")
+                raise CommandError(
+                    "the rts interpreter needs --rts-checkpoint (train one with `underfire train-rts`)"
+                )
             kwargs = {"checkpoint": args.rts_checkpoint}
         built[name] = create_interpreter(name, **kwargs)
     return built
@@ -95,20 +117,53 @@ def run(args: argparse.Namespace) -> int:
             continue
         info[name] = {"seconds": round(time.perf_counter() - t0, 3), "config": interp.config()}
     if not maps:
-        raise CommandError("no interpreter applies to this model: " + "; ".join(f"{k}: {v['skipped']}" for k, v in info.items()))
+        raise CommandError(
+            "no interpreter applies to this model: "
+            + "; ".join(f"{k}: {v['skipped']}" for k, v in info.items())
+        )
 
     out: Path = args.out
-    figure = save_grid(out / "explain.png", x, y, pred, conf, maps, data.classes if hasattr(data, "classes") else None)
-    _io.atomic_write(out / "maps.pt", lambda f: torch.save({k: v.cpu() for k, v in maps.items()}, f))
-    summary = {"checkpoint": str(args.checkpoint), "dataset": dataset, "split": args.split, "n": n,
-               "labels": y.tolist(), "predictions": pred.tolist(), "confidence": [round(c, 4) for c in conf.tolist()],
-               "interpreters": info, "figure": str(figure)}
+    figure = save_grid(
+        out / "explain.png",
+        x,
+        y,
+        pred,
+        conf,
+        maps,
+        data.classes if hasattr(data, "classes") else None,
+    )
+    _io.atomic_write(
+        out / "maps.pt", lambda f: torch.save({k: v.cpu() for k, v in maps.items()}, f)
+    )
+    summary = {
+        "checkpoint": str(args.checkpoint),
+        "dataset": dataset,
+        "split": args.split,
+        "n": n,
+        "labels": y.tolist(),
+        "predictions": pred.tolist(),
+        "confidence": [round(c, 4) for c in conf.tolist()],
+        "interpreters": info,
+        "figure": str(figure),
+    }
     _io.write_json(out / "explain.json", summary)
-    print(json.dumps({"figure": str(figure), "interpreters": {k: ("skipped" if "skipped" in v else v["seconds"]) for k, v in info.items()}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "figure": str(figure),
+                "interpreters": {
+                    k: ("skipped" if "skipped" in v else v["seconds"]) for k, v in info.items()
+                },
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
-def save_grid(path: Path, x: Any, y: Any, pred: Any, conf: Any, maps: dict[str, Any], classes: Any = None) -> Path:
+def save_grid(
+    path: Path, x: Any, y: Any, pred: Any, conf: Any, maps: dict[str, Any], classes: Any = None
+) -> Path:
     """One row per image: the image titled with its prediction, then one map per interpreter."""
     from underfire.plotting import new_figure, save_figure
 
@@ -118,10 +173,16 @@ def save_grid(path: Path, x: Any, y: Any, pred: Any, conf: Any, maps: dict[str, 
     label = (lambda c: str(classes[c])) if classes else str
     for i in range(n):
         img = x[i].detach().cpu().permute(1, 2, 0)
-        axes[i][0].imshow(img.squeeze(-1).numpy(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+        axes[i][0].imshow(
+            img.squeeze(-1).numpy(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
+        )
         ok = int(pred[i]) == int(y[i])
-        axes[i][0].set_title(f"{label(int(pred[i]))} {float(conf[i]):.2f}" + ("" if ok else f" (true {label(int(y[i]))})"),
-                             fontsize=8, color="black" if ok else "red")
+        axes[i][0].set_title(
+            f"{label(int(pred[i]))} {float(conf[i]):.2f}"
+            + ("" if ok else f" (true {label(int(y[i]))})"),
+            fontsize=8,
+            color="black" if ok else "red",
+        )
         for j, (name, m) in enumerate(maps.items(), start=1):
             axes[i][j].imshow(m[i, 0].cpu().numpy(), cmap="jet", vmin=0, vmax=1)
             if i == 0:

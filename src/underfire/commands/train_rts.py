@@ -20,20 +20,35 @@ from underfire.commands._common import (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train-rts", help="train a real-time saliency (RTS) masking network for a classifier checkpoint",
+        "train-rts",
+        help="train a real-time saliency (RTS) masking network for a classifier checkpoint",
         description="Train the RTS masking network of a classifier on its dataset with the objective of "
-                    "Dabkowski & Gal (2017); writes OUT/rts.pt (loads with weights_only) and OUT/rts.json "
-                    "(training history and preserved-region statistics on the test split).")
-    p.add_argument("--checkpoint", type=Path, required=True, help="classifier checkpoint written by `underfire train`")
+        "Dabkowski & Gal (2017); writes OUT/rts.pt (loads with weights_only) and OUT/rts.json "
+        "(training history and preserved-region statistics on the test split).",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="classifier checkpoint written by `underfire train`",
+    )
     p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
-    p.add_argument("--steps", type=positive_int, default=1500, help="optimizer steps (default: 1500)")
+    p.add_argument(
+        "--steps", type=positive_int, default=1500, help="optimizer steps (default: 1500)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--area", type=float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)")
-    p.add_argument("--tv", type=float, default=0.05, help="λ₁, weight of total variation (default: 0.05)")
+    p.add_argument(
+        "--area", type=float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)"
+    )
+    p.add_argument(
+        "--tv", type=float, default=0.05, help="λ₁, weight of total variation (default: 0.05)"
+    )
     p.add_argument("--width", type=positive_int, default=64, help="decoder channels (default: 64)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-n", type=int, default=1000, help="test images for the statistics (default: 1000)")
+    p.add_argument(
+        "--eval-n", type=int, default=1000, help="test images for the statistics (default: 1000)"
+    )
     add_data(p)
     add_out(p, "runs/rts")
     add_device(p)
@@ -52,9 +67,18 @@ def run(args: argparse.Namespace) -> int:
     ckpt, dataset, train = checkpoint_and_data(args, "train")
     test = load_dataset(dataset, "test", args.data_root, seed=int(ckpt.meta.get("data_seed", 0)))
     if not isinstance(train, ImageDataset):
-        raise CommandError(f"train-rts needs an in-memory dataset; {dataset} is read from disk per image")
-    config = RTSConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, area=args.area, tv=args.tv,
-                       width=args.width, seed=args.seed)
+        raise CommandError(
+            f"train-rts needs an in-memory dataset; {dataset} is read from disk per image"
+        )
+    config = RTSConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        area=args.area,
+        tv=args.tv,
+        width=args.width,
+        seed=args.seed,
+    )
     say(f"train-rts: {args.steps} steps on {dataset} ({len(train)} images)")
     rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
     rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
@@ -63,10 +87,21 @@ def run(args: argparse.Namespace) -> int:
     n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
     stats = {}
     if n:
-        x = test.x[:n].to(device) if isinstance(test, ImageDataset) else torch.stack([test[i][0] for i in range(n)]).to(device)
+        x = (
+            test.x[:n].to(device)
+            if isinstance(test, ImageDataset)
+            else torch.stack([test[i][0] for i in range(n)]).to(device)
+        )
         stats = evaluate_rts(rts, ckpt.model, x)
-    summary = {"rts_checkpoint": str(path), "classifier": str(args.checkpoint), "dataset": dataset,
-               "config": rts.meta["config"], "seconds": round(rts.meta["seconds"], 2), "test": stats, "history": history}
+    summary = {
+        "rts_checkpoint": str(path),
+        "classifier": str(args.checkpoint),
+        "dataset": dataset,
+        "config": rts.meta["config"],
+        "seconds": round(rts.meta["seconds"], 2),
+        "test": stats,
+        "history": history,
+    }
     _io.write_json(out / "rts.json", summary)
     print(json.dumps({"rts_checkpoint": str(path), "test": stats}, indent=2))
     return 0

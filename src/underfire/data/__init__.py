@@ -56,41 +56,133 @@ def _add(name: str, source: Source) -> None:
     _SOURCES.register(name)(lambda: source)
 
 
-_add("digits", DigitsSource(DatasetInfo(
-    "digits", (1, 8, 8), 10, _DIGITS, "scikit-learn's bundled 8×8 handwritten digits (embedded, offline)")))
-_add("mnist", IdxSource(
-    DatasetInfo("mnist", (1, 28, 28), 10, _DIGITS, "MNIST handwritten digits (LeCun et al. 1998)",
-                (0.1307,), (0.3081,)),
-    ["MNIST/raw", "mnist", "."],
-    "Copy the four *-ubyte.gz files from http://yann.lecun.com/exdb/mnist/ there, or pass --download.",
-    "MNIST"))
-_add("fashion-mnist", IdxSource(
-    DatasetInfo("fashion-mnist", (1, 28, 28), 10,
-                ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"),
-                "Fashion-MNIST (Xiao et al. 2017)", (0.2860,), (0.3530,)),
-    ["FashionMNIST/raw", "fashion-mnist", "."],
-    "Copy the four *-ubyte.gz files of https://github.com/zalandoresearch/fashion-mnist there, "
-    "install Debian's dataset-fashion-mnist, or pass --download.",
-    "FashionMNIST"))
-_add("notmnist", IdxSource(
-    DatasetInfo("notmnist", (1, 28, 28), 10, tuple("ABCDEFGHIJ"),
-                "notMNIST letters A–J in MNIST format (Bulatov 2011); a 10k sample split 70/10/20 when no train files exist"),
-    ["notMNIST/raw", "notmnist", "."],
-    "Get the MNIST-format files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) of "
-    "https://github.com/davidflanagan/notMNIST-to-MNIST; notMNIST has no torchvision downloader.",
-    None))
-_add("cifar10", Cifar10Source(DatasetInfo(
-    "cifar10", (3, 32, 32), 10,
-    ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    "CIFAR-10 (Krizhevsky 2009), binary or python version",
-    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))))
-_add("svhn", SvhnSource(DatasetInfo(
-    "svhn", (3, 32, 32), 10, _DIGITS, "SVHN cropped digits (Netzer et al. 2011)",
-    (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))))
-_add("imagenet", ImageNetSource(DatasetInfo(
-    "imagenet", (3, 224, 224), 1000, tuple(str(i) for i in range(1000)),
-    "ImageNet ILSVRC-2012: class folders, or the 1000-image sample layout",
-    (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))))
+_add(
+    "digits",
+    DigitsSource(
+        DatasetInfo(
+            "digits",
+            (1, 8, 8),
+            10,
+            _DIGITS,
+            "scikit-learn's bundled 8×8 handwritten digits (embedded, offline)",
+        )
+    ),
+)
+_add(
+    "mnist",
+    IdxSource(
+        DatasetInfo(
+            "mnist",
+            (1, 28, 28),
+            10,
+            _DIGITS,
+            "MNIST handwritten digits (LeCun et al. 1998)",
+            (0.1307,),
+            (0.3081,),
+        ),
+        ["MNIST/raw", "mnist", "."],
+        "Copy the four *-ubyte.gz files from http://yann.lecun.com/exdb/mnist/ there, or pass --download.",
+        "MNIST",
+    ),
+)
+_add(
+    "fashion-mnist",
+    IdxSource(
+        DatasetInfo(
+            "fashion-mnist",
+            (1, 28, 28),
+            10,
+            (
+                "t-shirt",
+                "trouser",
+                "pullover",
+                "dress",
+                "coat",
+                "sandal",
+                "shirt",
+                "sneaker",
+                "bag",
+                "ankle-boot",
+            ),
+            "Fashion-MNIST (Xiao et al. 2017)",
+            (0.2860,),
+            (0.3530,),
+        ),
+        ["FashionMNIST/raw", "fashion-mnist", "."],
+        "Copy the four *-ubyte.gz files of https://github.com/zalandoresearch/fashion-mnist there, "
+        "install Debian's dataset-fashion-mnist, or pass --download.",
+        "FashionMNIST",
+    ),
+)
+_add(
+    "notmnist",
+    IdxSource(
+        DatasetInfo(
+            "notmnist",
+            (1, 28, 28),
+            10,
+            tuple("ABCDEFGHIJ"),
+            "notMNIST letters A–J in MNIST format (Bulatov 2011); a 10k sample split 70/10/20 when no train files exist",
+        ),
+        ["notMNIST/raw", "notmnist", "."],
+        "Get the MNIST-format files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) of "
+        "https://github.com/davidflanagan/notMNIST-to-MNIST; notMNIST has no torchvision downloader.",
+        None,
+    ),
+)
+_add(
+    "cifar10",
+    Cifar10Source(
+        DatasetInfo(
+            "cifar10",
+            (3, 32, 32),
+            10,
+            (
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+            "CIFAR-10 (Krizhevsky 2009), binary or python version",
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+        )
+    ),
+)
+_add(
+    "svhn",
+    SvhnSource(
+        DatasetInfo(
+            "svhn",
+            (3, 32, 32),
+            10,
+            _DIGITS,
+            "SVHN cropped digits (Netzer et al. 2011)",
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+        )
+    ),
+)
+_add(
+    "imagenet",
+    ImageNetSource(
+        DatasetInfo(
+            "imagenet",
+            (3, 224, 224),
+            1000,
+            tuple(str(i) for i in range(1000)),
+            "ImageNet ILSVRC-2012: class folders, or the 1000-image sample layout",
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+        )
+    ),
+)
 
 
 def default_root() -> Path:

@@ -36,7 +36,9 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, info: DatasetInfo, split: str) -> None:
         if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
-            raise ValueError(f"expected x (N,C,H,W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"expected x (N,C,H,W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         self.x = x
         self.y = y.long()
         self.info = info

@@ -51,7 +51,9 @@ class Cifar10Source:
         return root / "cifar-10-batches-py"
 
     def is_available(self, root: Path) -> bool:
-        return (self._bin_dir(root) / "test_batch.bin").exists() or (self._py_dir(root) / "test_batch").exists()
+        return (self._bin_dir(root) / "test_batch.bin").exists() or (
+            self._py_dir(root) / "test_batch"
+        ).exists()
 
     def _read_part(self, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         bin_dir = self._bin_dir(root)

@@ -35,13 +35,17 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
         raise DatasetNotFoundError(f"{path} is truncated; download it again")
     magic = int.from_bytes(raw[0:4], "big")
     if magic != expected_magic:
-        raise DatasetNotFoundError(f"{path} is not an IDX file of the expected kind (magic {magic}, expected {expected_magic})")
+        raise DatasetNotFoundError(
+            f"{path} is not an IDX file of the expected kind (magic {magic}, expected {expected_magic})"
+        )
     ndim = magic & 0xFF
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     count = int(np.prod(dims))
     if len(raw) - offset != count:
-        raise DatasetNotFoundError(f"{path} holds {len(raw) - offset} bytes of data, its header says {count}; download it again")
+        raise DatasetNotFoundError(
+            f"{path} holds {len(raw) - offset} bytes of data, its header says {count}; download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -57,7 +61,9 @@ def _find(root: Path, folders: list[str], stem: str) -> Path | None:
 class IdxSource:
     """One IDX dataset: where its files live and how to get them."""
 
-    def __init__(self, info: DatasetInfo, folders: list[str], how_to_get: str, torchvision_name: str | None) -> None:
+    def __init__(
+        self, info: DatasetInfo, folders: list[str], how_to_get: str, torchvision_name: str | None
+    ) -> None:
         self.info = info
         self.folders = folders
         self.how_to_get = how_to_get
@@ -83,12 +89,16 @@ class IdxSource:
         x = read_idx(images, _IMAGE_MAGIC)
         y = read_idx(labels, _LABEL_MAGIC)
         if x.shape[0] != y.shape[0]:
-            raise DatasetNotFoundError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
+            raise DatasetNotFoundError(
+                f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels"
+            )
         return uint8_to_float(torch.from_numpy(x.copy())), torch.from_numpy(y.astype(np.int64))
 
     def download(self, root: Path) -> None:
         if self.torchvision_name is None:
-            raise DatasetNotFoundError(f"{self.info.name} cannot be downloaded automatically. {self.how_to_get}")
+            raise DatasetNotFoundError(
+                f"{self.info.name} cannot be downloaded automatically. {self.how_to_get}"
+            )
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, self.torchvision_name)

@@ -107,8 +107,12 @@ class ImageNetSource:
                 rows = list(csv.DictReader(f))
             missing = [r["file"] for r in rows if not (sample / "images" / r["file"]).exists()]
             if missing:
-                raise DatasetNotFoundError(f"{len(missing)} images listed in {sample / 'labels.csv'} are missing, e.g. {missing[0]}")
+                raise DatasetNotFoundError(
+                    f"{len(missing)} images listed in {sample / 'labels.csv'} are missing, e.g. {missing[0]}"
+                )
             files = [sample / "images" / r["file"] for r in rows]
             labels = [int(r["class_index"]) for r in rows]
             return ImageFolderDataset(files, labels, self.info, split)
-        raise DatasetNotFoundError(f"imagenet: neither {folder} nor {sample / 'labels.csv'} exists. {HOW_TO_GET}")
+        raise DatasetNotFoundError(
+            f"imagenet: neither {folder} nor {sample / 'labels.csv'} exists. {HOW_TO_GET}"
+        )

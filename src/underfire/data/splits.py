@@ -26,7 +26,9 @@ def carve(n: int, split: str, fractions: dict[str, float], seed: int) -> torch.T
     """
     order = [s for s in SPLITS if s in fractions]
     if split not in order:
-        raise ValueError(f"split {split!r} is not available here; choose one of: {', '.join(order)}")
+        raise ValueError(
+            f"split {split!r} is not available here; choose one of: {', '.join(order)}"
+        )
     perm = seeded_permutation(n, seed)
     start = 0
     for i, name in enumerate(order):

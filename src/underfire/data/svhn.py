@@ -39,7 +39,9 @@ class SvhnSource:
         try:
             mat = scipy.io.loadmat(str(path))
         except Exception as err:  # scipy raises several unrelated types for a bad file
-            raise DatasetNotFoundError(f"{path} cannot be read as a .mat file ({err}); download it again") from err
+            raise DatasetNotFoundError(
+                f"{path} cannot be read as a .mat file ({err}); download it again"
+            ) from err
         images = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2))  # (H, W, C, N) → (N, H, W, C)
         labels = mat["y"].astype(np.int64).reshape(-1) % 10  # SVHN stores the digit 0 as label 10
         return uint8_to_float(torch.from_numpy(images)), torch.from_numpy(labels)

@@ -89,16 +89,34 @@ def _adversarial(adv_eps: float = 0.3, adv_ratio: float = 0.5) -> AdversarialTra
 
 
 @DEFENSES.register("pgd-adversarial")
-def _pgd_adversarial(adv_eps: float = 0.3, adv_ratio: float = 1.0, adv_steps: int = 10, adv_step_size: float | None = None) -> AdversarialTraining:
+def _pgd_adversarial(
+    adv_eps: float = 0.3,
+    adv_ratio: float = 1.0,
+    adv_steps: int = 10,
+    adv_step_size: float | None = None,
+) -> AdversarialTraining:
     from underfire.attacks import PGD
 
     step_size = adv_step_size if adv_step_size is not None else 2.5 * adv_eps / adv_steps
-    return AdversarialTraining(PGD(eps=adv_eps, step_size=step_size, steps=adv_steps), ratio=adv_ratio, labels="true", name="pgd-adversarial")
+    return AdversarialTraining(
+        PGD(eps=adv_eps, step_size=step_size, steps=adv_steps),
+        ratio=adv_ratio,
+        labels="true",
+        name="pgd-adversarial",
+    )
 
 
 @DEFENSES.register("both")
-def _both(lam: float = DEFAULT_LAM, adv_eps: float = 0.3, adv_ratio: float = 0.5) -> AdversarialTraining:
-    return AdversarialTraining(_fgsm(adv_eps), ratio=adv_ratio, labels="predicted", inner=GradientRegularization(lam), name="both")
+def _both(
+    lam: float = DEFAULT_LAM, adv_eps: float = 0.3, adv_ratio: float = 0.5
+) -> AdversarialTraining:
+    return AdversarialTraining(
+        _fgsm(adv_eps),
+        ratio=adv_ratio,
+        labels="predicted",
+        inner=GradientRegularization(lam),
+        name="both",
+    )
 
 
 def names() -> list[str]:
@@ -118,7 +136,9 @@ def create(name: str, **kwargs: Any) -> Any:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         options = ", ".join(accepted) or "none"
-        raise TypeError(f"defense {name!r} does not take {', '.join(unknown)}; its options: {options}")
+        raise TypeError(
+            f"defense {name!r} does not take {', '.join(unknown)}; its options: {options}"
+        )
     return factory(**kwargs)
 
 
@@ -133,14 +153,47 @@ def objective_from_args(name: str, **kwargs: Any) -> Any:
 
 #: CLI options of ``underfire train --defense``: (flag, argparse keyword arguments).
 CLI_OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("--defense", {"default": "normal", "help": "training objective: " + ", ".join(DEFENSES.names())}),
-    ("--lam", {"type": float, "default": None, "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)"}),
-    ("--paper-lambda", {"type": float, "default": None, "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)"}),
-    ("--temperature", {"type": float, "default": None, "help": "distillation temperature (default 50)"}),
+    (
+        "--defense",
+        {"default": "normal", "help": "training objective: " + ", ".join(DEFENSES.names())},
+    ),
+    (
+        "--lam",
+        {
+            "type": float,
+            "default": None,
+            "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)",
+        },
+    ),
+    (
+        "--paper-lambda",
+        {
+            "type": float,
+            "default": None,
+            "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)",
+        },
+    ),
+    (
+        "--temperature",
+        {"type": float, "default": None, "help": "distillation temperature (default 50)"},
+    ),
     ("--adv-eps", {"type": float, "default": None, "help": "adversarial-training ε (default 0.3)"}),
-    ("--adv-ratio", {"type": float, "default": None, "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)"}),
-    ("--adv-steps", {"type": int, "default": None, "help": "PGD steps for pgd-adversarial (default 10)"}),
-    ("--adv-step-size", {"type": float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"}),
+    (
+        "--adv-ratio",
+        {
+            "type": float,
+            "default": None,
+            "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)",
+        },
+    ),
+    (
+        "--adv-steps",
+        {"type": int, "default": None, "help": "PGD steps for pgd-adversarial (default 10)"},
+    ),
+    (
+        "--adv-step-size",
+        {"type": float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
+    ),
 ]
 
 
@@ -159,9 +212,14 @@ def objective_from_namespace(args: argparse.Namespace, batch_size: int | None = 
             raise ValueError("give either --lam or --paper-lambda, not both")
         lam = paper_lambda_to_lam(paper, batch_size or 256)
     return objective_from_args(
-        args.defense, lam=lam, temperature=getattr(args, "temperature", None), adv_eps=getattr(args, "adv_eps", None),
-        adv_ratio=getattr(args, "adv_ratio", None), adv_steps=getattr(args, "adv_steps", None),
-        adv_step_size=getattr(args, "adv_step_size", None))
+        args.defense,
+        lam=lam,
+        temperature=getattr(args, "temperature", None),
+        adv_eps=getattr(args, "adv_eps", None),
+        adv_ratio=getattr(args, "adv_ratio", None),
+        adv_steps=getattr(args, "adv_steps", None),
+        adv_step_size=getattr(args, "adv_step_size", None),
+    )
 
 
 def prepare_objective(
@@ -189,8 +247,15 @@ def prepare_objective(
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         teacher_ckpt = checkpoint.with_name(checkpoint.stem + ".teacher" + checkpoint.suffix)
-    Trainer(teacher, TemperatureCrossEntropy(objective.temperature), config, device=device, checkpoint=teacher_ckpt,
-            progress=progress, meta=dict(meta or {}) | {"role": "distillation-teacher"}).fit(train, val)
+    Trainer(
+        teacher,
+        TemperatureCrossEntropy(objective.temperature),
+        config,
+        device=device,
+        checkpoint=teacher_ckpt,
+        progress=progress,
+        meta=dict(meta or {}) | {"role": "distillation-teacher"},
+    ).fit(train, val)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -221,9 +286,20 @@ def train_defended(
         The trained model in eval mode (for distillation, the student, used at T = 1).
     """
     if isinstance(objective, Distillation) and objective.teacher is None:
-        return distill(model_factory, train, val, temperature=objective.temperature, config=config, device=device,
-                       checkpoint=checkpoint, progress=progress, meta=meta)
+        return distill(
+            model_factory,
+            train,
+            val,
+            temperature=objective.temperature,
+            config=config,
+            device=device,
+            checkpoint=checkpoint,
+            progress=progress,
+            meta=meta,
+        )
     model = model_factory()
-    Trainer(model, objective, config, device=device, checkpoint=checkpoint, progress=progress, meta=meta).fit(train, val)
+    Trainer(
+        model, objective, config, device=device, checkpoint=checkpoint, progress=progress, meta=meta
+    ).fit(train, val)
     model.eval()
     return model

@@ -33,7 +33,11 @@ def attack_config(attack: Any) -> dict[str, Any]:
         cfg = attack.config()
         if isinstance(cfg, dict):
             return {"name": type(attack).__name__} | cfg
-    params = {k: v for k, v in sorted(vars(attack).items()) if not k.startswith("_") and isinstance(v, (int, float, str, bool, type(None)))}
+    params = {
+        k: v
+        for k, v in sorted(vars(attack).items())
+        if not k.startswith("_") and isinstance(v, (int, float, str, bool, type(None)))
+    }
     return {"name": type(attack).__name__} | params
 
 
@@ -73,7 +77,9 @@ class AdversarialTraining:
 
             attack = FGSM(eps=0.3)
         if not callable(attack):
-            raise TypeError(f"attack must be callable as attack(model, x, y), got {type(attack).__name__}")
+            raise TypeError(
+                f"attack must be callable as attack(model, x, y), got {type(attack).__name__}"
+            )
         self.attack = attack
         self.ratio = float(ratio)
         self.labels = labels
@@ -81,7 +87,9 @@ class AdversarialTraining:
         inner_name = getattr(inner, "name", None)
         self.name = name or ("adversarial" if inner is None else f"{inner_name}+adversarial")
 
-    def adversarial_examples(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def adversarial_examples(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         """``x_adv`` against the current model, detached (no gradient through the attack)."""
         if self.labels == "predicted":
             was_training = model.training
@@ -103,9 +111,18 @@ class AdversarialTraining:
         return (1.0 - self.ratio) * inner(model, x, y) + self.ratio * inner(model, x_adv, y)
 
     def config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"name": self.name, "attack": attack_config(self.attack), "ratio": self.ratio, "labels": self.labels}
+        cfg: dict[str, Any] = {
+            "name": self.name,
+            "attack": attack_config(self.attack),
+            "ratio": self.ratio,
+            "labels": self.labels,
+        }
         if self.inner is not None:
-            inner_cfg = self.inner.config() if hasattr(self.inner, "config") else {"name": getattr(self.inner, "name", type(self.inner).__name__)}
+            inner_cfg = (
+                self.inner.config()
+                if hasattr(self.inner, "config")
+                else {"name": getattr(self.inner, "name", type(self.inner).__name__)}
+            )
             cfg["inner"] = inner_cfg
         return cfg
 

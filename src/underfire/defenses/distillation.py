@@ -143,8 +143,15 @@ def distill(
         if checkpoint is not None:
             checkpoint = Path(checkpoint)
             teacher_ckpt = checkpoint.with_name(checkpoint.stem + ".teacher" + checkpoint.suffix)
-        Trainer(teacher, TemperatureCrossEntropy(temperature), config, device=device, checkpoint=teacher_ckpt,
-                progress=progress, meta=meta | {"role": "distillation-teacher"}).fit(train, val)
+        Trainer(
+            teacher,
+            TemperatureCrossEntropy(temperature),
+            config,
+            device=device,
+            checkpoint=teacher_ckpt,
+            progress=progress,
+            meta=meta | {"role": "distillation-teacher"},
+        ).fit(train, val)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -152,7 +159,14 @@ def distill(
     # a different seed for the student's initialization is not needed: the teacher is trained
     # at T, the student on soft labels; starting both from the same weights is what the
     # reference implementations do when they share a seed.
-    Trainer(student, Distillation(temperature, teacher=teacher), copy.deepcopy(config), device=device,
-            checkpoint=checkpoint, progress=progress, meta=meta | {"role": "distilled-student"}).fit(train, val)
+    Trainer(
+        student,
+        Distillation(temperature, teacher=teacher),
+        copy.deepcopy(config),
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress,
+        meta=meta | {"role": "distilled-student"},
+    ).fit(train, val)
     student.eval()
     return student

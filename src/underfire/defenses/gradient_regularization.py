@@ -58,7 +58,9 @@ def paper_lambda_to_lam(paper_lambda: float, batch_size: int) -> float:
     return paper_lambda / (2.0 * batch_size)
 
 
-def _per_example_loss(logits: torch.Tensor, y: torch.Tensor, certainty_insensitive: bool) -> torch.Tensor:
+def _per_example_loss(
+    logits: torch.Tensor, y: torch.Tensor, certainty_insensitive: bool
+) -> torch.Tensor:
     if certainty_insensitive:
         # cross-entropy against the uniform label distribution: −(1/K)·Σ_k log p_k
         return -F.log_softmax(logits, dim=1).mean(dim=1)
@@ -93,10 +95,16 @@ def input_gradient_penalty(
         ``‖g_i‖²`` per example (N,), and ``g`` (N, C, H, W).
     """
     x = x.detach().requires_grad_(True)
-    with fast_batch_norm_double_backward(model) if create_graph and fast_batch_norm else nullcontext():
+    with (
+        fast_batch_norm_double_backward(model)
+        if create_graph and fast_batch_norm
+        else nullcontext()
+    ):
         logits = model(x)
     ce = F.cross_entropy(logits, y)
-    penalized = ce * y.numel() if not certainty_insensitive else _per_example_loss(logits, y, True).sum()
+    penalized = (
+        ce * y.numel() if not certainty_insensitive else _per_example_loss(logits, y, True).sum()
+    )
     (grad,) = torch.autograd.grad(penalized, x, create_graph=create_graph)
     sq_norms = grad.flatten(1).pow(2).sum(dim=1)
     return ce, sq_norms, grad
@@ -121,8 +129,13 @@ class GradientRegularization:
         >>> loss = objective(model, x, y); loss.backward()
     """
 
-    def __init__(self, lam: float = 100.0, *, certainty_insensitive: bool = False,
-                 fast_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        lam: float = 100.0,
+        *,
+        certainty_insensitive: bool = False,
+        fast_batch_norm: bool = True,
+    ) -> None:
         if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
             raise ValueError(f"lam must be a finite number ≥ 0, got {lam!r}")
         self.lam = float(lam)
@@ -131,14 +144,21 @@ class GradientRegularization:
         self.name = "certainty-insensitive" if certainty_insensitive else "gradreg"
 
     @classmethod
-    def from_paper(cls, paper_lambda: float, batch_size: int = 256, **kwargs: Any) -> GradientRegularization:
+    def from_paper(
+        cls, paper_lambda: float, batch_size: int = 256, **kwargs: Any
+    ) -> GradientRegularization:
         """Build from the paper's λ (chosen at batch size ``batch_size``), see :func:`paper_lambda_to_lam`."""
         return cls(paper_lambda_to_lam(paper_lambda, batch_size), **kwargs)
 
     def terms(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two terms separately: ``{"ce", "penalty", "loss"}`` (penalty already unweighted)."""
-        ce, sq_norms, _ = input_gradient_penalty(model, x, y, certainty_insensitive=self.certainty_insensitive,
-                                               fast_batch_norm=self.fast_batch_norm)
+        ce, sq_norms, _ = input_gradient_penalty(
+            model,
+            x,
+            y,
+            certainty_insensitive=self.certainty_insensitive,
+            fast_batch_norm=self.fast_batch_norm,
+        )
         penalty = sq_norms.mean()
         return {"ce": ce, "penalty": penalty, "loss": ce + self.lam * penalty}
 
@@ -148,7 +168,11 @@ class GradientRegularization:
         return self.terms(model, x, y)["loss"]
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "lam": self.lam, "certainty_insensitive": self.certainty_insensitive}
+        return {
+            "name": self.name,
+            "lam": self.lam,
+            "certainty_insensitive": self.certainty_insensitive,
+        }
 
     def __repr__(self) -> str:
         return f"GradientRegularization(lam={self.lam:g}, certainty_insensitive={self.certainty_insensitive})"

@@ -54,8 +54,12 @@ def classifier_section(ctx: DemoContext) -> None:
     confusion = torch.zeros(k, k, dtype=torch.int64)
     confusion.index_put_((y.cpu(), pred.cpu()), torch.ones_like(y.cpu()), accumulate=True)
     per_class = (confusion.diag().float() / confusion.sum(1).clamp_min(1)).tolist()
-    ctx.results["classifier"] |= {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
-                                  "per_class_accuracy": per_class, "confusion": confusion.tolist()}
+    ctx.results["classifier"] |= {
+        "test_accuracy": metrics["accuracy"],
+        "test_loss": metrics["loss"],
+        "per_class_accuracy": per_class,
+        "confusion": confusion.tolist(),
+    }
 
     fig = new_figure(9, 4)
     ax1, ax2 = fig.subplots(1, 2)
@@ -65,7 +69,11 @@ def classifier_section(ctx: DemoContext) -> None:
     history = ctx.results["classifier"]["history"]
     ax2.plot([h["epoch"] for h in history], [h["train_loss"] for h in history], label="train loss")
     if history and "val_accuracy" in history[0]:
-        ax2.plot([h["epoch"] for h in history], [1 - h["val_accuracy"] for h in history], label="val error")
+        ax2.plot(
+            [h["epoch"] for h in history],
+            [1 - h["val_accuracy"] for h in history],
+            label="val error",
+        )
     ax2.set(xlabel="epoch", yscale="log", title="training")
     ax2.legend()
     save_figure(fig, ctx.figure_path("classifier.png"))
@@ -74,7 +82,9 @@ def classifier_section(ctx: DemoContext) -> None:
     axes = fig.subplots(1, 8)
     for i, ax in enumerate(axes):
         ax.imshow(x[i].permute(1, 2, 0).squeeze(-1).cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{ctx.test.classes[int(pred[i])]} ({ctx.test.classes[int(y[i])]})", fontsize=8)
+        ax.set_title(
+            f"{ctx.test.classes[int(pred[i])]} ({ctx.test.classes[int(y[i])]})", fontsize=8
+        )
         ax.axis("off")
     save_figure(fig, ctx.figure_path("predictions.png"))
 
@@ -94,7 +104,10 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("classifier", classifier_section),
     ("defenses", __import__("underfire.experiments.demo_defenses", fromlist=["section"]).section),
     ("attacks", __import__("underfire.experiments.demo_attacks", fromlist=["section"]).section),
-    ("interpreters", __import__("underfire.experiments.demo_interpreters", fromlist=["section"]).section),
+    (
+        "interpreters",
+        __import__("underfire.experiments.demo_interpreters", fromlist=["section"]).section,
+    ),
 ]
 
 
@@ -124,13 +137,20 @@ def run_demo(
     val = load_dataset(dataset, "val", data_root, seed=seed)
     test = load_dataset(dataset, "test", data_root, seed=seed)
     if not isinstance(train, ImageDataset):
-        raise TypeError(f"the demo needs an in-memory dataset; {dataset} is read from disk per image")
+        raise TypeError(
+            f"the demo needs an in-memory dataset; {dataset} is read from disk per image"
+        )
 
     model = model_for_dataset("ross-cnn", dataset)
     log(f"training ross-cnn on {dataset} ({len(train)} images)")
-    trainer = Trainer(model, config=TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed),
-                      device=device, checkpoint=out / "model.pt", progress=progress,
-                      meta={"dataset": dataset, "data_seed": seed})
+    trainer = Trainer(
+        model,
+        config=TrainConfig(epochs=epochs, batch_size=64, lr=1e-3, seed=seed),
+        device=device,
+        checkpoint=out / "model.pt",
+        progress=progress,
+        meta={"dataset": dataset, "data_seed": seed},
+    )
     result = trainer.fit(train, val)
     model.eval()
     report = Report("underfire demo: security audit of an interpretable classifier")
@@ -139,10 +159,20 @@ def run_demo(
         "Every number below was computed by this run; `results.json` holds them all."
     )
     ctx = DemoContext(out, device, seed, dataset, train, val, test, model, report, log=log)
-    ctx.results["config"] = {"dataset": dataset, "seed": seed, "epochs": epochs, "device": str(device),
-                             "underfire_version": __version__}
-    ctx.results["classifier"] = {"model": "ross-cnn", "epochs": epochs, "train_seconds": result.seconds,
-                                 "history": result.history, "checkpoint": "model.pt"}
+    ctx.results["config"] = {
+        "dataset": dataset,
+        "seed": seed,
+        "epochs": epochs,
+        "device": str(device),
+        "underfire_version": __version__,
+    }
+    ctx.results["classifier"] = {
+        "model": "ross-cnn",
+        "epochs": epochs,
+        "train_seconds": result.seconds,
+        "history": result.history,
+        "checkpoint": "model.pt",
+    }
     timings: dict[str, float] = {}
     for name, section in SECTIONS:
         if sections and name not in sections:

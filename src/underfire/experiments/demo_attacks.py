@@ -43,7 +43,9 @@ def section(ctx: DemoContext) -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always", AttackWarning)
-            r = robust_accuracy(ctx.model, attack, (x, y), eps=list(EPS), target=target, keep_examples=8)
+            r = robust_accuracy(
+                ctx.model, attack, (x, y), eps=list(EPS), target=target, keep_examples=8
+            )
         caught += [f"{name}: {w.message}" for w in seen if issubclass(w.category, AttackWarning)]
         r["seconds"] = round(time.perf_counter() - t0, 3)
         results[name] = r
@@ -63,14 +65,18 @@ def section(ctx: DemoContext) -> None:
     ax = fig.subplots()
     for name, r in results.items():
         ax.plot(EPS, r["accuracy"], marker="o", label=name)
-    ax.set(xlabel="ε (L∞)", ylabel="accuracy", ylim=(-0.02, 1.02), title="white-box robust accuracy")
+    ax.set(
+        xlabel="ε (L∞)", ylabel="accuracy", ylim=(-0.02, 1.02), title="white-box robust accuracy"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, ctx.figure_path("attacks_accuracy.png"))
 
     shown = [e for e in EPS if e > 0][-2:]
     rows = [("clean", examples["FGSM"]["x"])] + [
-        (f"{name} ε={e:g}", examples[name]["x_adv"][EPS.index(e)]) for name in ("FGSM", f"PGD-{PGD_STEPS}") for e in shown
+        (f"{name} ε={e:g}", examples[name]["x_adv"][EPS.index(e)])
+        for name in ("FGSM", f"PGD-{PGD_STEPS}")
+        for e in shown
     ]
     model_device = next(ctx.model.parameters()).device
     fig = new_figure(8, 1.2 * len(rows))
@@ -94,12 +100,23 @@ def section(ctx: DemoContext) -> None:
         f"The classifier is attacked white-box on {len(data)} test images. At ε = {EPS[i]:g} (L∞, images in [0, 1]) "
         f"FGSM leaves {results['FGSM']['accuracy'][i]:.1%} accuracy and {PGD_STEPS}-step PGD {pgd[i]:.1%} "
         f"(clean: {results['FGSM']['clean_accuracy']:.1%}). TGSM's success rate is the fraction classified as "
-        "the next class. " + ("No soundness warning was raised." if not caught else "Warnings: " + "; ".join(caught))
+        "the next class. "
+        + ("No soundness warning was raised." if not caught else "Warnings: " + "; ".join(caught))
     )
     ctx.report.table(
-        [{"attack": name, **{f"ε={e:g}": round(a, 3) for e, a in zip(EPS, r["accuracy"])},
-          "seconds": r["seconds"]} for name, r in results.items()]
+        [
+            {
+                "attack": name,
+                **{f"ε={e:g}": round(a, 3) for e, a in zip(EPS, r["accuracy"], strict=False)},
+                "seconds": r["seconds"],
+            }
+            for name, r in results.items()
+        ]
     )
-    ctx.report.figure(ctx.figure_path("attacks_accuracy.png"), "Accuracy vs ε for FGSM, TGSM and PGD")
-    ctx.report.figure(ctx.figure_path("attacks_examples.png"),
-                      "Clean and adversarial test images, titled with the model's prediction")
+    ctx.report.figure(
+        ctx.figure_path("attacks_accuracy.png"), "Accuracy vs ε for FGSM, TGSM and PGD"
+    )
+    ctx.report.figure(
+        ctx.figure_path("attacks_examples.png"),
+        "Clean and adversarial test images, titled with the model's prediction",
+    )

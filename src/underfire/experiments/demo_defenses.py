@@ -32,8 +32,14 @@ EPOCHS = 8
 def _train(ctx: DemoContext, objective, seed: int, name: str) -> torch.nn.Module:  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     model = model_for_dataset("ross-cnn", ctx.dataset)
-    Trainer(model, objective, TrainConfig(epochs=EPOCHS, batch_size=64, lr=2e-3, seed=seed), device=ctx.device,
-            checkpoint=ctx.out / "defenses" / f"{name}.pt", meta={"dataset": ctx.dataset, "demo": "defenses"}).fit(ctx.train)
+    Trainer(
+        model,
+        objective,
+        TrainConfig(epochs=EPOCHS, batch_size=64, lr=2e-3, seed=seed),
+        device=ctx.device,
+        checkpoint=ctx.out / "defenses" / f"{name}.pt",
+        meta={"dataset": ctx.dataset, "demo": "defenses"},
+    ).fit(ctx.train)
     return model.eval()
 
 
@@ -55,16 +61,30 @@ def section(ctx: DemoContext) -> None:
             for x_adv in FGSM().sweep(model, x, y, list(EPS)):
                 with torch.no_grad():
                     white[name].append(float((model(x_adv).argmax(1) == y).float().mean()))
-    clean = {name: evaluate(model, ctx.test, device=ctx.device)["accuracy"] for name, model in victims.items()}
-    ctx.results["defenses"] = {"eps": list(EPS), "lam": LAM, "epochs": EPOCHS, "clean_accuracy": clean,
-                               "transferred_fgsm_accuracy": acc, "whitebox_fgsm_accuracy": white}
+    clean = {
+        name: evaluate(model, ctx.test, device=ctx.device)["accuracy"]
+        for name, model in victims.items()
+    }
+    ctx.results["defenses"] = {
+        "eps": list(EPS),
+        "lam": LAM,
+        "epochs": EPOCHS,
+        "clean_accuracy": clean,
+        "transferred_fgsm_accuracy": acc,
+        "whitebox_fgsm_accuracy": white,
+    }
 
     fig = new_figure(8, 3.2)
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
     for name in victims:
         ax1.plot(EPS, acc[name], marker="o", label=name)
         ax2.plot(EPS, white[name], marker="o", label=name)
-    ax1.set(title="FGSM transferred from another model", xlabel="ε", ylabel="accuracy", ylim=(-0.02, 1.02))
+    ax1.set(
+        title="FGSM transferred from another model",
+        xlabel="ε",
+        ylabel="accuracy",
+        ylim=(-0.02, 1.02),
+    )
     ax2.set(title="white-box FGSM", xlabel="ε")
     ax1.legend(fontsize=8)
     for ax in (ax1, ax2):
@@ -77,8 +97,21 @@ def section(ctx: DemoContext) -> None:
         f"A copy of the classifier trained with input-gradient regularization (double backpropagation, "
         f"Ross & Doshi-Velez 2018; λ = {LAM:g} per example) keeps {clean['gradient-regularized']:.1%} clean accuracy "
         f"(normal: {clean['normal']:.1%}). On FGSM examples at ε = {EPS[i]:g} crafted on an independently trained model "
-        f"it classifies {acc['gradient-regularized'][i]:.1%} correctly, the normal model {acc['normal'][i]:.1%}.")
-    ctx.report.table([{"ε": e, "normal (transfer)": acc["normal"][k], "grad. reg. (transfer)": acc["gradient-regularized"][k],
-                       "normal (white-box)": white["normal"][k], "grad. reg. (white-box)": white["gradient-regularized"][k]}
-                      for k, e in enumerate(EPS)])
-    ctx.report.figure(ctx.figure_path("defenses.png"), "Accuracy under FGSM: transferred (left) and white-box (right)")
+        f"it classifies {acc['gradient-regularized'][i]:.1%} correctly, the normal model {acc['normal'][i]:.1%}."
+    )
+    ctx.report.table(
+        [
+            {
+                "ε": e,
+                "normal (transfer)": acc["normal"][k],
+                "grad. reg. (transfer)": acc["gradient-regularized"][k],
+                "normal (white-box)": white["normal"][k],
+                "grad. reg. (white-box)": white["gradient-regularized"][k],
+            }
+            for k, e in enumerate(EPS)
+        ]
+    )
+    ctx.report.figure(
+        ctx.figure_path("defenses.png"),
+        "Accuracy under FGSM: transferred (left) and white-box (right)",
+    )

@@ -54,14 +54,20 @@ def _section(ctx: Any) -> None:
     conf, pred = probs.max(1)
 
     ctx.log("interpreters: training RTS")
-    rts_cfg = RTSConfig(steps=250, batch_size=32, width=32, area=2.0, lr=2e-3, seed=ctx.seed, max_seconds=15.0)
+    rts_cfg = RTSConfig(
+        steps=250, batch_size=32, width=32, area=2.0, lr=2e-3, seed=ctx.seed, max_seconds=15.0
+    )
     rts, history = train_rts(model, ctx.train, rts_cfg, device=device)
     rts.save(ctx.out / "rts.pt")
     rts_stats = evaluate_rts(rts, model, ctx.test.x.to(device), ctx.test.y.to(device))
 
     interpreters: dict[str, Interpreter] = {
-        "grad": Saliency(), "smoothgrad": SmoothGrad(samples=16, seed=ctx.seed), "ig": IntegratedGradients(steps=16),
-        "gradcam": GradCAM(), "mask": Mask(steps=100, seed=ctx.seed), "rts": rts,
+        "grad": Saliency(),
+        "smoothgrad": SmoothGrad(samples=16, seed=ctx.seed),
+        "ig": IntegratedGradients(steps=16),
+        "gradcam": GradCAM(),
+        "mask": Mask(steps=100, seed=ctx.seed),
+        "rts": rts,
         "ensemble": Ensemble([Saliency(), GradCAM(), Mask(steps=100, seed=ctx.seed)]),
     }
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -74,18 +80,33 @@ def _section(ctx: Any) -> None:
         maps[name] = interp(model, x, pred)
         seconds = time.perf_counter() - t0
         noisy = interp(model, x_noisy, pred)
-        rows.append({"interpreter": name, "seconds": round(seconds, 3),
-                     "stability_l1": round(float(l1_distance(maps[name], noisy).mean()), 4),
-                     "stability_iou": round(float(topk_iou(maps[name], noisy).mean()), 4),
-                     "stability_spearman": round(float(spearman(maps[name], noisy).mean()), 4)})
+        rows.append(
+            {
+                "interpreter": name,
+                "seconds": round(seconds, 3),
+                "stability_l1": round(float(l1_distance(maps[name], noisy).mean()), 4),
+                "stability_iou": round(float(topk_iou(maps[name], noisy).mean()), 4),
+                "stability_spearman": round(float(spearman(maps[name], noisy).mean()), 4),
+            }
+        )
     names = list(maps)
-    agreement = {a: {b: round(float(spearman(maps[a], maps[b]).mean()), 3) for b in names} for a in names}
+    agreement = {
+        a: {b: round(float(spearman(maps[a], maps[b]).mean()), 3) for b in names} for a in names
+    }
 
-    figure = save_grid(ctx.figure_path("interpreters.png"), x, y, pred, conf, maps, ctx.test.classes)
+    figure = save_grid(
+        ctx.figure_path("interpreters.png"), x, y, pred, conf, maps, ctx.test.classes
+    )
     ctx.results["interpreters"] = {
-        "n_images": N_IMAGES, "per_interpreter": rows, "spearman_agreement": agreement,
-        "rts": {"train_seconds": round(rts.meta["seconds"], 2), "steps": history[-1]["step"] if history else 0,
-                "test": rts_stats, "checkpoint": "rts.pt"},
+        "n_images": N_IMAGES,
+        "per_interpreter": rows,
+        "spearman_agreement": agreement,
+        "rts": {
+            "train_seconds": round(rts.meta["seconds"], 2),
+            "steps": history[-1]["step"] if history else 0,
+            "test": rts_stats,
+            "checkpoint": "rts.pt",
+        },
         "notes": "CAM skipped: ross-cnn has no GAP→FC head (Grad-CAM used); MASK coarse mask 4×4 on 8×8 inputs",
     }
 
@@ -101,4 +122,6 @@ def _section(ctx: Any) -> None:
         "(L1 distance, top-k IoU, Spearman rank correlation)."
     )
     ctx.report.table(rows)
-    ctx.report.figure(figure, "Test images (predicted class, confidence) and the maps of each interpreter")
+    ctx.report.figure(
+        figure, "Test images (predicted class, confidence) and the maps of each interpreter"
+    )

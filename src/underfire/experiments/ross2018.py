@@ -46,8 +46,14 @@ from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_e
 
 __all__ = ["load_data", "run_ross2018", "train_models"]
 
-LABELS = {"normal": "Normal", "distilled": "Distilled (T=50)", "adv-trained": "Adv. trained (FGSM)",
-          "gradreg": "Grad. regularized", "both": "Grad. reg. + adv.", "certainty-insensitive": "Certainty-insensitive"}
+LABELS = {
+    "normal": "Normal",
+    "distilled": "Distilled (T=50)",
+    "adv-trained": "Adv. trained (FGSM)",
+    "gradreg": "Grad. regularized",
+    "both": "Grad. reg. + adv.",
+    "certainty-insensitive": "Certainty-insensitive",
+}
 
 
 # ----------------------------------------------------------------------------- data & models
@@ -57,14 +63,16 @@ def _svhn_gray(ds: ImageDataset) -> ImageDataset:
     """Grayscale 32×32 with per-image contrast normalization, as in the paper's SVHN setup."""
     x = ds.x
     if x.shape[1] == 3:
-        x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     flat = x.flatten(1)
     lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
     x = (x - lo) / (hi - lo).clamp_min(1e-6)
     return ImageDataset(x.contiguous(), ds.y, ds.info, ds.split)
 
 
-def load_data(cfg: Ross2018Config, root: str | Path | None = None) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
+def load_data(
+    cfg: Ross2018Config, root: str | Path | None = None
+) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
     """Train/val/test splits of ``cfg.dataset`` (SVHN converted to grayscale, contrast-normalized)."""
     splits = []
     for split in ("train", "val", "test"):
@@ -99,8 +107,13 @@ def _objective(name: str, cfg: Ross2018Config) -> Any:
     if name == "adv-trained":
         return AdversarialTraining(FGSM(eps=cfg.adv_eps), ratio=cfg.adv_ratio, labels="predicted")
     if name == "both":
-        return AdversarialTraining(FGSM(eps=cfg.adv_eps), ratio=cfg.adv_ratio, labels="predicted",
-                                   inner=GradientRegularization(cfg.lam), name="both")
+        return AdversarialTraining(
+            FGSM(eps=cfg.adv_eps),
+            ratio=cfg.adv_ratio,
+            labels="predicted",
+            inner=GradientRegularization(cfg.lam),
+            name="both",
+        )
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -116,8 +129,13 @@ def train_models(
 ) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """Train (or reload from ``out/models``) every model of ``cfg.models``, each from the same seed."""
     factory = _model_factory(cfg)
-    tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                       checkpoint_every=max(50, cfg.steps // 20))
+    tcfg = TrainConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        checkpoint_every=max(50, cfg.steps // 20),
+    )
     models: dict[str, nn.Module] = {}
     info: dict[str, Any] = {}
     meta = {"dataset": cfg.dataset, "data_seed": cfg.seed, "experiment": "ross2018"}
@@ -127,17 +145,36 @@ def train_models(
         t0 = time.perf_counter()
         seed_everything(cfg.seed)  # same initialization for every model
         if name == "distilled":
-            model = distill(factory, train, val, temperature=cfg.temperature, config=tcfg, device=device,
-                            checkpoint=ckpt, progress=progress, meta=meta | {"model": name})
+            model = distill(
+                factory,
+                train,
+                val,
+                temperature=cfg.temperature,
+                config=tcfg,
+                device=device,
+                checkpoint=ckpt,
+                progress=progress,
+                meta=meta | {"model": name},
+            )
         else:
             model = factory()
-            Trainer(model, _objective(name, cfg), tcfg, device=device, checkpoint=ckpt, progress=progress,
-                    meta=meta | {"model": name}).fit(train, val)
+            Trainer(
+                model,
+                _objective(name, cfg),
+                tcfg,
+                device=device,
+                checkpoint=ckpt,
+                progress=progress,
+                meta=meta | {"model": name},
+            ).fit(train, val)
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         models[name] = model
-        info[name] = {"seconds": round(time.perf_counter() - t0, 2), "checkpoint": str(ckpt.relative_to(out))}
+        info[name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "checkpoint": str(ckpt.relative_to(out)),
+        }
     return models, info
 
 
@@ -203,23 +240,38 @@ def run_ross2018(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    _io.write_json(out / "config.json", cfg.to_dict() | {"underfire_version": __version__, "device": str(device)})
+    _io.write_json(
+        out / "config.json",
+        cfg.to_dict() | {"underfire_version": __version__, "device": str(device)},
+    )
     seed_everything(cfg.seed)
     train, val, test = load_data(cfg, data_root)
-    log(f"{cfg.dataset}: {len(train)} train / {len(val)} val / {len(test)} test images, profile {cfg.profile}")
+    log(
+        f"{cfg.dataset}: {len(train)} train / {len(val)} val / {len(test)} test images, profile {cfg.profile}"
+    )
 
     models, training = train_models(cfg, train, val, out, device=device, progress=progress, log=log)
     n_eval = min(cfg.n_eval or len(test), len(test))
     x, y = test.x[:n_eval].to(device), test.y[:n_eval].to(device)
-    results: dict[str, Any] = {"config": cfg.to_dict(), "underfire_version": __version__, "device": str(device),
-                               "training": training, "n_eval": n_eval}
+    results: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "underfire_version": __version__,
+        "device": str(device),
+        "training": training,
+        "n_eval": n_eval,
+    }
     timings: dict[str, float] = {"training": round(time.perf_counter() - t_start, 2)}
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=3 * len(models) + len(models) + 4, desc="evaluate", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=3 * len(models) + len(models) + 4,
+            desc="evaluate",
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def tick() -> None:
         if bar is not None:
@@ -230,15 +282,28 @@ def run_ross2018(
         results["clean"] = {m: evaluate(model, test, device=device) for m, model in models.items()}
         for m, model in models.items():
             results["clean"][m]["val_accuracy"] = evaluate(model, val, device=device)["accuracy"]
-        log("clean accuracy: " + ", ".join(f"{m} {r['accuracy']:.3f}" for m, r in results["clean"].items()))
+        log(
+            "clean accuracy: "
+            + ", ".join(f"{m} {r['accuracy']:.3f}" for m, r in results["clean"].items())
+        )
 
         log("FGSM / TGSM transfer matrices")
         eps = list(cfg.eps)
         results["fgsm"] = transfer_accuracy(models, x, y, eps, batch_size=cfg.eval_batch, tick=tick)
-        results["tgsm"] = transfer_accuracy(models, x, y, eps, targeted=True, batch_size=cfg.eval_batch, tick=tick)
+        results["tgsm"] = transfer_accuracy(
+            models, x, y, eps, targeted=True, batch_size=cfg.eval_batch, tick=tick
+        )
         log(f"iterated TGSM ({cfg.itgsm_steps} steps) transfer matrix")
-        results["itgsm"] = transfer_accuracy(models, x, y, eps, targeted=True, iterations=cfg.itgsm_steps,
-                                             batch_size=cfg.eval_batch, tick=tick)
+        results["itgsm"] = transfer_accuracy(
+            models,
+            x,
+            y,
+            eps,
+            targeted=True,
+            iterations=cfg.itgsm_steps,
+            batch_size=cfg.eval_batch,
+            tick=tick,
+        )
         timings["transfer"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
@@ -246,12 +311,18 @@ def run_ross2018(
         raw = gradient_statistics(models, x, y, batch_size=cfg.eval_batch)
         tick()
         results["gradients"] = {
-            m: {"fgsm_norm_median": _summary(s["fgsm_norm"])["median"], "tgsm_norm_median": _summary(s["tgsm_norm"])["median"],
+            m: {
+                "fgsm_norm_median": _summary(s["fgsm_norm"])["median"],
+                "tgsm_norm_median": _summary(s["tgsm_norm"])["median"],
                 "log_prob_other_median": _summary(s["log_prob_other"])["median"],
                 "log_prob_predicted_median": _summary(s["log_prob_predicted"])["median"],
-                "fgsm_norm": _summary(s["fgsm_norm"]), "tgsm_norm": _summary(s["tgsm_norm"]),
-                "log_prob_other": _summary(s["log_prob_other"]), "log_prob_predicted": _summary(s["log_prob_predicted"])}
-            for m, s in raw.items()}
+                "fgsm_norm": _summary(s["fgsm_norm"]),
+                "tgsm_norm": _summary(s["tgsm_norm"]),
+                "log_prob_other": _summary(s["log_prob_other"]),
+                "log_prob_predicted": _summary(s["log_prob_predicted"]),
+            }
+            for m, s in raw.items()
+        }
         timings["gradients"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
@@ -260,7 +331,9 @@ def run_ross2018(
         saliency = {m: input_gradients(model, xs, ys) for m, model in models.items()}
         results["saliency"] = {}
         for m, model in models.items():
-            g = torch.cat([input_gradients(model, x[sl], y[sl]) for sl in _slices(n_eval, cfg.eval_batch)])
+            g = torch.cat(
+                [input_gradients(model, x[sl], y[sl]) for sl in _slices(n_eval, cfg.eval_batch)]
+            )
             results["saliency"][m] = {"gini": float(gini(g).mean())}
         tick()
         timings["saliency"] = round(time.perf_counter() - t0, 2)
@@ -269,8 +342,17 @@ def run_ross2018(
         log("black-box (substitute) vs white-box FGSM")
         try:
             results["blackbox"] = blackbox_accuracy(
-                models, x, y, eps, seed_size=cfg.substitute_seed_size, rounds=cfg.substitute_rounds,
-                epochs=cfg.substitute_epochs, seed=cfg.seed, batch_size=cfg.eval_batch, tick=tick)
+                models,
+                x,
+                y,
+                eps,
+                seed_size=cfg.substitute_seed_size,
+                rounds=cfg.substitute_rounds,
+                epochs=cfg.substitute_epochs,
+                seed=cfg.seed,
+                batch_size=cfg.eval_batch,
+                tick=tick,
+            )
         except ImportError as err:
             results["blackbox"] = {"skipped": f"SubstituteAttack unavailable: {err}"}
         timings["blackbox"] = round(time.perf_counter() - t0, 2)
@@ -286,7 +368,14 @@ def run_ross2018(
             for m in ("distilled", "gradreg"):
                 if m not in models:
                     continue
-                grid = jsma_grid(models[m], x01, y01, test.num_classes, theta=cfg.jsma_theta, gamma=cfg.jsma_gamma)
+                grid = jsma_grid(
+                    models[m],
+                    x01,
+                    y01,
+                    test.num_classes,
+                    theta=cfg.jsma_theta,
+                    gamma=cfg.jsma_gamma,
+                )
                 grids[m] = grid
                 todo, success = grid["todo"], grid["success"]
                 with torch.no_grad():
@@ -295,8 +384,11 @@ def run_ross2018(
                 results["jsma"][m] = {
                     "success_rate": float(success[todo].float().mean()),
                     "mean_l0": float(grid["l0"][todo].float().mean()),
-                    "judge_agreement": float((judged == grid["targets"])[ok].float().mean()) if bool(ok.any()) else 0.0,
-                    "predicted": grid["predicted"].tolist(), "l0": grid["l0"].tolist(),
+                    "judge_agreement": float((judged == grid["targets"])[ok].float().mean())
+                    if bool(ok.any())
+                    else 0.0,
+                    "predicted": grid["predicted"].tolist(),
+                    "l0": grid["l0"].tolist(),
                 }
         except ImportError as err:
             results["jsma"] = {"skipped": f"JSMA unavailable: {err}"}
@@ -309,7 +401,9 @@ def run_ross2018(
     results["claims"] = evaluate_claims(results)
     t0 = time.perf_counter()
     log("figures and report")
-    fig_paths = figs.make_figures(out / "figures", results, raw, saliency, xs, ys, grids, test.classes)
+    fig_paths = figs.make_figures(
+        out / "figures", results, raw, saliency, xs, ys, grids, test.classes
+    )
     timings["figures"] = round(time.perf_counter() - t0, 2)
     timings["total"] = round(time.perf_counter() - t_start, 2)
     results["timings"] = timings
@@ -326,7 +420,9 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs: dict[str, Path]) -> None:
+def _write_report(
+    out: Path, cfg: Ross2018Config, results: dict[str, Any], figs: dict[str, Path]
+) -> None:
     eps = list(cfg.eps)
     r = Report(f"Reproduction of Ross & Doshi-Velez (AAAI 2018) on {cfg.dataset}")
     r.text(
@@ -335,7 +431,8 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
         f"(the paper: 15,000 steps of 256 at lr 2e-4). Gradient regularization λ = {cfg.paper_lambda:g} in the paper's "
         f"batch-averaged convention = {cfg.lam:.4g} per example; distillation T = {cfg.temperature:g}; adversarial "
         f"training FGSM ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Attacks on {results['n_eval']} test images. "
-        "Every number here was computed by this run (`results.json`); the configuration is in `config.json`.")
+        "Every number here was computed by this run (`results.json`); the configuration is in `config.json`."
+    )
 
     r.section("Claims of the paper")
     rows = []
@@ -344,32 +441,62 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
         rows.append({"claim": f"{c['id']}. {c['claim']}", "verdict": verdict})
     r.table(rows)
     for c in results["claims"]:
-        verdict = {True: "**held**", False: "**did not hold**", None: "**not evaluated**"}[c["held"]]
-        r.text(f"**Claim {c['id']}** — {c['claim']} Rule: {c['rule']}. Numbers: `{json.dumps(c['evidence'])}`. "
-               f"Verdict: {verdict}. {c['note']}")
+        verdict = {True: "**held**", False: "**did not hold**", None: "**not evaluated**"}[
+            c["held"]
+        ]
+        r.text(
+            f"**Claim {c['id']}** — {c['claim']} Rule: {c['rule']}. Numbers: `{json.dumps(c['evidence'])}`. "
+            f"Verdict: {verdict}. {c['note']}"
+        )
 
     r.section("Clean accuracy")
-    r.table([{"model": LABELS[m], "test accuracy": v["accuracy"], "val accuracy": v["val_accuracy"],
-              "train s": results["training"][m]["seconds"]} for m, v in results["clean"].items()])
+    r.table(
+        [
+            {
+                "model": LABELS[m],
+                "test accuracy": v["accuracy"],
+                "val accuracy": v["val_accuracy"],
+                "train s": results["training"][m]["seconds"],
+            }
+            for m, v in results["clean"].items()
+        ]
+    )
 
-    sections = [("fgsm", "FGSM (paper Fig. 1)"), ("tgsm", "TGSM (paper Fig. 3)"),
-                ("itgsm", f"Iterated TGSM, {cfg.itgsm_steps} steps of ε/{cfg.itgsm_steps}")]
+    sections = [
+        ("fgsm", "FGSM (paper Fig. 1)"),
+        ("tgsm", "TGSM (paper Fig. 3)"),
+        ("itgsm", f"Iterated TGSM, {cfg.itgsm_steps} steps of ε/{cfg.itgsm_steps}"),
+    ]
     for attack, title in sections:
         r.section(f"{title}: white-box and transferred accuracy")
         acc = results[attack]["accuracy"]
-        r.table([{"model": LABELS[m], **{f"ε={e:g}": acc[m][m][i] for i, e in enumerate(eps)}} for m in acc])
-        r.text("White-box accuracy above (diagonal of the transfer matrix); the figure has one panel per "
-               "source model and one line per victim.")
+        r.table(
+            [
+                {"model": LABELS[m], **{f"ε={e:g}": acc[m][m][i] for i, e in enumerate(eps)}}
+                for m in acc
+            ]
+        )
+        r.text(
+            "White-box accuracy above (diagonal of the transfer matrix); the figure has one panel per "
+            "source model and one line per victim."
+        )
         if "target_rate" in results[attack]:
             hit = results[attack]["target_rate"]
             r.text("White-box fraction classified as the target t = (y+1) mod K:")
-            r.table([{"model": LABELS[m], **{f"ε={e:g}": hit[m][m][i] for i, e in enumerate(eps)}} for m in hit])
+            r.table(
+                [
+                    {"model": LABELS[m], **{f"ε={e:g}": hit[m][m][i] for i, e in enumerate(eps)}}
+                    for m in hit
+                ]
+            )
         r.figure(figs[attack], f"{title}: accuracy vs ε, one panel per source model")
-        mid = [i for i, e in enumerate(eps) if e > 0][: 3]
+        mid = [i for i, e in enumerate(eps) if e > 0][:3]
         rows = []
         for s in acc:
             for i in mid:
-                rows.append({"source": LABELS[s], "ε": eps[i], **{LABELS[v]: acc[s][v][i] for v in acc}})
+                rows.append(
+                    {"source": LABELS[s], "ε": eps[i], **{LABELS[v]: acc[s][v][i] for v in acc}}
+                )
         r.text("Transfer matrix at the smallest non-zero ε values (rows: source; columns: victim):")
         r.table(rows)
 
@@ -378,29 +505,76 @@ def _write_report(out: Path, cfg: Ross2018Config, results: dict[str, Any], figs:
     if "skipped" in bb:
         r.text(bb["skipped"])
     else:
-        r.table([{"model": LABELS[m], **{f"white ε={e:g}": v["white_box"][i] for i, e in enumerate(eps) if e > 0},
-                  **{f"black ε={e:g}": v["black_box"][i] for i, e in enumerate(eps) if e > 0},
-                  "substitute agreement": v["substitute_agreement"]} for m, v in bb.items()])
-        r.figure(figs["blackbox"], "FGSM accuracy vs ε: white-box (left) and substitute black-box (right)")
+        r.table(
+            [
+                {
+                    "model": LABELS[m],
+                    **{f"white ε={e:g}": v["white_box"][i] for i, e in enumerate(eps) if e > 0},
+                    **{f"black ε={e:g}": v["black_box"][i] for i, e in enumerate(eps) if e > 0},
+                    "substitute agreement": v["substitute_agreement"],
+                }
+                for m, v in bb.items()
+            ]
+        )
+        r.figure(
+            figs["blackbox"],
+            "FGSM accuracy vs ε: white-box (left) and substitute black-box (right)",
+        )
 
     r.section("Input-gradient norms and log-probabilities (paper Fig. 4)")
-    r.table([{"model": LABELS[m], "median ‖∇FGSM‖": g["fgsm_norm_median"], "median ‖∇TGSM‖": g["tgsm_norm_median"],
-              "median log p (predicted)": g["log_prob_predicted_median"],
-              "median log p (others)": g["log_prob_other_median"]} for m, g in results["gradients"].items()])
-    r.figure(figs["gradients"], "Distributions of input-gradient L2 norms (FGSM and TGSM losses) and of log-probabilities, log scale")
+    r.table(
+        [
+            {
+                "model": LABELS[m],
+                "median ‖∇FGSM‖": g["fgsm_norm_median"],
+                "median ‖∇TGSM‖": g["tgsm_norm_median"],
+                "median log p (predicted)": g["log_prob_predicted_median"],
+                "median log p (others)": g["log_prob_other_median"],
+            }
+            for m, g in results["gradients"].items()
+        ]
+    )
+    r.figure(
+        figs["gradients"],
+        "Distributions of input-gradient L2 norms (FGSM and TGSM losses) and of log-probabilities, log scale",
+    )
 
     r.section("JSMA (paper Fig. 5)")
     if "skipped" in results["jsma"]:
         r.text(results["jsma"]["skipped"])
     else:
-        r.table([{"model": LABELS[m], "success rate": v["success_rate"], "mean changed pixels": v["mean_l0"],
-                  "judge agrees with target": v["judge_agreement"]} for m, v in results["jsma"].items()])
+        r.table(
+            [
+                {
+                    "model": LABELS[m],
+                    "success rate": v["success_rate"],
+                    "mean changed pixels": v["mean_l0"],
+                    "judge agrees with target": v["judge_agreement"],
+                }
+                for m, v in results["jsma"].items()
+            ]
+        )
         for m in ("distilled", "gradreg"):
             if f"jsma_{m}" in figs:
-                r.figure(figs[f"jsma_{m}"], f"JSMA against {LABELS[m]}: rows are a test 0 and 1, columns the target class")
+                r.figure(
+                    figs[f"jsma_{m}"],
+                    f"JSMA against {LABELS[m]}: rows are a test 0 and 1, columns the target class",
+                )
 
     r.section("Input-gradient saliency")
-    r.table([{"model": LABELS[m], "mean Gini of |∇x CE|": v["gini"]} for m, v in results["saliency"].items()])
-    r.figure(figs["saliency"], "Input gradients of the cross-entropy for every model (red positive, blue negative)")
-    r.text(f"Run time: {results['timings']['total']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in results["timings"].items() if k != "total") + ").")
+    r.table(
+        [
+            {"model": LABELS[m], "mean Gini of |∇x CE|": v["gini"]}
+            for m, v in results["saliency"].items()
+        ]
+    )
+    r.figure(
+        figs["saliency"],
+        "Input gradients of the cross-entropy for every model (red positive, blue negative)",
+    )
+    r.text(
+        f"Run time: {results['timings']['total']:.1f} s ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in results["timings"].items() if k != "total")
+        + ")."
+    )
     r.write(out)

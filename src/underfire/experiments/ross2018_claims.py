@@ -24,8 +24,17 @@ OFTEN = 0.25
 BREAK_MARGIN = 0.1
 
 
-def _claim(cid: str, text: str, rule: str, evidence: dict[str, Any], held: bool | None, note: str = "") -> dict[str, Any]:
-    return {"id": cid, "claim": text, "rule": rule, "evidence": evidence, "held": held, "note": note}
+def _claim(
+    cid: str, text: str, rule: str, evidence: dict[str, Any], held: bool | None, note: str = ""
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "claim": text,
+        "rule": rule,
+        "evidence": evidence,
+        "held": held,
+        "note": note,
+    }
 
 
 def _round(v: Any) -> Any:
@@ -46,9 +55,11 @@ def claim1(results: dict[str, Any]) -> dict[str, Any]:
     text = "Gradient-regularized models are the most robust to adversarial examples transferred from the other models at large ε."
     eps = results["config"]["eps"]
     large = [i for i, e in enumerate(eps) if e >= LARGE_EPS - 1e-9 and e > 0] or [len(eps) - 1]
-    rule = (f"mean accuracy of each victim on FGSM and TGSM examples transferred from every other model, over "
-            f"ε ∈ {{{', '.join(f'{eps[i]:g}' for i in large)}}}; holds if gradreg's is ≥ that of every "
-            f"unregularized model ({', '.join(UNREGULARIZED)}) for both attacks")
+    rule = (
+        f"mean accuracy of each victim on FGSM and TGSM examples transferred from every other model, over "
+        f"ε ∈ {{{', '.join(f'{eps[i]:g}' for i in large)}}}; holds if gradreg's is ≥ that of every "
+        f"unregularized model ({', '.join(UNREGULARIZED)}) for both attacks"
+    )
     evidence: dict[str, Any] = {}
     held = True
     for attack in ("fgsm", "tgsm"):
@@ -61,21 +72,34 @@ def claim1(results: dict[str, Any]) -> dict[str, Any]:
         evidence[attack] = per_victim
         rivals = [m for m in UNREGULARIZED if m in per_victim]
         if "gradreg" not in per_victim or not rivals:
-            return _claim("1", text, rule, _round(evidence), None, "needs gradreg and an unregularized model")
+            return _claim(
+                "1", text, rule, _round(evidence), None, "needs gradreg and an unregularized model"
+            )
         held &= all(per_victim["gradreg"] >= per_victim[m] for m in rivals)
     best = {a: max(evidence[a], key=evidence[a].get) for a in evidence}
-    return _claim("1", text, rule, _round(evidence), held, f"most robust victim: FGSM {best['fgsm']}, TGSM {best['tgsm']}")
+    return _claim(
+        "1",
+        text,
+        rule,
+        _round(evidence),
+        held,
+        f"most robust victim: FGSM {best['fgsm']}, TGSM {best['tgsm']}",
+    )
 
 
 def claim2(results: dict[str, Any]) -> dict[str, Any]:
-    text = "Examples crafted against gradient-regularized models fool all other models about equally."
+    text = (
+        "Examples crafted against gradient-regularized models fool all other models about equally."
+    )
     eps = results["config"]["eps"]
     pos = [i for i, e in enumerate(eps) if e > 0]
     rivals = [m for m in ("normal", "adv-trained") if m in results["fgsm"]["accuracy"]]
-    rule = ("spread = standard deviation, over the other models, of their accuracy on a source's examples, "
-            "averaged over ε > 0 and over FGSM and TGSM; holds if the gradreg source's spread is smaller than "
-            f"that of the {' and '.join(rivals)} sources (distilled is left out: its FGSM examples are "
-            "mostly the clean inputs, claim 3)")
+    rule = (
+        "spread = standard deviation, over the other models, of their accuracy on a source's examples, "
+        "averaged over ε > 0 and over FGSM and TGSM; holds if the gradreg source's spread is smaller than "
+        f"that of the {' and '.join(rivals)} sources (distilled is left out: its FGSM examples are "
+        "mostly the clean inputs, claim 3)"
+    )
     spreads: dict[str, float] = {}
     means: dict[str, float] = {}
     for s in results["fgsm"]["accuracy"]:
@@ -90,7 +114,14 @@ def claim2(results: dict[str, Any]) -> dict[str, Any]:
         if sd:
             spreads[s], means[s] = statistics.fmean(sd), statistics.fmean(mu)
     if "gradreg" not in spreads or not rivals:
-        return _claim("2", text, rule, _round({"spread": spreads}), None, "needs gradreg and normal/adv-trained sources")
+        return _claim(
+            "2",
+            text,
+            rule,
+            _round({"spread": spreads}),
+            None,
+            "needs gradreg and normal/adv-trained sources",
+        )
     held = all(spreads["gradreg"] < spreads[m] for m in rivals)
     return _claim("2", text, rule, _round({"spread": spreads, "mean_victim_accuracy": means}), held)
 
@@ -99,53 +130,85 @@ def claim3(results: dict[str, Any]) -> dict[str, Any]:
     text = "Distilled models' FGSM examples often equal the clean inputs (gradient underflow), yet TGSM breaks them."
     eps = results["config"]["eps"]
     i = _eps_index(eps, 0.3)
-    rule = (f"at ε = {eps[i]:g}: the fraction of the distilled model's white-box FGSM examples identical to the clean input "
-            f"is ≥ {OFTEN:g}, and its white-box TGSM accuracy is at least {BREAK_MARGIN:g} below its white-box FGSM accuracy")
+    rule = (
+        f"at ε = {eps[i]:g}: the fraction of the distilled model's white-box FGSM examples identical to the clean input "
+        f"is ≥ {OFTEN:g}, and its white-box TGSM accuracy is at least {BREAK_MARGIN:g} below its white-box FGSM accuracy"
+    )
     if "distilled" not in results["fgsm"]["accuracy"] or eps[i] == 0:
         return _claim("3", text, rule, {}, None, "needs the distilled model and ε > 0")
     unchanged = results["fgsm"]["unchanged"]["distilled"][i]
     fgsm_wb = results["fgsm"]["accuracy"]["distilled"]["distilled"][i]
     tgsm_wb = results["tgsm"]["accuracy"]["distilled"]["distilled"][i]
     normal_unchanged = results["fgsm"]["unchanged"].get("normal", [math.nan] * len(eps))[i]
-    evidence = {"eps": eps[i], "fgsm_unchanged_fraction": unchanged, "fgsm_unchanged_fraction_normal": normal_unchanged,
-                "fgsm_whitebox_accuracy": fgsm_wb, "tgsm_whitebox_accuracy": tgsm_wb,
-                "gradient_masking_warnings": results["fgsm"]["masked_warnings"].get("distilled", 0)}
+    evidence = {
+        "eps": eps[i],
+        "fgsm_unchanged_fraction": unchanged,
+        "fgsm_unchanged_fraction_normal": normal_unchanged,
+        "fgsm_whitebox_accuracy": fgsm_wb,
+        "tgsm_whitebox_accuracy": tgsm_wb,
+        "gradient_masking_warnings": results["fgsm"]["masked_warnings"].get("distilled", 0),
+    }
     held = unchanged >= OFTEN and tgsm_wb <= fgsm_wb - BREAK_MARGIN
     return _claim("3", text, rule, _round(evidence), held)
 
 
 def claim4(results: dict[str, Any]) -> dict[str, Any]:
-    text = ("Gradient-regularized models have input gradients of similar magnitude for the FGSM and TGSM losses "
-            "and give non-predicted classes higher probability.")
+    text = (
+        "Gradient-regularized models have input gradients of similar magnitude for the FGSM and TGSM losses "
+        "and give non-predicted classes higher probability."
+    )
     stats = results.get("gradients", {})
-    rule = ("(a) |log10(median ‖∇TGSM loss‖ / median ‖∇FGSM loss‖)| of gradreg is the smallest among gradreg and the "
-            "unregularized models; (b) the median log-probability of the non-predicted classes is higher for gradreg "
-            "than for every unregularized model")
+    rule = (
+        "(a) |log10(median ‖∇TGSM loss‖ / median ‖∇FGSM loss‖)| of gradreg is the smallest among gradreg and the "
+        "unregularized models; (b) the median log-probability of the non-predicted classes is higher for gradreg "
+        "than for every unregularized model"
+    )
     if "gradreg" not in stats:
         return _claim("4", text, rule, {}, None, "needs gradient statistics")
     group = [m for m in ("gradreg", *UNREGULARIZED) if m in stats]
-    log_ratio = {m: abs(math.log10(max(stats[m]["tgsm_norm_median"], 1e-300) / max(stats[m]["fgsm_norm_median"], 1e-300))) for m in group}
+    log_ratio = {
+        m: abs(
+            math.log10(
+                max(stats[m]["tgsm_norm_median"], 1e-300)
+                / max(stats[m]["fgsm_norm_median"], 1e-300)
+            )
+        )
+        for m in group
+    }
     other = {m: stats[m]["log_prob_other_median"] for m in group}
     a = all(log_ratio["gradreg"] <= log_ratio[m] for m in group)
     b = all(other["gradreg"] > other[m] for m in group if m != "gradreg")
-    evidence = {"abs_log10_norm_ratio": log_ratio, "median_log_prob_non_predicted": other, "a_held": a, "b_held": b}
+    evidence = {
+        "abs_log10_norm_ratio": log_ratio,
+        "median_log_prob_non_predicted": other,
+        "a_held": a,
+        "b_held": b,
+    }
     return _claim("4", text, rule, _round(evidence), a and b)
 
 
 def claim5(results: dict[str, Any]) -> dict[str, Any]:
-    text = ("JSMA examples against gradient-regularized models look like the target digit to people; input gradients "
-            "of regularized models are sparser and more interpretable.")
-    rule = ("(a) proxy for 'looks like the target to people': the fraction of successful JSMA examples that an independent "
-            "judge (the normally trained model) also classifies as the target is higher for gradreg than for distilled; "
-            "(b) sparsity: the mean Gini coefficient of |input gradient| (Hurley & Rickard 2009) is higher for gradreg "
-            "than for the normal model")
+    text = (
+        "JSMA examples against gradient-regularized models look like the target digit to people; input gradients "
+        "of regularized models are sparser and more interpretable."
+    )
+    rule = (
+        "(a) proxy for 'looks like the target to people': the fraction of successful JSMA examples that an independent "
+        "judge (the normally trained model) also classifies as the target is higher for gradreg than for distilled; "
+        "(b) sparsity: the mean Gini coefficient of |input gradient| (Hurley & Rickard 2009) is higher for gradreg "
+        "than for the normal model"
+    )
     jsma = results.get("jsma", {})
     sal = results.get("saliency", {})
     evidence: dict[str, Any] = {}
     a: bool | None = None
     if "gradreg" in jsma and "distilled" in jsma and "judge_agreement" in jsma["gradreg"]:
-        evidence["judge_agreement"] = {m: jsma[m]["judge_agreement"] for m in ("gradreg", "distilled")}
-        evidence["jsma_success_rate"] = {m: jsma[m]["success_rate"] for m in ("gradreg", "distilled")}
+        evidence["judge_agreement"] = {
+            m: jsma[m]["judge_agreement"] for m in ("gradreg", "distilled")
+        }
+        evidence["jsma_success_rate"] = {
+            m: jsma[m]["success_rate"] for m in ("gradreg", "distilled")
+        }
         evidence["jsma_mean_l0"] = {m: jsma[m]["mean_l0"] for m in ("gradreg", "distilled")}
         a = evidence["judge_agreement"]["gradreg"] > evidence["judge_agreement"]["distilled"]
     b: bool | None = None
@@ -168,5 +231,14 @@ def evaluate_claims(results: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             out.append(check(results))
         except KeyError as err:
-            out.append(_claim(check.__name__[-1], check.__doc__ or check.__name__, "", {}, None, f"missing result {err}"))
+            out.append(
+                _claim(
+                    check.__name__[-1],
+                    check.__doc__ or check.__name__,
+                    "",
+                    {},
+                    None,
+                    f"missing result {err}",
+                )
+            )
     return out

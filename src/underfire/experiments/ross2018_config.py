@@ -22,7 +22,14 @@ from typing import Any
 
 from underfire.defenses import paper_lambda_to_lam
 
-__all__ = ["DATASETS", "MODEL_NAMES", "PAPER_LAMBDA", "PROFILES", "Ross2018Config", "resolve_config"]
+__all__ = [
+    "DATASETS",
+    "MODEL_NAMES",
+    "PAPER_LAMBDA",
+    "PROFILES",
+    "Ross2018Config",
+    "resolve_config",
+]
 
 #: The six models compared (paper Figs. 1–5), in display order.
 MODEL_NAMES = ("normal", "distilled", "adv-trained", "gradreg", "both", "certainty-insensitive")
@@ -34,7 +41,13 @@ DATASETS = ("mnist", "notmnist", "digits", "svhn", "fashion-mnist")
 #: i.e. lam = 1 per example, which keeps clean accuracy within a few points of the normal
 #: model in the quick profile; fashion-mnist: MNIST's value / 10, as its clean accuracy
 #: suffers more from a strong penalty).
-PAPER_LAMBDA = {"mnist": 56_234.0, "notmnist": 562.3, "svhn": 10_000.0, "digits": 512.0, "fashion-mnist": 5_623.0}
+PAPER_LAMBDA = {
+    "mnist": 56_234.0,
+    "notmnist": 562.3,
+    "svhn": 10_000.0,
+    "digits": 512.0,
+    "fashion-mnist": 5_623.0,
+}
 
 
 @dataclass(frozen=True)
@@ -94,16 +107,31 @@ class Ross2018Config:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        for name in ("steps", "batch_size", "hidden", "itgsm_steps", "substitute_seed_size", "substitute_rounds", "substitute_epochs", "eval_batch"):
+        for name in (
+            "steps",
+            "batch_size",
+            "hidden",
+            "itgsm_steps",
+            "substitute_seed_size",
+            "substitute_rounds",
+            "substitute_epochs",
+            "eval_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not self.lr > 0 or not self.temperature > 0 or self.paper_lambda < 0:
             raise ValueError("lr and temperature must be > 0 and paper_lambda ≥ 0")
-        if not self.eps or any(e < 0 or e > 1 for e in self.eps) or list(self.eps) != sorted(self.eps):
+        if (
+            not self.eps
+            or any(e < 0 or e > 1 for e in self.eps)
+            or list(self.eps) != sorted(self.eps)
+        ):
             raise ValueError(f"eps must be an increasing list of values in [0, 1], got {self.eps}")
         unknown = set(self.models) - set(MODEL_NAMES)
         if unknown or "normal" not in self.models or "gradreg" not in self.models:
-            raise ValueError(f"models must be a subset of {MODEL_NAMES} including normal and gradreg, got {self.models}")
+            raise ValueError(
+                f"models must be a subset of {MODEL_NAMES} including normal and gradreg, got {self.models}"
+            )
         for n in (self.n_train, self.n_eval):
             if n is not None and n < 2:
                 raise ValueError("n_train and n_eval must be ≥ 2 (or None for all)")
@@ -122,19 +150,47 @@ class Ross2018Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ross2018Config:
         names = {f.name for f in fields(cls)}
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+        kwargs = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
+        }
         return cls(**kwargs)
 
 
 #: Profile name → settings (the dataset's λ is filled in by :func:`resolve_config`).
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
-    "cpu": {"steps": 250, "batch_size": 128, "lr": 1e-3, "n_eval": 500, "eval_batch": 250, "substitute_epochs": 5,
-            "n_saliency": 6},
-    "quick": {"steps": 250, "batch_size": 64, "lr": 2e-3, "n_eval": 359, "substitute_rounds": 5, "substitute_epochs": 4},
-    "test": {"steps": 30, "batch_size": 64, "lr": 3e-3, "hidden": 64, "n_train": 400, "n_eval": 80,
-             "substitute_seed_size": 40, "substitute_rounds": 2, "substitute_epochs": 3, "eps": (0.0, 0.2, 0.4),
-             "itgsm_steps": 3, "n_saliency": 3, "jsma_gamma": 0.25},
+    "cpu": {
+        "steps": 250,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "n_eval": 500,
+        "eval_batch": 250,
+        "substitute_epochs": 5,
+        "n_saliency": 6,
+    },
+    "quick": {
+        "steps": 250,
+        "batch_size": 64,
+        "lr": 2e-3,
+        "n_eval": 359,
+        "substitute_rounds": 5,
+        "substitute_epochs": 4,
+    },
+    "test": {
+        "steps": 30,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "hidden": 64,
+        "n_train": 400,
+        "n_eval": 80,
+        "substitute_seed_size": 40,
+        "substitute_rounds": 2,
+        "substitute_epochs": 3,
+        "eps": (0.0, 0.2, 0.4),
+        "itgsm_steps": 3,
+        "n_saliency": 3,
+        "jsma_gamma": 0.25,
+    },
 }
 
 
@@ -149,7 +205,11 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Ros
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    settings: dict[str, Any] = {"dataset": dataset, "profile": profile, "paper_lambda": PAPER_LAMBDA[dataset]}
+    settings: dict[str, Any] = {
+        "dataset": dataset,
+        "profile": profile,
+        "paper_lambda": PAPER_LAMBDA[dataset],
+    }
     settings |= PROFILES[profile]
     settings |= {k: v for k, v in overrides.items() if v is not None}
     if "eps" in settings:

@@ -60,13 +60,18 @@ def transfer_accuracy(
         ``"target_rate": {source: {victim: [fraction classified as t per ε]}}``.
     """
     if iterations < 1 or (iterations > 1 and not targeted):
-        raise ValueError(f"iterations must be ≥ 1, and > 1 only for the targeted attack; got {iterations} (targeted={targeted})")
+        raise ValueError(
+            f"iterations must be ≥ 1, and > 1 only for the targeted attack; got {iterations} (targeted={targeted})"
+        )
     attack = TGSM(eps=max(eps)) if targeted else FGSM(eps=max(eps))
 
     def craft(src: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> list[torch.Tensor]:
         if iterations == 1:
             return list(attack.sweep(src, xb, yb, list(eps)))
-        return [BIM(eps=e, steps=iterations)(src, xb, yb, target="next") if e > 0 else xb.clone() for e in eps]
+        return [
+            BIM(eps=e, steps=iterations)(src, xb, yb, target="next") if e > 0 else xb.clone()
+            for e in eps
+        ]
 
     n = x.shape[0]
     correct = {s: {v: [0] * len(eps) for v in models} for s in models}
@@ -104,7 +109,9 @@ def transfer_accuracy(
     return result
 
 
-def input_gradients(model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, *, uniform: bool = False) -> torch.Tensor:
+def input_gradients(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, *, uniform: bool = False
+) -> torch.Tensor:
     """∂CE(f(x), labels)/∂x per example (N, C, H, W), model in eval mode; ``uniform`` uses the
     uniform label distribution (the certainty-insensitive loss)."""
     was = model.training
@@ -112,14 +119,20 @@ def input_gradients(model: nn.Module, x: torch.Tensor, labels: torch.Tensor | No
     try:
         xx = x.detach().clone().requires_grad_(True)
         logits = model(xx)
-        loss = -F.log_softmax(logits, 1).mean(1).sum() if uniform else F.cross_entropy(logits, labels, reduction="sum")
+        loss = (
+            -F.log_softmax(logits, 1).mean(1).sum()
+            if uniform
+            else F.cross_entropy(logits, labels, reduction="sum")
+        )
         (g,) = torch.autograd.grad(loss, xx)
     finally:
         model.train(was)
     return g
 
 
-def gradient_statistics(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> dict[str, dict[str, list[float]]]:
+def gradient_statistics(
+    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500
+) -> dict[str, dict[str, list[float]]]:
     """Per model: L2 norms of the input gradients of the FGSM loss (CE at y) and TGSM loss
     (CE at t = (y+1) mod K), and the predicted log-probabilities (paper Fig. 4).
 
@@ -176,7 +189,9 @@ def blackbox_accuracy(
     n = x.shape[0]
     out: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
-        sub = SubstituteAttack(attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed)
+        sub = SubstituteAttack(
+            attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed
+        )
         sub.fit(model, x[:seed_size])
         fgsm = FGSM(eps=max(eps))
         white = [0] * len(eps)
@@ -189,13 +204,25 @@ def blackbox_accuracy(
                     white[i] += _correct(model, xa, yb)
                 for i, xa in enumerate(fgsm.sweep(sub.substitute_, xb, yb, list(eps))):
                     black[i] += _correct(model, xa, yb)
-        out[name] = {"white_box": [c / n for c in white], "black_box": [c / n for c in black],
-                     "substitute_agreement": float(sub.agreement), "substitute_queries": int(sub.queries)}
+        out[name] = {
+            "white_box": [c / n for c in white],
+            "black_box": [c / n for c in black],
+            "substitute_agreement": float(sub.agreement),
+            "substitute_queries": int(sub.queries),
+        }
         tick()
     return out
 
 
-def jsma_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, theta: float, gamma: float) -> dict[str, Any]:
+def jsma_grid(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    *,
+    theta: float,
+    gamma: float,
+) -> dict[str, Any]:
     """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5).
 
     Returns:

@@ -12,30 +12,45 @@ from underfire.plotting import new_figure, save_figure
 
 __all__ = ["make_figures"]
 
-_LABELS = {"normal": "Normal", "distilled": "Distilled", "adv-trained": "Adv. trained",
-           "gradreg": "Grad. reg.", "both": "Grad. reg. + adv.", "certainty-insensitive": "Cert.-insens."}
+_LABELS = {
+    "normal": "Normal",
+    "distilled": "Distilled",
+    "adv-trained": "Adv. trained",
+    "gradreg": "Grad. reg.",
+    "both": "Grad. reg. + adv.",
+    "certainty-insensitive": "Cert.-insens.",
+}
 
 
 def _label(m: str) -> str:
     return _LABELS.get(m, m)
 
 
-def transfer_figure(path: Path, acc: dict[str, dict[str, list[float]]], eps: list[float], attack: str) -> Path:
+def transfer_figure(
+    path: Path, acc: dict[str, dict[str, list[float]]], eps: list[float], attack: str
+) -> Path:
     """One panel per source model, accuracy vs ε of every victim (paper Figs. 1 and 3)."""
     sources = list(acc)
     cols = min(3, len(sources))
     rows = (len(sources) + cols - 1) // cols
     fig = new_figure(4.2 * cols, 3.2 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True)).ravel()
-    for ax, s in zip(axes, sources):
+    for ax, s in zip(axes, sources, strict=False):
         for v in acc[s]:
-            ax.plot(eps, acc[s][v], marker="o", ms=3, lw=2.5 if v == s else 1.2, label=_label(v) + (" (white-box)" if v == s else ""))
+            ax.plot(
+                eps,
+                acc[s][v],
+                marker="o",
+                ms=3,
+                lw=2.5 if v == s else 1.2,
+                label=_label(v) + (" (white-box)" if v == s else ""),
+            )
         ax.set_title(f"{attack} examples from {_label(s)}", fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    for ax in axes[len(sources):]:
+    for ax in axes[len(sources) :]:
         ax.axis("off")
-    for ax in axes[(rows - 1) * cols:]:
+    for ax in axes[(rows - 1) * cols :]:
         ax.set_xlabel("ε")
     for ax in axes[::cols]:
         ax.set_ylabel("accuracy")
@@ -72,7 +87,9 @@ def gradient_figure(path: Path, raw: dict[str, dict[str, list[float]]]) -> Path:
     models = list(raw)
     arr = {m: {k: np.asarray(v, dtype=np.float64) for k, v in raw[m].items()} for m in models}
     gbins = _log_bins([arr[m][k] for m in models for k in ("fgsm_norm", "tgsm_norm")])
-    pbins = _log_bins([-arr[m][k] for m in models for k in ("log_prob_other", "log_prob_predicted")])
+    pbins = _log_bins(
+        [-arr[m][k] for m in models for k in ("log_prob_other", "log_prob_predicted")]
+    )
     fig = new_figure(2.8 * len(models), 5.5)
     axes = fig.subplots(2, len(models), squeeze=False, sharex="row")
     for j, m in enumerate(models):
@@ -115,19 +132,25 @@ def jsma_figure(path: Path, grid: dict[str, Any], classes: tuple[str, ...], titl
             ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
             pred = int(grid["predicted"][i, t])
             ok = bool(grid["success"][i, t])
-            ax.set_title(f"→{classes[t]}: {classes[pred]}", fontsize=7, color="green" if ok else "red")
+            ax.set_title(
+                f"→{classes[t]}: {classes[pred]}", fontsize=7, color="green" if ok else "red"
+            )
             ax.axis("off")
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 
 
-def saliency_figure(path: Path, saliency: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> Path:
+def saliency_figure(
+    path: Path, saliency: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> Path:
     models = list(saliency)
     n = x.shape[0]
     fig = new_figure(1.5 * (len(models) + 1), 1.5 * n + 0.3)
     axes = np.atleast_2d(fig.subplots(n, len(models) + 1))
     for i in range(n):
-        axes[i, 0].imshow(x[i].detach().cpu().permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[i, 0].imshow(
+            x[i].detach().cpu().permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1
+        )
         axes[i, 0].axis("off")
         if i == 0:
             axes[i, 0].set_title("input", fontsize=8)
@@ -155,14 +178,22 @@ def make_figures(
     """Write every figure of the reproduction; returns name → path."""
     eps = list(results["config"]["eps"])
     paths = {
-        "fgsm": transfer_figure(folder / "fig1_fgsm_transfer.png", results["fgsm"]["accuracy"], eps, "FGSM"),
-        "tgsm": transfer_figure(folder / "fig3_tgsm_transfer.png", results["tgsm"]["accuracy"], eps, "TGSM"),
-        "itgsm": transfer_figure(folder / "fig3b_itgsm_transfer.png", results["itgsm"]["accuracy"], eps, "Iterated TGSM"),
+        "fgsm": transfer_figure(
+            folder / "fig1_fgsm_transfer.png", results["fgsm"]["accuracy"], eps, "FGSM"
+        ),
+        "tgsm": transfer_figure(
+            folder / "fig3_tgsm_transfer.png", results["tgsm"]["accuracy"], eps, "TGSM"
+        ),
+        "itgsm": transfer_figure(
+            folder / "fig3b_itgsm_transfer.png", results["itgsm"]["accuracy"], eps, "Iterated TGSM"
+        ),
         "gradients": gradient_figure(folder / "fig4_gradient_norms.png", raw_gradients),
         "saliency": saliency_figure(folder / "saliency.png", saliency, xs, ys),
     }
     if "skipped" not in results["blackbox"]:
         paths["blackbox"] = blackbox_figure(folder / "fig2_blackbox.png", results["blackbox"], eps)
     for m, grid in grids.items():
-        paths[f"jsma_{m}"] = jsma_figure(folder / f"fig5_jsma_{m}.png", grid, classes, f"JSMA against {_label(m)}")
+        paths[f"jsma_{m}"] = jsma_figure(
+            folder / f"fig5_jsma_{m}.png", grid, classes, f"JSMA against {_label(m)}"
+        )
     return paths

@@ -19,7 +19,14 @@ from torch import nn
 
 from underfire._validation import check_images, check_labels, check_same_device
 
-__all__ = ["Interpreter", "Reduce", "normalize_maps", "reduce_channels", "resize_maps", "resolve_target"]
+__all__ = [
+    "Interpreter",
+    "Reduce",
+    "normalize_maps",
+    "reduce_channels",
+    "resize_maps",
+    "resolve_target",
+]
 
 Reduce = Literal["max", "sum", "mean"]
 _EPS = 1e-12
@@ -41,7 +48,9 @@ def normalize_maps(maps: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
     return ((flat - lo) / (hi - lo).clamp_min(eps)).view_as(maps)
 
 
-def reduce_channels(attr: torch.Tensor, how: Reduce = "max", *, absolute: bool = True) -> torch.Tensor:
+def reduce_channels(
+    attr: torch.Tensor, how: Reduce = "max", *, absolute: bool = True
+) -> torch.Tensor:
     """(N, C, H, W) attribution → (N, 1, H, W) map: |·| (optional) then max/sum/mean over C.
 
     ADV²'s GRAD map takes the channel maximum of the absolute gradient.
@@ -63,7 +72,9 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
-def resolve_target(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None) -> torch.Tensor:
+def resolve_target(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None
+) -> torch.Tensor:
     """Class indices (N,) on x's device: ``None`` → predicted class, an int → that class for all."""
     n = x.shape[0]
     if target is None:
@@ -72,7 +83,9 @@ def resolve_target(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int
     if isinstance(target, int) and not isinstance(target, bool):
         return torch.full((n,), target, dtype=torch.long, device=x.device)
     num_classes = getattr(model, "num_classes", None)
-    target = check_labels(target, n, "target", num_classes=num_classes if isinstance(num_classes, int) else None)
+    target = check_labels(
+        target, n, "target", num_classes=num_classes if isinstance(num_classes, int) else None
+    )
     return target.to(device=x.device, dtype=torch.long)
 
 
@@ -136,11 +149,15 @@ class Interpreter:
             attr = self._attribute(model, x_in, t, create_graph)
         return attr if create_graph else attr.detach()
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return resize_maps(reduce_channels(attr, self.reduce, absolute=self.absolute), tuple(x.shape[-2:]))
+        return resize_maps(
+            reduce_channels(attr, self.reduce, absolute=self.absolute), tuple(x.shape[-2:])
+        )
 
     @contextmanager
     def _guard(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -161,7 +178,11 @@ class Interpreter:
 
     def config(self) -> dict[str, object]:
         """Constructor arguments, for reports and results files."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, type(None)))}
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, type(None)))
+        }
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

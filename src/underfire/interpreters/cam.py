@@ -42,7 +42,9 @@ def capture_layer(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
 
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(f"target layer must output a (N, K, h, w) feature map, got {getattr(output, 'shape', type(output))}")
+            raise ValueError(
+                f"target layer must output a (N, K, h, w) feature map, got {getattr(output, 'shape', type(output))}"
+            )
         outputs.append(output)
 
     handle = layer.register_forward_hook(hook)
@@ -55,7 +57,9 @@ def capture_layer(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
 def _last_linear(model: nn.Module) -> nn.Linear:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError("CAM needs a final nn.Linear layer after global average pooling; use GradCAM")
+        raise ValueError(
+            "CAM needs a final nn.Linear layer after global average pooling; use GradCAM"
+        )
     return linears[-1]
 
 
@@ -86,7 +90,9 @@ class CAM(Interpreter):
         self.target_layer = target_layer
         self.fc_layer = fc_layer
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         from underfire.models import get_layer
 
         layer = resolve_layer(model, self.target_layer)
@@ -145,12 +151,18 @@ class GradCAM(Interpreter):
         self.target_layer = target_layer
         self.relu = bool(relu)
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         layer = resolve_layer(model, self.target_layer)
         # x need not require grad when the weights do (the usual case): the backward pass then
         # stops at the target layer's inputs' producers without an input-gradient branch.
         needs_leaf = not any(p.requires_grad for p in model.parameters())
-        x_in = input_leaf(x, create_graph) if needs_leaf or (create_graph and x.requires_grad) else x.detach()
+        x_in = (
+            input_leaf(x, create_graph)
+            if needs_leaf or (create_graph and x.requires_grad)
+            else x.detach()
+        )
         with capture_layer(layer) as outs:
             scores = class_scores(model(x_in), target)
         feats = outs[-1]

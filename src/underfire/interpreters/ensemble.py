@@ -29,23 +29,34 @@ class Ensemble(Interpreter):
     name = "ensemble"
     absolute = False
 
-    def __init__(self, members: Sequence[Interpreter | str] = ("grad", "gradcam"), *, weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        members: Sequence[Interpreter | str] = ("grad", "gradcam"),
+        *,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         from underfire.interpreters import create_interpreter
 
         if not members:
             raise ValueError("an ensemble needs at least one member interpreter")
-        self.members: list[Interpreter] = [create_interpreter(m) if isinstance(m, str) else m for m in members]
+        self.members: list[Interpreter] = [
+            create_interpreter(m) if isinstance(m, str) else m for m in members
+        ]
         if any(isinstance(m, Ensemble) for m in self.members):
             raise ValueError("ensembles cannot be nested")
         w = [1.0] * len(self.members) if weights is None else [float(v) for v in weights]
         if len(w) != len(self.members) or any(v < 0 for v in w) or sum(w) <= 0:
-            raise ValueError(f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}")
+            raise ValueError(
+                f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
+            )
         self.weights = tuple(w)
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         total = sum(self.weights)
         out = None
-        for member, w in zip(self.members, self.weights):
+        for member, w in zip(self.members, self.weights, strict=False):
             if w == 0:
                 continue
             m = member(model, x, target, create_graph=create_graph) * (w / total)

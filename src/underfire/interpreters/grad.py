@@ -13,7 +13,9 @@ from underfire.interpreters.base import Interpreter, Reduce, class_scores, input
 __all__ = ["Saliency", "input_gradients"]
 
 
-def input_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+def input_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+) -> torch.Tensor:
     """∂f_c(x)/∂x for each sample's class c = target[i] (logits, not probabilities).
 
     Args:
@@ -52,7 +54,9 @@ class Saliency(Interpreter):
         self.reduce = reduce
         self.absolute = bool(absolute)
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         grad = input_gradients(model, x, target, create_graph=create_graph)
         return grad.abs() if self.absolute else grad
 

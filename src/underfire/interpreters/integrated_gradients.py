@@ -14,11 +14,18 @@ from underfire.interpreters.base import Interpreter, Reduce, class_scores
 
 __all__ = ["IntegratedGradients", "quadrature"]
 
-Method = Literal["gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"]
+Method = Literal[
+    "gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle"
+]
 
 
-def quadrature(method: Method, steps: int, *, dtype: torch.dtype = torch.float64,
-               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def quadrature(
+    method: Method,
+    steps: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes α and weights w on [0, 1] such that ∫₀¹ g ≈ Σ w_k g(α_k).
 
     Same rules as Captum's ``approximation_methods`` (Gauss–Legendre nodes computed in torch by
@@ -50,7 +57,9 @@ def quadrature(method: Method, steps: int, *, dtype: torch.dtype = torch.float64
                 raise ValueError(f"unknown method {method!r}")
             alphas = (torch.arange(steps, dtype=torch.float64) + offset) / steps
     else:
-        raise ValueError(f"method must be gausslegendre or riemann_{{trapezoid,left,right,middle}}, got {method!r}")
+        raise ValueError(
+            f"method must be gausslegendre or riemann_{{trapezoid,left,right,middle}}, got {method!r}"
+        )
     return alphas.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
 
 
@@ -71,8 +80,15 @@ class IntegratedGradients(Interpreter):
 
     name = "ig"
 
-    def __init__(self, *, steps: int = 50, baseline: float = 0.0, method: Method = "gausslegendre",
-                 batch_size: int | None = None, reduce: Reduce = "max") -> None:
+    def __init__(
+        self,
+        *,
+        steps: int = 50,
+        baseline: float = 0.0,
+        method: Method = "gausslegendre",
+        batch_size: int | None = None,
+        reduce: Reduce = "max",
+    ) -> None:
         quadrature(method, steps)  # validates
         self.steps = int(steps)
         self.baseline = float(baseline)
@@ -80,7 +96,9 @@ class IntegratedGradients(Interpreter):
         self.batch_size = batch_size
         self.reduce = reduce
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         alphas, weights = quadrature(self.method, self.steps, dtype=x.dtype, device=x.device)
         xs = x if create_graph and x.requires_grad else x.detach()
         delta = xs - self.baseline
@@ -91,15 +109,13 @@ class IntegratedGradients(Interpreter):
         if not (create_graph and x.requires_grad):
             path = path.detach().requires_grad_(True)
         t = target.repeat(self.steps)
-        chunk = (self.batch_size or self.steps * n)
+        chunk = self.batch_size or self.steps * n
         chunk = max(1, chunk // n) * n if self.batch_size else chunk
         grads = []
         for i in range(0, path.shape[0], chunk):
-            part = path[i:i + chunk]
-            scores = class_scores(model(part), t[i:i + chunk])
+            part = path[i : i + chunk]
+            scores = class_scores(model(part), t[i : i + chunk])
             grads.append(torch.autograd.grad(scores.sum(), part, create_graph=create_graph)[0])
         grad = (torch.cat(grads) if len(grads) > 1 else grads[0]).view(self.steps, n, *x.shape[1:])
         avg = (weights.view(view) * grad).sum(dim=0)
         return delta * avg
-
-

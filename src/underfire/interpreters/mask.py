@@ -96,9 +96,21 @@ class Mask(Interpreter):
     name = "mask"
     absolute = False
 
-    def __init__(self, *, steps: int = 300, lr: float = 0.1, l1: float = 0.05, tv: float = 0.2, tv_beta: float = 3.0,
-                 mask_size: int | None = None, blur_sigma: float | None = None, jitter: int | None = None,
-                 init: float = 1.0, score: Literal["prob", "logit"] = "prob", seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        steps: int = 300,
+        lr: float = 0.1,
+        l1: float = 0.05,
+        tv: float = 0.2,
+        tv_beta: float = 3.0,
+        mask_size: int | None = None,
+        blur_sigma: float | None = None,
+        jitter: int | None = None,
+        init: float = 1.0,
+        score: Literal["prob", "logit"] = "prob",
+        seed: int = 0,
+    ) -> None:
         if steps < 0:
             raise ValueError(f"steps must be ≥ 0, got {steps}")
         if score not in ("prob", "logit"):
@@ -128,18 +140,37 @@ class Mask(Interpreter):
         jitter = self.jitter if self.jitter is not None else round(side / 56)
         return min(size, side), sigma, jitter
 
-    def objective(self, model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor,
-                  target: torch.Tensor, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    def objective(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        reference: torch.Tensor,
+        mask: torch.Tensor,
+        target: torch.Tensor,
+        shift: tuple[int, int] = (0, 0),
+    ) -> torch.Tensor:
         """Per-image deletion objective (N,) of coarse masks ``mask`` (N, 1, s, s)."""
         phi = perturb(x, mask, reference)
         if shift != (0, 0):
             phi = torch.roll(phi, shifts=shift, dims=(2, 3))
         logits = model(phi)
         score = class_scores(logits.softmax(dim=1) if self.score == "prob" else logits, target)
-        return score + self.l1 * (1 - mask).abs().flatten(1).mean(1) + self.tv * total_variation(mask, self.tv_beta)
+        return (
+            score
+            + self.l1 * (1 - mask).abs().flatten(1).mean(1)
+            + self.tv * total_variation(mask, self.tv_beta)
+        )
 
-    def optimize(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, init: torch.Tensor | None = None,
-                 steps: int | None = None, create_graph: bool = False) -> torch.Tensor:
+    def optimize(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        init: torch.Tensor | None = None,
+        steps: int | None = None,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
         """Run the mask optimization; returns coarse masks (N, 1, s, s) in [0, 1].
 
         Called directly (e.g. by attacks), the caller is responsible for eval mode.
@@ -160,7 +191,9 @@ class Mask(Interpreter):
             m = torch.full((x.shape[0], 1, size, size), self.init, device=x.device, dtype=x.dtype)
         else:
             if init.shape != (x.shape[0], 1, size, size):
-                raise ValueError(f"init must have shape {(x.shape[0], 1, size, size)}, got {tuple(init.shape)}")
+                raise ValueError(
+                    f"init must have shape {(x.shape[0], 1, size, size)}, got {tuple(init.shape)}"
+                )
             m = init if create_graph else init.detach()
         shifts = self._shifts(steps, jitter)
         # Adam written out (elementwise, as torch.optim.Adam) so that the same code runs detached
@@ -177,8 +210,8 @@ class Mask(Interpreter):
                 g = g.detach()
             mom = b1 * mom + (1 - b1) * g
             vel = b2 * vel + (1 - b2) * g * g
-            m_hat = mom / (1 - b1 ** t)
-            v_hat = vel / (1 - b2 ** t)
+            m_hat = mom / (1 - b1**t)
+            v_hat = vel / (1 - b2**t)
             m = (m_in - self.lr * m_hat / (torch.sqrt(v_hat + 1e-24) + eps)).clamp(0, 1)
             if not create_graph:
                 m = m.detach()
@@ -195,7 +228,9 @@ class Mask(Interpreter):
         """Coarse keep-masks (N, 1, s, s) → deleted-region saliency 1 − M of shape (N, 1, H, W)."""
         return 1 - resize_maps(mask, size)
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         m = self.optimize(model, x, target, create_graph=create_graph)
         return self.mask_to_map(m, tuple(x.shape[-2:]))
 

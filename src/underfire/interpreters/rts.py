@@ -42,21 +42,46 @@ FORMAT = "underfire.rts/1"
 class MaskingNetwork(nn.Module):
     """Decoder + class selector of RTS: features (N, K, h, w) and classes (N,) → mask (N, 1, H, W)."""
 
-    def __init__(self, *, feat_channels: int, num_classes: int, feat_size: tuple[int, int],
-                 input_size: tuple[int, int], width: int = 64, max_upsamples: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        feat_channels: int,
+        num_classes: int,
+        feat_size: tuple[int, int],
+        input_size: tuple[int, int],
+        width: int = 64,
+        max_upsamples: int = 3,
+    ) -> None:
         super().__init__()
-        self.config = {"feat_channels": feat_channels, "num_classes": num_classes, "feat_size": list(feat_size),
-                       "input_size": list(input_size), "width": width, "max_upsamples": max_upsamples}
-        self.bottleneck = nn.Sequential(nn.Conv2d(feat_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU())
+        self.config = {
+            "feat_channels": feat_channels,
+            "num_classes": num_classes,
+            "feat_size": list(feat_size),
+            "input_size": list(input_size),
+            "width": width,
+            "max_upsamples": max_upsamples,
+        }
+        self.bottleneck = nn.Sequential(
+            nn.Conv2d(feat_channels, width, 1), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.selector = nn.Embedding(num_classes, width)
         nn.init.normal_(self.selector.weight, 1.0, 0.1)
         ratio = max(input_size[0] / feat_size[0], 1)
         n_up = min(max_upsamples, max(0, math.ceil(math.log2(ratio))))
         blocks: list[nn.Module] = []
         for _ in range(n_up):
-            blocks += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                       nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
-        blocks += [nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, 1, 1)]
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+        blocks += [
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 1, 1),
+        ]
         self.decoder = nn.Sequential(*blocks)
         self.input_size = tuple(input_size)
 
@@ -72,9 +97,9 @@ class RTSConfig:
     steps: int = 1500
     batch_size: int = 64
     lr: float = 1e-3
-    tv: float = 0.05          # λ₁
-    area: float = 1.0         # λ₂
-    destroy: float = 3.0      # λ₃
+    tv: float = 0.05  # λ₁
+    area: float = 1.0  # λ₂
+    destroy: float = 3.0  # λ₃
     destroy_power: float = 0.3  # λ₄
     fake_prob: float = 0.2
     blur_sigma: float | None = None  # None: max(1.5, H / 22), as MASK
@@ -90,20 +115,37 @@ class RTSConfig:
 
 
 def _tv(m: torch.Tensor) -> torch.Tensor:
-    return (m[..., 1:, :] - m[..., :-1, :]).pow(2).flatten(1).mean(1) + (m[..., :, 1:] - m[..., :, :-1]).pow(2).flatten(1).mean(1)
+    return (m[..., 1:, :] - m[..., :-1, :]).pow(2).flatten(1).mean(1) + (
+        m[..., :, 1:] - m[..., :, :-1]
+    ).pow(2).flatten(1).mean(1)
 
 
 def _sigma(cfg_sigma: float | None, x: torch.Tensor) -> float:
     return cfg_sigma if cfg_sigma is not None else max(1.5, min(x.shape[-2:]) / 22)
 
 
-def rts_objective(model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
-                  fake: torch.Tensor, cfg: RTSConfig) -> torch.Tensor:
+def rts_objective(
+    model: nn.Module,
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+    fake: torch.Tensor,
+    cfg: RTSConfig,
+) -> torch.Tensor:
     """Per-image RTS loss (N,) for masks (N, 1, H, W); ``fake`` marks fake-class samples."""
     area = mask.flatten(1).mean(1)
     reg = cfg.tv * _tv(mask) + cfg.area * area
-    keep = F.log_softmax(model(x * mask + reference * (1 - mask)), dim=1).gather(1, target[:, None]).squeeze(1)
-    gone = F.softmax(model(x * (1 - mask) + reference * mask), dim=1).gather(1, target[:, None]).squeeze(1)
+    keep = (
+        F.log_softmax(model(x * mask + reference * (1 - mask)), dim=1)
+        .gather(1, target[:, None])
+        .squeeze(1)
+    )
+    gone = (
+        F.softmax(model(x * (1 - mask) + reference * mask), dim=1)
+        .gather(1, target[:, None])
+        .squeeze(1)
+    )
     real = -keep + cfg.destroy * gone.clamp_min(1e-12).pow(cfg.destroy_power)
     return reg + torch.where(fake, torch.zeros_like(real), real)
 
@@ -124,10 +166,18 @@ class RTS(Interpreter):
     name = "rts"
     absolute = False
 
-    def __init__(self, network: MaskingNetwork | None = None, *, checkpoint: str | Path | None = None,
-                 target_layer: str | None = None, meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        network: MaskingNetwork | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        target_layer: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         if network is None and checkpoint is None:
-            raise ValueError("RTS needs a trained masking network: pass network= or checkpoint= (train one with `underfire train-rts`)")
+            raise ValueError(
+                "RTS needs a trained masking network: pass network= or checkpoint= (train one with `underfire train-rts`)"
+            )
         self.meta: dict[str, Any] = dict(meta or {})
         if checkpoint is not None:
             loaded = RTS.load(checkpoint)
@@ -136,7 +186,9 @@ class RTS(Interpreter):
         self.network = network
         self.target_layer = target_layer
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         net = self.network
         param = next(net.parameters())
         if param.device != x.device or param.dtype != x.dtype:
@@ -157,9 +209,13 @@ class RTS(Interpreter):
 
     def save(self, path: str | Path) -> Path:
         """Write the masking network (weights, config, meta) as a weights-only checkpoint."""
-        payload = {"format": FORMAT, "config": dict(self.network.config), "target_layer": self.target_layer or "",
-                   "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
-                   "meta": self.meta}
+        payload = {
+            "format": FORMAT,
+            "config": dict(self.network.config),
+            "target_layer": self.target_layer or "",
+            "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+            "meta": self.meta,
+        }
         return _io.atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
@@ -169,11 +225,15 @@ class RTS(Interpreter):
 
         path = Path(path)
         if not path.exists():
-            raise CheckpointError(f"RTS checkpoint {path} not found; train one with `underfire train-rts`")
+            raise CheckpointError(
+                f"RTS checkpoint {path} not found; train one with `underfire train-rts`"
+            )
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # many unpickling error types
-            raise CheckpointError(f"{path} is not a readable RTS checkpoint ({type(err).__name__})") from err
+            raise CheckpointError(
+                f"{path} is not a readable RTS checkpoint ({type(err).__name__})"
+            ) from err
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not an RTS checkpoint (no '{FORMAT}' marker)")
         cfg = dict(payload["config"])
@@ -181,7 +241,9 @@ class RTS(Interpreter):
         net = MaskingNetwork(**cfg)
         net.load_state_dict(payload["state_dict"])
         net.to(device).eval()
-        return cls(net, target_layer=payload.get("target_layer") or None, meta=payload.get("meta") or {})
+        return cls(
+            net, target_layer=payload.get("target_layer") or None, meta=payload.get("meta") or {}
+        )
 
 
 def _features(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -190,8 +252,15 @@ def _features(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tens
     return outs[-1]
 
 
-def train_rts(model: nn.Module, data: Any, config: RTSConfig | None = None, *, target_layer: str | None = None,
-              device: str | torch.device | None = None, progress: bool = False) -> tuple[RTS, list[dict[str, float]]]:
+def train_rts(
+    model: nn.Module,
+    data: Any,
+    config: RTSConfig | None = None,
+    *,
+    target_layer: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> tuple[RTS, list[dict[str, float]]]:
     """Train an RTS masking network for the (frozen) classifier ``model`` on ``data``.
 
     Args:
@@ -218,8 +287,13 @@ def train_rts(model: nn.Module, data: Any, config: RTSConfig | None = None, *, t
     probe = x_all[:2].to(dev)
     feats = _features(model, layer, probe)
     num_classes = int(getattr(model, "num_classes", 0) or model(probe).shape[1])
-    net = MaskingNetwork(feat_channels=feats.shape[1], num_classes=num_classes, feat_size=tuple(feats.shape[-2:]),
-                         input_size=tuple(probe.shape[-2:]), width=cfg.width).to(dev)
+    net = MaskingNetwork(
+        feat_channels=feats.shape[1],
+        num_classes=num_classes,
+        feat_size=tuple(feats.shape[-2:]),
+        input_size=tuple(probe.shape[-2:]),
+        width=cfg.width,
+    ).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     params = list(net.parameters())
     history: list[dict[str, float]] = []
@@ -242,12 +316,20 @@ def train_rts(model: nn.Module, data: Any, config: RTSConfig | None = None, *, t
             mask = net(_features(model, layer, x), target)
             losses = rts_objective(model, x, reference, mask, target, fake, cfg)
             loss = losses.mean()
-            grads = torch.autograd.grad(loss, params)  # not backward(): the classifier's .grad stay untouched
-            for p, g in zip(params, grads):
+            grads = torch.autograd.grad(
+                loss, params
+            )  # not backward(): the classifier's .grad stay untouched
+            for p, g in zip(params, grads, strict=False):
                 p.grad = g
             opt.step()
             if step % 50 == 0 or step == cfg.steps:
-                history.append({"step": step, "loss": float(loss.detach()), "area": float(mask.detach()[~fake].mean()) if (~fake).any() else 0.0})
+                history.append(
+                    {
+                        "step": step,
+                        "loss": float(loss.detach()),
+                        "area": float(mask.detach()[~fake].mean()) if (~fake).any() else 0.0,
+                    }
+                )
             if bar is not None:
                 bar.update(1)
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
@@ -260,13 +342,25 @@ def train_rts(model: nn.Module, data: Any, config: RTSConfig | None = None, *, t
         for p in params:
             p.grad = None
         model.train(was_training)
-    rts = RTS(net, target_layer=target_layer, meta={"config": asdict(cfg), "seconds": time.perf_counter() - t0,
-                                                   "classifier": dict(getattr(model, "config", {}) or {})})
+    rts = RTS(
+        net,
+        target_layer=target_layer,
+        meta={
+            "config": asdict(cfg),
+            "seconds": time.perf_counter() - t0,
+            "classifier": dict(getattr(model, "config", {}) or {}),
+        },
+    )
     return rts, history
 
 
-def evaluate_rts(rts: RTS, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
-                 blur_sigma: float | None = None) -> dict[str, float]:
+def evaluate_rts(
+    rts: RTS,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    blur_sigma: float | None = None,
+) -> dict[str, float]:
     """How well RTS masks explain ``model`` on ``x`` (its predicted class if ``y`` is None).
 
     Returns:
@@ -283,5 +377,10 @@ def evaluate_rts(rts: RTS, model: nn.Module, x: torch.Tensor, y: torch.Tensor | 
         kept = (model(x * mask + ref * (1 - mask)).argmax(1) == target).float().mean()
         destroyed = (model(x * (1 - mask) + ref * mask).argmax(1) != target).float().mean()
         blurred = (model(ref).argmax(1) == target).float().mean()
-    return {"kept": float(kept), "destroyed": float(destroyed), "blurred_kept": float(blurred),
-            "area": float(mask.mean()), "n": int(x.shape[0])}
+    return {
+        "kept": float(kept),
+        "destroyed": float(destroyed),
+        "blurred_kept": float(blurred),
+        "area": float(mask.mean()),
+        "n": int(x.shape[0]),
+    }

@@ -31,7 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_TAU", "SmoothReLU", "smooth_relu", "smooth_relu_derivative", "smooth_relu_function"]
+__all__ = [
+    "DEFAULT_TAU",
+    "SmoothReLU",
+    "smooth_relu",
+    "smooth_relu_derivative",
+    "smooth_relu_function",
+]
 
 DEFAULT_TAU = 1e-4
 

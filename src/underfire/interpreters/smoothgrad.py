@@ -36,8 +36,15 @@ class SmoothGrad(Interpreter):
 
     name = "smoothgrad"
 
-    def __init__(self, *, samples: int = 25, stdev: float = 0.15, batch_size: int | None = None,
-                 seed: int | None = None, reduce: Reduce = "max") -> None:
+    def __init__(
+        self,
+        *,
+        samples: int = 25,
+        stdev: float = 0.15,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        reduce: Reduce = "max",
+    ) -> None:
         if samples < 1:
             raise ValueError(f"samples must be ≥ 1, got {samples}")
         self.samples = int(samples)
@@ -54,7 +61,9 @@ class SmoothGrad(Interpreter):
         std = torch.full(shape, self.stdev, device=x.device, dtype=x.dtype)
         return torch.normal(0.0, std, generator=gen)
 
-    def _attribute(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _attribute(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
+    ) -> torch.Tensor:
         n, s = x.shape[0], self.samples
         xs = x if create_graph and x.requires_grad else x.detach()
         expanded = xs.repeat_interleave(s, dim=0)
@@ -65,8 +74,8 @@ class SmoothGrad(Interpreter):
         chunk = self.batch_size or noisy.shape[0]
         grads = []
         for i in range(0, noisy.shape[0], chunk):
-            part = noisy[i:i + chunk]
-            scores = class_scores(model(part), t[i:i + chunk])
+            part = noisy[i : i + chunk]
+            scores = class_scores(model(part), t[i : i + chunk])
             grads.append(torch.autograd.grad(scores.sum(), part, create_graph=create_graph)[0])
         grad = torch.cat(grads) if len(grads) > 1 else grads[0]
         return grad.abs().view(n, s, *x.shape[1:]).mean(dim=1)

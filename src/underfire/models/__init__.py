@@ -63,10 +63,16 @@ def model_for_dataset(name: str, dataset: str, **kwargs: Any) -> ImageClassifier
         channels, height, width = info.shape
         if height != width:
             raise ValueError(f"{name} needs square inputs, {dataset} has {height}×{width}")
-        sized: dict[str, Any] = {"in_channels": channels, "input_size": height, "num_classes": info.num_classes}
+        sized: dict[str, Any] = {
+            "in_channels": channels,
+            "input_size": height,
+            "num_classes": info.num_classes,
+        }
         if info.mean:
             sized |= {"mean": list(info.mean), "std": list(info.std)}
         kwargs = sized | kwargs
     elif info.shape != (3, 224, 224):
-        raise ValueError(f"{name} is an ImageNet model (3×224×224); for {dataset} use one of {sorted(_SIZED)}")
+        raise ValueError(
+            f"{name} is an ImageNet model (3×224×224); for {dataset} use one of {sorted(_SIZED)}"
+        )
     return create_model(name, **kwargs)

@@ -15,10 +15,14 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+            raise ValueError(
+                f"mean and std need one value per channel, got {len(mean)} and {len(std)}"
+            )
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {list(std)}")
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        )
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +44,13 @@ class ImageClassifier(nn.Module):
 
     target_layer: str = ""
 
-    def __init__(self, normalize: Normalize, net: nn.Module, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(
+        self,
+        normalize: Normalize,
+        net: nn.Module,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+    ) -> None:
         super().__init__()
         self.normalize = normalize
         self.net = net
@@ -66,11 +76,15 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or not name:
         candidates = [n for n in modules if n and n.count(".") <= 2]
-        raise KeyError(f"model has no layer {name!r}; some layers it has: {', '.join(candidates[:40])}")
+        raise KeyError(
+            f"model has no layer {name!r}; some layers it has: {', '.join(candidates[:40])}"
+        )
     return modules[name]
 
 
-def default_normalization(channels: int, mean: Sequence[float] | None, std: Sequence[float] | None) -> Normalize:
+def default_normalization(
+    channels: int, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> Normalize:
     mean = list(mean) if mean else [0.5] * channels
     std = list(std) if std else [0.5] * channels
     if len(mean) == 1 and channels > 1:

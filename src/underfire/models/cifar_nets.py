@@ -23,7 +23,9 @@ class _BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -50,24 +52,45 @@ class SmallResNet(ImageClassifier):
             raise ValueError(f"depth must be 6n+2 (8, 14, 20, 32, 44, 56, ...), got {depth}")
         n = (depth - 2) // 6
         net = nn.Sequential()
-        net.add_module("stem", nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()))
+        net.add_module(
+            "stem",
+            nn.Sequential(
+                nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+            ),
+        )
         cin = width
-        for stage, (cout, stride) in enumerate([(width, 1), (2 * width, 2), (4 * width, 2)], start=1):
-            blocks = nn.Sequential(*[_BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(n)])
+        for stage, (cout, stride) in enumerate(
+            [(width, 1), (2 * width, 2), (4 * width, 2)], start=1
+        ):
+            blocks = nn.Sequential(
+                *[
+                    _BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1)
+                    for i in range(n)
+                ]
+            )
             net.add_module(f"stage{stage}", blocks)
             cin = cout
         net.add_module("pool", nn.AdaptiveAvgPool2d(1))
         net.add_module("flatten", nn.Flatten())
         net.add_module("fc", nn.Linear(cin, num_classes))
-        super().__init__(default_normalization(in_channels, mean, std), net, (in_channels, input_size, input_size), num_classes)
+        super().__init__(
+            default_normalization(in_channels, mean, std),
+            net,
+            (in_channels, input_size, input_size),
+            num_classes,
+        )
 
 
 class _DenseLayer(nn.Module):
     def __init__(self, cin: int, growth: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 4 * growth, 1, bias=False),
-            nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(),
+            nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(),
+            nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,11 +126,23 @@ class SmallDenseNet(ImageClassifier):
             net.add_module(f"block{b}", block)
             if b < 3:
                 out = channels // 2
-                net.add_module(f"transition{b}", nn.Sequential(
-                    nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, out, 1, bias=False), nn.AvgPool2d(2)))
+                net.add_module(
+                    f"transition{b}",
+                    nn.Sequential(
+                        nn.BatchNorm2d(channels),
+                        nn.ReLU(),
+                        nn.Conv2d(channels, out, 1, bias=False),
+                        nn.AvgPool2d(2),
+                    ),
+                )
                 channels = out
         net.add_module("final", nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU()))
         net.add_module("pool", nn.AdaptiveAvgPool2d(1))
         net.add_module("flatten", nn.Flatten())
         net.add_module("fc", nn.Linear(channels, num_classes))
-        super().__init__(default_normalization(in_channels, mean, std), net, (in_channels, input_size, input_size), num_classes)
+        super().__init__(
+            default_normalization(in_channels, mean, std),
+            net,
+            (in_channels, input_size, input_size),
+            num_classes,
+        )

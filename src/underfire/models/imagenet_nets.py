@@ -23,7 +23,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_FILES = {"resnet50": "resnet50-0676ba61.pth", "densenet169": "densenet169-b2777c0a.pth"}
 _DOWNLOAD_URL = "https://download.pytorch.org/models/{file}"
 # Old DenseNet checkpoints name layers "norm.1"; torchvision's modules are "norm1".
-_DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -39,7 +41,9 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict")
-    return {_DENSENET_OLD_KEY.sub(lambda m: m.group(1) + m.group(2), k): v for k, v in state.items()}
+    return {
+        _DENSENET_OLD_KEY.sub(lambda m: m.group(1) + m.group(2), k): v for k, v in state.items()
+    }
 
 
 def _resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
@@ -54,14 +58,21 @@ def _resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
                 f"ImageNet weights for {arch} not found at {cached}; download "
                 f"{_DOWNLOAD_URL.format(file=CACHE_FILES[arch])} there or pass a file path"
             )
-        warnings.warn(f"no cached ImageNet weights for {arch} ({cached}); using random weights", stacklevel=3)
+        warnings.warn(
+            f"no cached ImageNet weights for {arch} ({cached}); using random weights", stacklevel=3
+        )
         return None
     return Path(weights)
 
 
 class TorchvisionClassifier(ImageClassifier):
-    def __init__(self, arch: str, *, num_classes: int = 1000, weights: str | Path | None = None) -> None:
-        builders = {"resnet50": torchvision.models.resnet50, "densenet169": torchvision.models.densenet169}
+    def __init__(
+        self, arch: str, *, num_classes: int = 1000, weights: str | Path | None = None
+    ) -> None:
+        builders = {
+            "resnet50": torchvision.models.resnet50,
+            "densenet169": torchvision.models.densenet169,
+        }
         net = builders[arch](weights=None, num_classes=num_classes)
         super().__init__(Normalize(IMAGENET_MEAN, IMAGENET_STD), net, (3, 224, 224), num_classes)
         self.target_layer = "net.layer4" if arch == "resnet50" else "net.features"
@@ -73,13 +84,19 @@ class TorchvisionClassifier(ImageClassifier):
             except RuntimeError as err:
                 from underfire.checkpoint import CheckpointError
 
-                raise CheckpointError(f"{path} does not match torchvision's {arch}: {str(err)[:300]}") from err
+                raise CheckpointError(
+                    f"{path} does not match torchvision's {arch}: {str(err)[:300]}"
+                ) from err
 
 
-def resnet50(*, num_classes: int = 1000, weights: str | Path | None = None) -> TorchvisionClassifier:
+def resnet50(
+    *, num_classes: int = 1000, weights: str | Path | None = None
+) -> TorchvisionClassifier:
     return TorchvisionClassifier("resnet50", num_classes=num_classes, weights=weights)
 
 
-def densenet169(*, num_classes: int = 1000, weights: str | Path | None = None) -> TorchvisionClassifier:
+def densenet169(
+    *, num_classes: int = 1000, weights: str | Path | None = None
+) -> TorchvisionClassifier:
     # torchvision applies DenseNet's last ReLU functionally: "net.features" is the map before it.
     return TorchvisionClassifier("densenet169", num_classes=num_classes, weights=weights)

@@ -39,9 +39,14 @@ class RossCNN(ImageClassifier):
         std: Sequence[float] | None = None,
     ) -> None:
         if input_size < 4:
-            raise ValueError(f"input_size must be at least 4 for two 2×2 poolings, got {input_size}")
+            raise ValueError(
+                f"input_size must be at least 4 for two 2×2 poolings, got {input_size}"
+            )
+
         def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 5, padding=2), nn.BatchNorm2d(cout), nn.ReLU())
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 5, padding=2), nn.BatchNorm2d(cout), nn.ReLU()
+            )
 
         features = nn.Sequential()
         features.add_module("block1", block(in_channels, 32))
@@ -60,4 +65,9 @@ class RossCNN(ImageClassifier):
         net = nn.Sequential()
         net.add_module("features", features)
         net.add_module("classifier", classifier)
-        super().__init__(default_normalization(in_channels, mean, std), net, (in_channels, input_size, input_size), num_classes)
+        super().__init__(
+            default_normalization(in_channels, mean, std),
+            net,
+            (in_channels, input_size, input_size),
+            num_classes,
+        )
