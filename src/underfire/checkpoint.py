@@ -15,14 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from underfire import _io
 from underfire._version import __version__
+from underfire.core import io as _io
+from underfire.core.errors import CheckpointError
 
 FORMAT = "underfire.checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupted, foreign or does not fit the model."""
 
 
 @dataclass

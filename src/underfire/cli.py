@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from underfire.checkpoint import CheckpointError
+    from underfire.core.errors import CheckpointError
     from underfire.data import DatasetNotFoundError
 
     try:

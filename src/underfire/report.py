@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from underfire import _io
+from underfire.core import io as _io
 
 
 @dataclass

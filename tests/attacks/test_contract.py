@@ -9,7 +9,7 @@ import torch
 
 import underfire.attacks as A
 from underfire.attacks import JSMA, PGD, Attack
-from underfire.registry import UnknownNameError
+from underfire.core.registry import UnknownNameError
 
 from .attack_cases import FACTORIES
 

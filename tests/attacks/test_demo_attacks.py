@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from underfire.data import load_dataset
-from underfire.experiments.demo import DemoContext
 from underfire.experiments.demo_attacks import EPS, section
+from underfire.experiments.demo_context import DemoContext
 from underfire.report import Report
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from underfire._validation import check_images, check_labels, check_same_device, resolve_device
-from underfire.registry import Registry, UnknownNameError
+from underfire.core.registry import Registry, UnknownNameError
+from underfire.core.validation import check_images, check_labels, check_same_device, resolve_device
 
 
 def test_registry_create_names_and_duplicates():

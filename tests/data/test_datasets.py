@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from underfire.core.registry import UnknownNameError
 from underfire.data import (
     DatasetNotFoundError,
     dataset_names,
@@ -12,7 +13,6 @@ from underfire.data import (
     load_dataset,
     read_cifar_bin,
 )
-from underfire.registry import UnknownNameError
 
 
 def test_names():

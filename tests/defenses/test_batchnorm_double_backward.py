@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import gradcheck, gradgradcheck
 
-from underfire.batchnorm_double_backward import batch_norm_train, fast_batch_norm_double_backward
+from underfire.core.autograd.batchnorm import batch_norm_train, fast_batch_norm_double_backward
 from underfire.defenses import GradientRegularization
 from underfire.models import create_model
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire import defenses
+from underfire.core.registry import UnknownNameError
 from underfire.defenses import (
     AdversarialTraining,
     Distillation,
@@ -17,7 +18,6 @@ from underfire.defenses import (
     TemperatureCrossEntropy,
     distill,
 )
-from underfire.registry import UnknownNameError
 from underfire.train import TrainConfig, evaluate
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from underfire.core.registry import UnknownNameError
 from underfire.interpreters import INTERPRETERS, Interpreter, create_interpreter
 from underfire.interpreters.rts import RTS, MaskingNetwork
-from underfire.registry import UnknownNameError
 
 KWARGS = {"mask": {"steps": 5}, "smoothgrad": {"samples": 4, "seed": 0}, "ig": {"steps": 8}}
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from underfire.core.autograd.smooth_relu import smooth_relu_function
 from underfire.interpreters import Saliency, SmoothReLU, smooth_relu, smooth_relu_derivative
-from underfire.interpreters.smooth_relu import smooth_relu_function
 
 TAU = 1e-4
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from underfire.checkpoint import CheckpointError
+from underfire.core.registry import UnknownNameError
 from underfire.models import create_model, get_layer, model_for_dataset, model_names
-from underfire.registry import UnknownNameError
 
 
 def test_registry_names():

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from underfire.attacks.base import (
+    ATTACKS,
     TARGET_RULES,
     Attack,
     AttackWarning,
@@ -29,7 +30,6 @@ from underfire.attacks.fgsm import FGSM, TGSM
 from underfire.attacks.jsma import JSMA
 from underfire.attacks.pgd import BIM, PGD
 from underfire.attacks.substitute import SubstituteAttack
-from underfire.registry import Registry
 
 __all__ = [
     "ATTACKS",
@@ -54,18 +54,10 @@ __all__ = [
     "resolve_target",
 ]
 
-ATTACKS: Registry[Attack] = Registry("attack")
-for _cls in (FGSM, TGSM, BIM, PGD, JSMA, CW, SubstituteAttack):
-    ATTACKS.register(_cls.name)(_cls)
-
 
 def create(name: str, **kwargs: Any) -> Attack:
     """Build a registered attack by name, e.g. ``create("pgd", eps=0.3, steps=40)``."""
-    factory = ATTACKS.get(name)
-    try:
-        return factory(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad arguments for attack {name!r}: {err}") from err
+    return ATTACKS.create(name, **kwargs)
 
 
 def names() -> list[str]:

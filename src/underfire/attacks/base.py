@@ -28,9 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire._validation import check_images, check_labels, check_positive, check_same_device
+from underfire.core.norms import NORMS, get_norm
+from underfire.core.registry import Registry
+from underfire.core.state import model_state
+from underfire.core.validation import (
+    check_eps,
+    check_images,
+    check_labels,
+    check_same_device,
+)
 
 __all__ = [
+    "ATTACKS",
     "TARGET_RULES",
     "Attack",
     "AttackWarning",
@@ -44,7 +53,9 @@ __all__ = [
 ]
 
 TARGET_RULES = ("next", "random", "least-likely")
-NORMS = ("linf", "l2")
+
+#: Every attack class registers here where it is defined: ``@ATTACKS.register("pgd")``.
+ATTACKS: Registry[Attack] = Registry("attack")
 
 
 class AttackWarning(UserWarning):
@@ -71,13 +82,7 @@ class SoundnessWarning(AttackWarning):
 
 def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """Project perturbations ``delta`` (N, ...) onto the ε-ball of ``norm`` (per sample)."""
-    if norm == "linf":
-        return delta.clamp(-eps, eps)
-    if norm == "l2":
-        flat = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-        factor = (eps / flat).clamp(max=1.0)
-        return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
-    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return get_norm(norm).project(delta, eps)
 
 
 def margin_loss(
@@ -209,28 +214,6 @@ def resolve_target(
 # ---------------------------------------------------------------------------- the base class
 
 
-class _ModelGuard:
-    """Eval mode, parameters frozen (no param graph is built), ``.grad`` kept; all restored."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.training = self.model.training
-        self.params = list(self.model.parameters())
-        self.flags = [p.requires_grad for p in self.params]
-        self.grads = [p.grad for p in self.params]
-        self.model.eval()
-        for p in self.params:
-            p.requires_grad_(False)
-
-    def __exit__(self, *exc: object) -> None:
-        for p, flag, grad in zip(self.params, self.flags, self.grads, strict=False):
-            p.requires_grad_(flag)
-            p.grad = grad
-        self.model.train(self.training)
-
-
 class Attack:
     """Base of every attack: ``attack(model, x, y, target=None) -> x_adv``.
 
@@ -279,7 +262,7 @@ class Attack:
         x0 = x.detach()
         if x0.shape[0] == 0:
             return x0.clone()
-        with _ModelGuard(model):
+        with model_state(model):
             t = resolve_target(model, x0, y, target, generator=self._generator(x0.device))
             x_adv = self._perturb(model, x0, y.long(), t)
             return self._finalize(x0, x_adv)
@@ -319,7 +302,7 @@ class Attack:
         """A copy of this attack with radius ``eps`` (ε = 0 gives an attack returning x)."""
         if self.eps is None:
             raise ValueError(f"{type(self).__name__} has no ε to sweep")
-        check_positive(eps, "eps", allow_zero=True)
+        check_eps(eps, self.norm or "linf")
         other = copy.copy(self)
         other.eps = float(eps)
         return other
@@ -371,22 +354,8 @@ class Attack:
 
 def check_norm(norm: str) -> str:
     if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        raise ValueError(f"norm must be one of {tuple(NORMS)}, got {norm!r}")
     return norm
-
-
-def check_int(value: int, name: str, *, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be ≥ {minimum}, got {value}")
-    return value
-
-
-def check_seed(seed: int | None) -> int | None:
-    if seed is not None:
-        check_int(seed, "seed", minimum=0)
-    return seed
 
 
 def check_target_rule(rule: str | None) -> str | None:

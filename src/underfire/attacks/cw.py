@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from underfire._validation import check_positive
-from underfire.attacks.base import Attack, check_gradient, check_int, margin_loss
+from underfire.attacks.base import ATTACKS, Attack, check_gradient, margin_loss
+from underfire.core.validation import check_int, check_positive
 
 __all__ = ["CW"]
 
@@ -23,6 +23,7 @@ __all__ = ["CW"]
 _TANH_SCALE = 0.999999
 
 
+@ATTACKS.register("cw")
 class CW(Attack):
     """Carlini & Wagner L2 attack with binary search over the constant c.
 

@@ -13,19 +13,21 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from underfire._validation import check_positive
 from underfire.attacks.base import (
+    ATTACKS,
     Attack,
-    _ModelGuard,
     check_gradient,
     check_target_rule,
     loss_gradient,
     resolve_target,
 )
+from underfire.core.state import model_state
+from underfire.core.validation import check_eps
 
 __all__ = ["FGSM", "TGSM"]
 
 
+@ATTACKS.register("fgsm")
 class FGSM(Attack):
     """Fast gradient sign method (Goodfellow et al. 2015), one L∞ step of size ε.
 
@@ -43,7 +45,7 @@ class FGSM(Attack):
     name = "fgsm"
 
     def __init__(self, *, eps: float = 0.3) -> None:
-        self.eps = check_positive(eps, "eps", allow_zero=True)
+        self.eps = check_eps(eps)
         self.norm = "linf"
 
     def direction(
@@ -72,16 +74,17 @@ class FGSM(Attack):
         target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
         """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
-        eps = [check_positive(e, "eps", allow_zero=True) for e in eps]
+        eps = [check_eps(e) for e in eps]
         target = self._check_call(model, x, y, target)
         x0 = x.detach()
-        with _ModelGuard(model):
+        with model_state(model):
             t = resolve_target(model, x0, y, target)
             step = self.direction(model, x0, y.long(), t)
         for e in eps:
             yield (x0 + e * step).clamp(0.0, 1.0) if e > 0 else x0.clone()
 
 
+@ATTACKS.register("tgsm")
 class TGSM(FGSM):
     """Targeted gradient sign method: FGSM descending CE toward a target class.
 

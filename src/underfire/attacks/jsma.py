@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from underfire.attacks.base import Attack, check_target_rule
+from underfire.attacks.base import ATTACKS, Attack, check_target_rule
 
 __all__ = ["JSMA", "saliency_pairs"]
 
@@ -57,6 +57,7 @@ def saliency_pairs(
     return best // d, best % d, found
 
 
+@ATTACKS.register("jsma")
 class JSMA(Attack):
     """Jacobian-based saliency map attack (Papernot et al. 2016), targeted, L0.
 

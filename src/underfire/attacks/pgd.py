@@ -14,15 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire._validation import check_positive
 from underfire.attacks.base import (
+    ATTACKS,
     Attack,
     check_gradient,
-    check_int,
     check_norm,
-    check_seed,
-    project,
 )
+from underfire.core.norms import get_norm
+from underfire.core.validation import check_eps, check_int, check_positive, check_seed
 
 __all__ = ["BIM", "PGD", "random_start_point"]
 
@@ -32,20 +31,10 @@ def random_start_point(
 ) -> torch.Tensor:
     """A uniformly random point of the ε-ball around ``x`` (L∞: per pixel; L2: in the
     ball's volume, radius ε·u^(1/d)), clipped to [0, 1]."""
-    if norm == "linf":
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + eps * (2 * noise - 1)).clamp_(0.0, 1.0)
-    direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(
-        -1, *([1] * (x.dim() - 1))
-    )
-    d = x[0].numel()
-    radius = eps * torch.rand(
-        (x.shape[0],), generator=generator, device=x.device, dtype=x.dtype
-    ) ** (1.0 / d)
-    return (x + direction * radius.view(-1, *([1] * (x.dim() - 1)))).clamp_(0.0, 1.0)
+    return get_norm(norm).random_start(x, eps, generator)
 
 
+@ATTACKS.register("pgd")
 class PGD(Attack):
     """Projected gradient descent on the cross-entropy (Madry et al. 2018), L∞ or L2.
 
@@ -81,10 +70,10 @@ class PGD(Attack):
         early_stop: bool = False,
         seed: int | None = None,
     ) -> None:
-        self.eps = check_positive(eps, "eps", allow_zero=True)
+        self.norm = check_norm(norm)
+        self.eps = check_eps(eps, self.norm)
         self.step_size = None if step_size is None else check_positive(step_size, "step_size")
         self.steps = check_int(steps, "steps", minimum=1)
-        self.norm = check_norm(norm)
         self.random_start = bool(random_start)
         self.restarts = check_int(restarts, "restarts", minimum=1)
         if self.restarts > 1 and not self.random_start:
@@ -143,6 +132,7 @@ class PGD(Attack):
     ) -> torch.Tensor:
         """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
         eps, alpha, linf = float(self.eps or 0.0), self.alpha, self.norm == "linf"
+        l2 = get_norm("l2")
         x_adv = random_start_point(x, eps, self.norm, gen) if self.random_start else x.clone()
         if linf:  # the intersection of the ε-box and [0, 1], computed once
             lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
@@ -173,11 +163,8 @@ class PGD(Attack):
                 torch.maximum(torch.minimum(xa, hi_a, out=xa), lo_a, out=xa)
             else:
                 x0 = x if active is None else x[active]
-                norms = (
-                    grad.flatten(1).norm(dim=1).clamp_min_(1e-12).view(-1, *([1] * (x.dim() - 1)))
-                )
-                xa.add_(grad.div_(norms), alpha=alpha)
-                xa = (x0 + project(xa - x0, eps, "l2")).clamp_(0.0, 1.0)
+                xa.add_(l2.direction(grad), alpha=alpha)
+                xa = (x0 + l2.project(xa - x0, eps)).clamp_(0.0, 1.0)
             if active is None:
                 x_adv = xa
             else:
@@ -185,6 +172,7 @@ class PGD(Attack):
         return x_adv.detach()
 
 
+@ATTACKS.register("bim")
 class BIM(PGD):
     """Basic iterative method (Kurakin et al. 2017): L∞ PGD from x, no random start.
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire._validation import check_images, check_positive
-from underfire.attacks.base import Attack, _ModelGuard, check_int, check_seed, num_classes_of
+from underfire.attacks.base import ATTACKS, Attack, num_classes_of
 from underfire.attacks.fgsm import FGSM
+from underfire.core.state import model_state
+from underfire.core.validation import check_images, check_int, check_positive, check_seed
 
 __all__ = ["SubstituteAttack", "default_substitute"]
 
@@ -43,6 +44,7 @@ def default_substitute(input_shape: tuple[int, ...], num_classes: int) -> nn.Mod
     )
 
 
+@ATTACKS.register("substitute")
 class SubstituteAttack(Attack):
     """Papernot et al. (2017) black-box attack: a substitute trained on the victim's labels.
 
@@ -124,7 +126,7 @@ class SubstituteAttack(Attack):
     def fit(self, model: nn.Module, x_seed: torch.Tensor) -> SubstituteAttack:
         """Train the substitute against ``model`` (queried for labels only) from ``x_seed``."""
         check_images(x_seed, "x_seed")
-        with _ModelGuard(model):
+        with model_state(model):
             self._fit(model, x_seed.detach()[: self.n_seed])
         return self
 

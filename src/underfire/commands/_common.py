@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from underfire._validation import resolve_device
+from underfire.core.validation import resolve_device
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

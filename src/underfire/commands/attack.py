@@ -94,7 +94,7 @@ def _build(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from underfire import _io
+    from underfire.core import io as _io
     from underfire.plotting import new_figure, save_figure
     from underfire.robustness import robust_accuracy
 

@@ -17,6 +17,7 @@ from underfire.commands._common import (
     positive_int,
     say,
 )
+from underfire.plotting import save_grid
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,8 +88,8 @@ def build_interpreters(names: list[str], args: argparse.Namespace) -> dict[str, 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from underfire import _io
     from underfire.cli import CommandError
+    from underfire.core import io as _io
 
     names = [s.strip().lower() for s in args.interpreter.split(",") if s.strip()]
     if not names:
@@ -159,34 +160,3 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def save_grid(
-    path: Path, x: Any, y: Any, pred: Any, conf: Any, maps: dict[str, Any], classes: Any = None
-) -> Path:
-    """One row per image: the image titled with its prediction, then one map per interpreter."""
-    from underfire.plotting import new_figure, save_figure
-
-    n, cols = x.shape[0], 1 + len(maps)
-    fig = new_figure(1.6 * cols, 1.6 * n)
-    axes = fig.subplots(n, cols, squeeze=False)
-    label = (lambda c: str(classes[c])) if classes else str
-    for i in range(n):
-        img = x[i].detach().cpu().permute(1, 2, 0)
-        axes[i][0].imshow(
-            img.squeeze(-1).numpy(), cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1
-        )
-        ok = int(pred[i]) == int(y[i])
-        axes[i][0].set_title(
-            f"{label(int(pred[i]))} {float(conf[i]):.2f}"
-            + ("" if ok else f" (true {label(int(y[i]))})"),
-            fontsize=8,
-            color="black" if ok else "red",
-        )
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            axes[i][j].imshow(m[i, 0].cpu().numpy(), cmap="jet", vmin=0, vmax=1)
-            if i == 0:
-                axes[i][j].set_title(name, fontsize=9)
-        for ax in axes[i]:
-            ax.axis("off")
-    return save_figure(fig, path)

@@ -85,7 +85,7 @@ _DEFAULTS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from underfire import _io
+    from underfire.core import io as _io
     from underfire.data import load_dataset
     from underfire.models import model_for_dataset
     from underfire.train import TrainConfig, Trainer, evaluate

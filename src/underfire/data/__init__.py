@@ -14,14 +14,15 @@ from typing import Protocol
 
 from torch.utils.data import Dataset
 
-from underfire.data.base import DatasetInfo, DatasetNotFoundError, ImageDataset
+from underfire.core.errors import DatasetNotFoundError
+from underfire.core.registry import Registry
+from underfire.data.base import DatasetInfo, ImageDataset
 from underfire.data.cifar import Cifar10Source, read_cifar_bin
 from underfire.data.digits import DigitsSource
 from underfire.data.idx import IdxSource, read_idx
 from underfire.data.imagenet import ImageFolderDataset, ImageNetSource
 from underfire.data.splits import SPLITS
 from underfire.data.svhn import SvhnSource
-from underfire.registry import Registry
 
 __all__ = [
     "SPLITS",

@@ -9,10 +9,6 @@ import torch
 from torch.utils.data import Dataset
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are missing or malformed. The message names the files and the fix."""
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a model needs to know about a dataset before loading it."""

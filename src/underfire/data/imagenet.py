@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from underfire.data.base import DatasetInfo, DatasetNotFoundError
+from underfire.core.errors import DatasetNotFoundError
+from underfire.data.base import DatasetInfo
 from underfire.data.splits import check_split
 
 _EXTENSIONS = {".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG"}

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from underfire.data.base import DatasetInfo, DatasetNotFoundError, ImageDataset, uint8_to_float
+from underfire.core.errors import DatasetNotFoundError
+from underfire.data.base import DatasetInfo, ImageDataset, uint8_to_float
 from underfire.data.splits import carve, check_split
 
 VAL_FRACTION = 0.1

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from underfire.core.registry import Registry
 from underfire.defenses.adversarial_training import AdversarialTraining, attack_config
 from underfire.defenses.distillation import Distillation, TemperatureCrossEntropy, distill
 from underfire.defenses.gradient_regularization import (
@@ -28,7 +29,6 @@ from underfire.defenses.gradient_regularization import (
     input_gradient_penalty,
     paper_lambda_to_lam,
 )
-from underfire.registry import Registry
 from underfire.train import CrossEntropy, TrainConfig, Trainer
 
 __all__ = [

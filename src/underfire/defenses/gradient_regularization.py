@@ -20,7 +20,7 @@ examples of a batch and ``g_i`` is the gradient of the batch's summed loss, as i
 authors' code.
 
 Cost: training-mode batch-norm layers run through
-:func:`underfire.batchnorm_double_backward.fast_batch_norm_double_backward` while the penalty's
+:func:`underfire.core.autograd.batchnorm.fast_batch_norm_double_backward` while the penalty's
 graph is built, an exact closed-form second derivative that replaces PyTorch's generic one
 (on the Ross CNN this brings a step from about 3× to about 2.3× a plain one on a CPU;
 ``bench/training.py``).
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.batchnorm_double_backward import fast_batch_norm_double_backward
+from underfire.core.autograd.batchnorm import fast_batch_norm_double_backward
 
 __all__ = ["GradientRegularization", "input_gradient_penalty", "paper_lambda_to_lam"]
 

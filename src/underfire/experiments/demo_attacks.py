@@ -19,7 +19,7 @@ from underfire.plotting import new_figure, save_figure
 from underfire.robustness import robust_accuracy
 
 if TYPE_CHECKING:
-    from underfire.experiments.demo import DemoContext
+    from underfire.experiments.demo_context import DemoContext
 
 __all__ = ["section"]
 

@@ -8,10 +8,10 @@ mask on these inputs. RTS is trained on the demo data within a time budget.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 
+from underfire.experiments.demo_context import DemoContext
 from underfire.interpreters import (
     Ensemble,
     GradCAM,
@@ -25,12 +25,13 @@ from underfire.interpreters import (
     train_rts,
 )
 from underfire.metrics import l1_distance, spearman, topk_iou
+from underfire.plotting import save_grid
 
 N_IMAGES = 8
 NOISE = 0.03  # uniform input noise for the stability measure (maps of x vs x + δ, ‖δ‖∞ ≤ 0.03)
 
 
-def section(ctx: Any) -> None:
+def section(ctx: DemoContext) -> None:
     """Add the "Interpreters" section: figure, RTS statistics, agreement and stability numbers."""
     # Many tiny ops (8×8 inputs): a second intra-op thread only adds synchronization, and on a
     # busy 2-core machine each op then waits for a core; one thread is several times faster.
@@ -43,8 +44,7 @@ def section(ctx: Any) -> None:
         torch.set_num_threads(threads)
 
 
-def _section(ctx: Any) -> None:
-    from underfire.commands.explain import save_grid
+def _section(ctx: DemoContext) -> None:
 
     model, device = ctx.model.eval(), ctx.device
     x = ctx.test.x[:N_IMAGES].to(device)

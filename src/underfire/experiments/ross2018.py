@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from underfire import _io
 from underfire._version import __version__
+from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
 from underfire.experiments.ross2018_claims import evaluate_claims

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from underfire.interpreters.base import Interpreter, normalize_maps, reduce_channels, resize_maps
+from underfire.core.autograd.smooth_relu import SmoothReLU, smooth_relu, smooth_relu_derivative
+from underfire.interpreters.base import (
+    INTERPRETERS,
+    Interpreter,
+    normalize_maps,
+    reduce_channels,
+    resize_maps,
+)
 from underfire.interpreters.cam import CAM, GradCAM
 from underfire.interpreters.ensemble import Ensemble
 from underfire.interpreters.grad import Saliency, input_gradients
 from underfire.interpreters.integrated_gradients import IntegratedGradients
 from underfire.interpreters.mask import Mask, gaussian_blur, total_variation
 from underfire.interpreters.rts import RTS, MaskingNetwork, RTSConfig, evaluate_rts, train_rts
-from underfire.interpreters.smooth_relu import SmoothReLU, smooth_relu, smooth_relu_derivative
 from underfire.interpreters.smoothgrad import SmoothGrad
-from underfire.registry import Registry
 
 __all__ = [
     "CAM",
@@ -52,16 +57,6 @@ __all__ = [
     "train_rts",
 ]
 
-INTERPRETERS: Registry[Interpreter] = Registry("interpreter")
-INTERPRETERS.register("grad")(Saliency)
-INTERPRETERS.register("smoothgrad")(SmoothGrad)
-INTERPRETERS.register("ig")(IntegratedGradients)
-INTERPRETERS.register("cam")(CAM)
-INTERPRETERS.register("gradcam")(GradCAM)
-INTERPRETERS.register("mask")(Mask)
-INTERPRETERS.register("rts")(RTS)
-INTERPRETERS.register("ensemble")(Ensemble)
-
 
 def interpreter_names() -> list[str]:
     return INTERPRETERS.names()
@@ -69,8 +64,4 @@ def interpreter_names() -> list[str]:
 
 def create_interpreter(name: str, **kwargs: Any) -> Interpreter:
     """Build a registered interpreter (``rts`` needs ``checkpoint=`` or ``network=``)."""
-    factory = INTERPRETERS.get(name)
-    try:
-        return factory(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad arguments for interpreter {name!r}: {err}") from err
+    return INTERPRETERS.create(name, **kwargs)

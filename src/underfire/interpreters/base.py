@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire._validation import check_images, check_labels, check_same_device
+from underfire.core.registry import Registry
+from underfire.core.state import model_state
+from underfire.core.validation import check_images, check_labels, check_same_device
 
 __all__ = [
     "Interpreter",
@@ -30,6 +32,9 @@ __all__ = [
 
 Reduce = Literal["max", "sum", "mean"]
 _EPS = 1e-12
+
+#: Every interpreter class registers here where it is defined: ``@INTERPRETERS.register("grad")``.
+INTERPRETERS: Registry[Interpreter] = Registry("interpreter")
 
 
 def normalize_maps(maps: torch.Tensor, eps: float = _EPS) -> torch.Tensor:
@@ -163,18 +168,12 @@ class Interpreter:
     def _guard(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
         check_images(x)
         check_same_device(model, x)
-        modes = [(m, m.training) for m in model.modules()]
-        grads = [(p, p.grad) for p in model.parameters()]
-        model.eval()
-        try:
+        # eval mode for every submodule, restored exactly (also mixed train/eval states);
+        # parameters stay differentiable so maps can carry a graph to them (create_graph).
+        with model_state(model, freeze=False):
             # x itself is never written to; subclasses differentiate w.r.t. input_leaf(x, ...), a
             # detached copy unless the caller asked for a graph to its own x (create_graph).
             yield x
-        finally:
-            for m, training in modes:
-                m.training = training
-            for p, g in grads:
-                p.grad = g
 
     def config(self) -> dict[str, object]:
         """Constructor arguments, for reports and results files."""

@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.interpreters.base import Interpreter, class_scores, input_leaf, resize_maps
+from underfire.core.autograd.capture import capture_layer as core_capture_layer
+from underfire.interpreters.base import (
+    INTERPRETERS,
+    Interpreter,
+    class_scores,
+    input_leaf,
+    resize_maps,
+)
 
 __all__ = ["CAM", "GradCAM", "cam_weights", "capture_layer", "resolve_layer"]
 
@@ -35,23 +42,18 @@ def resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> nn.
     return get_layer(model, name)
 
 
+def _feature_map(_name: str, out: torch.Tensor) -> None:
+    if out.dim() != 4:
+        raise ValueError(
+            f"target layer must output a (N, K, h, w) feature map, got {tuple(out.shape)}"
+        )
+
+
 @contextmanager
 def capture_layer(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record the output of ``layer`` on each forward pass inside the block (the last one wins)."""
-    outputs: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ValueError(
-                f"target layer must output a (N, K, h, w) feature map, got {getattr(output, 'shape', type(output))}"
-            )
-        outputs.append(output)
-
-    handle = layer.register_forward_hook(hook)
-    try:
+    """Record the (N, K, h, w) feature map of ``layer`` on each forward pass inside the block."""
+    with core_capture_layer(layer, _feature_map) as outputs:
         yield outputs
-    finally:
-        handle.remove()
 
 
 def _last_linear(model: nn.Module) -> nn.Linear:
@@ -68,6 +70,7 @@ def cam_weights(fc: nn.Linear, target: torch.Tensor) -> torch.Tensor:
     return fc.weight[target]
 
 
+@INTERPRETERS.register("cam")
 class CAM(Interpreter):
     """Class activation mapping (Zhou et al. 2016) for global-average-pooling networks.
 
@@ -132,6 +135,7 @@ class CAM(Interpreter):
         return resize_maps(attr, tuple(x.shape[-2:]))
 
 
+@INTERPRETERS.register("gradcam")
 class GradCAM(Interpreter):
     """Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map.
 

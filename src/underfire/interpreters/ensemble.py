@@ -10,11 +10,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from underfire.interpreters.base import Interpreter
+from underfire.interpreters.base import INTERPRETERS, Interpreter
 
 __all__ = ["Ensemble"]
 
 
+@INTERPRETERS.register("ensemble")
 class Ensemble(Interpreter):
     """Weighted mean of the [0, 1]-normalized maps of ``members``.
 
@@ -35,12 +36,10 @@ class Ensemble(Interpreter):
         *,
         weights: Sequence[float] | None = None,
     ) -> None:
-        from underfire.interpreters import create_interpreter
-
         if not members:
             raise ValueError("an ensemble needs at least one member interpreter")
         self.members: list[Interpreter] = [
-            create_interpreter(m) if isinstance(m, str) else m for m in members
+            INTERPRETERS.create(m) if isinstance(m, str) else m for m in members
         ]
         if any(isinstance(m, Ensemble) for m in self.members):
             raise ValueError("ensembles cannot be nested")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from underfire.interpreters.base import Interpreter, Reduce, class_scores, input_leaf
+from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores, input_leaf
 
 __all__ = ["Saliency", "input_gradients"]
 
@@ -34,6 +34,7 @@ def input_gradients(
     return grad
 
 
+@INTERPRETERS.register("grad")
 class Saliency(Interpreter):
     """GRAD (Simonyan et al. 2014): absolute input gradient of the class logit.
 

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from underfire.interpreters.base import Interpreter, Reduce, class_scores
+from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores
 
 __all__ = ["IntegratedGradients", "quadrature"]
 
@@ -63,6 +63,7 @@ def quadrature(
     return alphas.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
 
 
+@INTERPRETERS.register("ig")
 class IntegratedGradients(Interpreter):
     """Integrated gradients (Sundararajan et al. 2017) from a constant baseline.
 

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire._validation import check_positive
-from underfire.interpreters.base import Interpreter, class_scores, resize_maps
+from underfire.core.validation import check_positive
+from underfire.interpreters.base import INTERPRETERS, Interpreter, class_scores, resize_maps
 
 __all__ = ["Mask", "default_mask_size", "gaussian_blur", "perturb", "total_variation"]
 
@@ -71,6 +71,7 @@ def default_mask_size(side: int) -> int:
     return min(side, min(28, max(4, side // 4)))
 
 
+@INTERPRETERS.register("mask")
 class Mask(Interpreter):
     """Meaningful-perturbation MASK interpreter (Fong & Vedaldi 2017), batched.
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire import _io
-from underfire.interpreters.base import Interpreter, resize_maps
+from underfire.core import io as _io
+from underfire.interpreters.base import INTERPRETERS, Interpreter, resize_maps
 from underfire.interpreters.cam import capture_layer, resolve_layer
 from underfire.interpreters.mask import gaussian_blur
 
@@ -150,6 +150,7 @@ def rts_objective(
     return reg + torch.where(fake, torch.zeros_like(real), real)
 
 
+@INTERPRETERS.register("rts")
 class RTS(Interpreter):
     """Real-time saliency (Dabkowski & Gal 2017): one forward pass of a trained masking network.
 
@@ -221,7 +222,7 @@ class RTS(Interpreter):
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> RTS:
         """Read a checkpoint written by :meth:`save` with ``torch.load(weights_only=True)``."""
-        from underfire.checkpoint import CheckpointError
+        from underfire.core.errors import CheckpointError
 
         path = Path(path)
         if not path.exists():

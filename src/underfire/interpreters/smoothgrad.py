@@ -7,12 +7,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from underfire._validation import check_positive
-from underfire.interpreters.base import Interpreter, Reduce, class_scores
+from underfire.core.validation import check_positive
+from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores
 
 __all__ = ["SmoothGrad"]
 
 
+@INTERPRETERS.register("smoothgrad")
 class SmoothGrad(Interpreter):
     """SmoothGrad of the absolute gradient (Smilkov et al. 2017).
 

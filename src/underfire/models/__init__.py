@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from underfire.core.registry import Registry
 from underfire.data import dataset_info
 from underfire.models.base import ImageClassifier, Normalize, get_layer
 from underfire.models.cifar_nets import SmallDenseNet, SmallResNet
 from underfire.models.imagenet_nets import TorchvisionClassifier, densenet169, resnet50
 from underfire.models.ross_cnn import RossCNN
-from underfire.registry import Registry
 
 __all__ = [
     "ImageClassifier",

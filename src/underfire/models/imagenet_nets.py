@@ -29,7 +29,7 @@ _DENSENET_OLD_KEY = re.compile(
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    from underfire.checkpoint import CheckpointError
+    from underfire.core.errors import CheckpointError
 
     if not path.exists():
         raise FileNotFoundError(f"weights file {path} not found")
@@ -82,7 +82,7 @@ class TorchvisionClassifier(ImageClassifier):
             try:
                 self.net.load_state_dict(state)
             except RuntimeError as err:
-                from underfire.checkpoint import CheckpointError
+                from underfire.core.errors import CheckpointError
 
                 raise CheckpointError(
                     f"{path} does not match torchvision's {arch}: {str(err)[:300]}"

@@ -8,14 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from underfire.core.errors import UnknownNameError
+
+__all__ = ["Registry", "UnknownNameError"]
+
 T = TypeVar("T")
-
-
-class UnknownNameError(KeyError, ValueError):
-    """A name that no registry entry has. The message lists the known names."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class Registry(Generic[T]):
@@ -50,7 +47,12 @@ class Registry(Generic[T]):
         return self._entries[key]
 
     def create(self, name: str, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        """Build the entry ``name`` with ``kwargs``; bad arguments name the entry."""
+        factory = self.get(name)
+        try:
+            return factory(**kwargs)
+        except TypeError as err:
+            raise TypeError(f"bad arguments for {self.kind} {name!r}: {err}") from err
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -1,0 +1,44 @@
+"""The core layer: the invariants every other part of underfire relies on, owned once.
+
+It imports nothing else from underfire (a test enforces the layers: core → data, models →
+attacks, interpreters, metrics → defenses, diagnosis, robustness → experiments → commands).
+
+- :mod:`~underfire.core.errors`: the exception types;
+- :mod:`~underfire.core.validation`: input and hyperparameter checks with clear messages;
+- :mod:`~underfire.core.state`: :func:`model_state`, the one model-state guard;
+- :mod:`~underfire.core.norms`: L∞ and L2 norm objects (projection, random start, steps);
+- :mod:`~underfire.core.autograd`: smooth ReLU, batch-norm double backward, layer capture;
+- :mod:`~underfire.core.registry` and :mod:`~underfire.core.io` (atomic outputs, run locks).
+"""
+
+from __future__ import annotations
+
+from underfire.core.errors import (
+    CheckpointError,
+    DatasetNotFoundError,
+    NonFiniteError,
+    OutputLockedError,
+    UnderfireError,
+    UnknownNameError,
+)
+from underfire.core.norms import L2, LINF, L2Norm, LinfNorm, Norm, get_norm
+from underfire.core.registry import Registry
+from underfire.core.state import ModelState, model_state
+
+__all__ = [
+    "L2",
+    "LINF",
+    "CheckpointError",
+    "DatasetNotFoundError",
+    "L2Norm",
+    "LinfNorm",
+    "ModelState",
+    "Norm",
+    "NonFiniteError",
+    "OutputLockedError",
+    "Registry",
+    "UnderfireError",
+    "UnknownNameError",
+    "get_norm",
+    "model_state",
+]
