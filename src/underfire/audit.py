@@ -502,7 +502,7 @@ def _maps(run: _Run, name: str) -> dict[str, Any]:
 
 
 def _diagnosis(run: _Run) -> dict[str, Any]:
-    from underfire import diagnosis  # type: ignore[attr-defined]
+    diagnosis = importlib.import_module("underfire.diagnosis")
 
     n = min(64, run.x.shape[0])
     x, y = run.x[:n].to(run.device), run.y[:n].to(run.device)
