@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from underfire.core.state import model_state
 
 
 class Objective(Protocol):
@@ -127,18 +128,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
-    try:
+    with model_state(model):  # every submodule's mode, flags and .grad come back exactly
         for x, y in batches(data, batch_size):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}

@@ -34,6 +34,12 @@ def random_start_point(
     return get_norm(norm).random_start(x, eps, generator)
 
 
+def check_step_size(step_size: object, norm: str) -> float:
+    """α > 0 and finite; an L∞ step above 1 crosses all of [0, 1] and is refused like ε."""
+    alpha = check_positive(step_size, "step_size")
+    return check_eps(alpha, norm, "step_size")
+
+
 @ATTACKS.register("pgd")
 class PGD(Attack):
     """Projected gradient descent on the cross-entropy (Madry et al. 2018), L∞ or L2.
@@ -72,7 +78,7 @@ class PGD(Attack):
     ) -> None:
         self.norm = check_norm(norm)
         self.eps = check_eps(eps, self.norm)
-        self.step_size = None if step_size is None else check_positive(step_size, "step_size")
+        self.step_size = None if step_size is None else check_step_size(step_size, self.norm)
         self.steps = check_int(steps, "steps", minimum=1)
         self.random_start = bool(random_start)
         self.restarts = check_int(restarts, "restarts", minimum=1)
