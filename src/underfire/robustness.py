@@ -26,7 +26,13 @@ from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
-from underfire.core.validation import check_eps, check_images, check_int, check_labels
+from underfire.core.validation import (
+    check_eps,
+    check_images,
+    check_int,
+    check_labels,
+    check_same_device,
+)
 
 __all__ = ["robust_accuracy", "transfer_matrix"]
 
@@ -172,6 +178,7 @@ def robust_accuracy(
     batch_size = check_int(batch_size, "batch_size")
     keep_examples = check_int(keep_examples, "keep_examples", minimum=0)
     device = _device(model)
+    check_same_device(model, x_all[:0].to(device))  # dtype: float64 data, float32 model
     n = x_all.shape[0]
     target = _check_target(target, n)
     correct = torch.zeros(len(eps_l), dtype=torch.long)
@@ -326,6 +333,8 @@ def transfer_matrix(
     target = _check_target(target, n)
     correct = torch.zeros(len(srcs), len(vics), len(eps_l), dtype=torch.long)
     clean = torch.zeros(len(vics), dtype=torch.long)
+    for m in [*srcs.values(), *vics.values()]:
+        check_same_device(m, x_all[:0].to(_device(m)))  # dtype: float64 data, float32 model
     for j, vm in enumerate(vics.values()):
         for x, y in _batches(x_all, y_all, batch_size, _device(vm)):
             clean[j] += int((_predict(vm, x) == y).sum())

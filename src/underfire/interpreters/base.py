@@ -204,10 +204,8 @@ class Interpreter:
             model_state(model, freeze=False),
             checked_forward(model, labels=labels, who=type(self).__name__),
         ):
-            if x.shape[0] == 0:  # nothing to explain: no forward pass, the target is only checked
+            if x.shape[0] == 0 and target is None:  # nothing to explain: no forward pass
                 t = x.new_zeros(0, dtype=torch.long)
-                if isinstance(target, torch.Tensor):
-                    check_labels(target, 0, "target")
             else:
                 t = resolve_target(model, x, target)
             labels["target"] = t  # checked against the class count at the first forward pass
