@@ -261,7 +261,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
-    deterministic: ClassVar[bool] = True
+    deterministic: bool = True  # per instance where it depends on settings (PGD's random start)
     iterative: ClassVar[bool] = False
     eps: float | None = None
     norm: str | None = None

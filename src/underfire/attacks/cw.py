@@ -71,7 +71,7 @@ class CW(Attack):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         targeted = target is not None
-        labels = target if targeted else y
+        labels = target if target is not None else y
         n = x.shape[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
         w0 = torch.atanh((2 * x - 1) * _TANH_SCALE)

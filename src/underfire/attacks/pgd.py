@@ -88,7 +88,7 @@ class PGD(Attack):
             )
         self.early_stop = bool(early_stop)
         self.seed = check_seed(seed)
-        self.deterministic = not self.random_start  # type: ignore[misc]
+        self.deterministic = not self.random_start
 
     @property
     def alpha(self) -> float:
@@ -103,7 +103,7 @@ class PGD(Attack):
         if self.eps == 0:
             return x.clone()
         targeted = target is not None
-        labels = target if targeted else y
+        labels = target if target is not None else y
         gen = self._generator(x.device)
         if self.restarts == 1 and not self.early_stop:
             return self._run(model, x, labels, targeted, gen, check=True)
@@ -139,7 +139,8 @@ class PGD(Attack):
         """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
         eps, alpha, linf = float(self.eps or 0.0), self.alpha, self.norm == "linf"
         l2 = get_norm("l2")
-        x_adv = random_start_point(x, eps, self.norm, gen) if self.random_start else x.clone()
+        norm = self.norm or "linf"  # always set by the constructor
+        x_adv = random_start_point(x, eps, norm, gen) if self.random_start else x.clone()
         if linf:  # the intersection of the ε-box and [0, 1], computed once
             lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
         active: torch.Tensor | None = None  # indices still being attacked (early stop)

@@ -120,7 +120,7 @@ class SubstituteAttack(Attack):
         self.agreement = float("nan")
         self._victim_id: int | None = None
 
-    @property  # type: ignore[override]
+    @property
     def eps(self) -> float | None:
         return self.attack.eps
 
@@ -129,9 +129,16 @@ class SubstituteAttack(Attack):
         if value is not None:
             self.attack = self.attack.with_eps(value)
 
-    @property  # type: ignore[override]
+    @property
     def norm(self) -> str | None:
         return self.attack.norm
+
+    @norm.setter
+    def norm(self, value: str | None) -> None:
+        if value != self.attack.norm:
+            raise AttributeError(
+                "SubstituteAttack's norm is its inner attack's; build the inner attack with it"
+            )
 
     @torch.no_grad()
     def _oracle(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -9,9 +9,9 @@ parameters), so attacks (ADV²) and training objectives can backpropagate throug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -72,11 +72,13 @@ def reduce_channels(
     raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {how!r}")
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of (N, 1, h, w) maps to ``size`` (a no-op when already that size)."""
+def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear upsampling of (N, 1, h, w) maps to ``size`` = (H, W) (a no-op when already that size)."""
+    if len(size) != 2:
+        raise ValueError(f"size must be (H, W), got {tuple(size)}")
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
 def resolve_target(
@@ -239,7 +241,7 @@ def check_reduce(reduce: object) -> Reduce:
     """The channel reduction of a map: "max", "sum" or "mean"."""
     if reduce not in ("max", "sum", "mean"):
         raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {reduce!r}")
-    return cast(Reduce, reduce)
+    return reduce
 
 
 def input_leaf(x: torch.Tensor, create_graph: bool) -> torch.Tensor:

@@ -233,7 +233,7 @@ class Mask(Interpreter):
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
         m = self.optimize(model, x, target, create_graph=create_graph)
-        return self.mask_to_map(m, tuple(x.shape[-2:]))
+        return self.mask_to_map(m, (x.shape[-2], x.shape[-1]))
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return attr

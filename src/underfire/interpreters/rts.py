@@ -354,8 +354,8 @@ def _train_rts(
     net = MaskingNetwork(
         feat_channels=feats.shape[1],
         num_classes=num_classes,
-        feat_size=tuple(feats.shape[-2:]),
-        input_size=tuple(probe.shape[-2:]),
+        feat_size=(feats.shape[-2], feats.shape[-1]),
+        input_size=(probe.shape[-2], probe.shape[-1]),
         width=cfg.width,
     ).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

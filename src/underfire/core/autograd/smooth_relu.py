@@ -61,13 +61,13 @@ class _SmoothReLUFunction(torch.autograd.Function):
     # input, so with create_graph=True autograd records it and a second backward sees h'(z).
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:
         ctx.save_for_backward(z)
         ctx.tau = tau
         return z.clamp_min(0)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (z,) = ctx.saved_tensors
         return grad_output * smooth_relu_derivative(z, ctx.tau), None
 
