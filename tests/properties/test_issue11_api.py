@@ -25,7 +25,9 @@ from underfire.interpreters import (
     RTSConfig,
     Saliency,
     SmoothGrad,
+    SmoothReLU,
     evaluate_rts,
+    smooth_relu,
     train_rts,
 )
 from underfire.metrics import accuracy, topk_iou, topk_mask
@@ -88,6 +90,8 @@ def mixed(model: nn.Module) -> list[bool]:
         lambda v: TemperatureCrossEntropy(v),
         lambda v: Distillation(v),
         lambda v: AdversarialTraining(ratio=v),
+        lambda v: SmoothReLU(tau=v),
+        lambda v: smooth_relu(nn.Sequential(nn.ReLU()), tau=v).__enter__(),
     ],
 )
 @pytest.mark.parametrize("value", [NAN, INF, -INF])

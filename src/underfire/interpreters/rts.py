@@ -38,6 +38,7 @@ from underfire.core.validation import (
     check_int,
     check_labels,
     check_positive,
+    check_same_device,
     check_seed,
 )
 from underfire.interpreters.base import INTERPRETERS, Interpreter, resize_maps
@@ -325,6 +326,7 @@ def train_rts(
     if x_all.shape[0] == 0:
         raise ValueError("cannot train RTS on an empty data set")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    check_same_device(model.to(dev), x_all[:0].to(dev))  # dtype: float64 data, float32 model
     model.to(dev)
     # the classifier stays frozen in eval mode; its modes, flags and .grad come back exactly
     with model_state(model), checked_forward(model, labels={"y": y_all}, who="train_rts"):
@@ -433,6 +435,7 @@ def evaluate_rts(
         ``area``: mean mask area.
     """
     check_images(x)
+    check_same_device(model, x)
     if x.shape[0] == 0:
         raise ValueError("cannot evaluate RTS on an empty batch")
     if y is not None:

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from underfire.core.validation import check_positive
+
 __all__ = [
     "DEFAULT_TAU",
     "SmoothReLU",
@@ -82,9 +84,7 @@ class SmoothReLU(nn.Module):
 
     def __init__(self, tau: float = DEFAULT_TAU) -> None:
         super().__init__()
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
-        self.tau = float(tau)
+        self.tau = check_positive(tau, "tau")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return smooth_relu_function(z, self.tau)
@@ -111,8 +111,7 @@ def smooth_relu(model: nn.Module, tau: float = DEFAULT_TAU) -> Iterator[nn.Modul
     Yields:
         The same ``model``.
     """
-    if not tau > 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    tau = check_positive(tau, "tau")
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     replacement: dict[int, SmoothReLU] = {}
     for parent in model.modules():
