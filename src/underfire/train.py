@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from underfire.core.state import model_state
 
 
 class Objective(Protocol):
@@ -97,7 +98,7 @@ def batches(
     data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation)."""
-    n = len(data)  # type: ignore[arg-type]
+    n = len(data)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
     order = (
         torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         if shuffle
@@ -127,18 +128,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
-    try:
+    with model_state(model):  # every submodule's mode, flags and .grad come back exactly
         for x, y in batches(data, batch_size):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}
@@ -260,7 +257,7 @@ class Trainer:
         info = getattr(train, "info", None)
         if info is not None and "dataset" not in self.meta:
             self.meta["dataset"] = info.name  # so evaluate/attack can find the data later
-        n = len(train)  # type: ignore[arg-type]
+        n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         if n == 0:
             raise ValueError("the training set is empty")
         per_epoch = math.ceil(n / cfg.batch_size)

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _build(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _build(args: argparse.Namespace):
     from underfire.attacks import create
 
     kwargs: dict = {}

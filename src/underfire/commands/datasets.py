@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from underfire.data import dataset_info, dataset_status
 
-    rows = []
+    rows: list[dict[str, object]] = []
     for status in dataset_status(args.data_root):
         info = dataset_info(status.name)
         rows.append(

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _objective(args, config, model_factory, train, val, device, checkpoint, meta):  # type: ignore[no-untyped-def]
+def _objective(args, config, model_factory, train, val, device, checkpoint, meta):
     """The --defense objective (distillation: its teacher is trained first, checkpoint *.teacher.pt)."""
     from underfire.defenses import objective_from_namespace, prepare_objective
 

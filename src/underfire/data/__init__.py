@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from torch.utils.data import Dataset
-
 from underfire.core.errors import DatasetNotFoundError
 from underfire.core.registry import Registry
 from underfire.data.base import DatasetInfo, ImageDataset
@@ -46,7 +44,7 @@ class Source(Protocol):
 
     def is_available(self, root: Path) -> bool: ...
     def download(self, root: Path) -> None: ...
-    def load(self, root: Path, split: str, seed: int) -> Dataset: ...  # type: ignore[type-arg]
+    def load(self, root: Path, split: str, seed: int) -> ImageDataset | ImageFolderDataset: ...
 
 
 _DIGITS = tuple(str(i) for i in range(10))

@@ -552,7 +552,7 @@ class Mask(Interpreter):
     ) -> torch.Tensor:
         m = self.optimize(model, x, target, create_graph=create_graph)
         self._record(model, x, target, m)
-        return self.mask_to_map(m, tuple(x.shape[-2:]))
+        return self.mask_to_map(m, (x.shape[-2], x.shape[-1]))
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return attr

@@ -12,6 +12,9 @@ from torch import nn
 class Normalize(nn.Module):
     """(x − mean) / std per channel, as a layer so every model takes [0, 1] inputs."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):
