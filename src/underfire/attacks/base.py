@@ -20,15 +20,17 @@ Pure helpers for the math (losses, projections, gradient soundness) live here to
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core.binding import Bindable, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.norms import NORMS, get_norm
@@ -242,8 +244,12 @@ def resolve_target(
 # ---------------------------------------------------------------------------- the base class
 
 
-class Attack:
+class Attack(metaclass=Bindable):
     """Base of every attack: ``attack(model, x, y, target=None) -> x_adv``.
+
+    Also torchattacks' style, for every attack: ``PGD(model, eps=8/255, alpha=2/255,
+    steps=10)(x, y)`` binds the model at construction (or ``PGD(eps=...).bind(model)``), and
+    ``alpha`` is accepted as an alias of ``step_size`` where the attack has one.
 
     Subclasses set ``eps``/``norm`` (for the final projection; ``norm=None`` means the
     attack bounds its perturbation otherwise, e.g. JSMA's L0 budget) and implement
@@ -267,18 +273,54 @@ class Attack:
     norm: str | None = None
     default_target: str | None = None
     seed: int | None = None
+    _model: nn.Module | None = None  # set by ``Attack(model, ...)`` or :meth:`bind`
 
+    @classmethod
+    def _constructor_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """torchattacks' ``alpha`` → ``step_size`` (refused when both are given)."""
+        if "alpha" in kwargs and "step_size" in inspect.signature(cls.__init__).parameters:
+            if "step_size" in kwargs:
+                raise TypeError(
+                    f"{cls.__name__} got both alpha and step_size; alpha is torchattacks' name "
+                    "for step_size: pass one of them"
+                )
+            kwargs["step_size"] = kwargs.pop("alpha")
+        return kwargs
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The model this attack is bound to (``Attack(model, ...)``), or None."""
+        return self._model
+
+    def bind(self, model: nn.Module) -> Self:
+        """A copy of this attack bound to ``model``: ``attack.bind(model)(x, y)``."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        other = copy.copy(self)
+        other._model = model
+        return other
+
+    @overload
     def __call__(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
         target: torch.Tensor | str | None = None,
-    ) -> torch.Tensor:
-        """Craft adversarial examples.
+    ) -> torch.Tensor: ...
+
+    @overload
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None = None
+    ) -> torch.Tensor: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Craft adversarial examples: ``attack(model, x, y, target=None)``, or ``attack(x, y,
+        target=None)`` when the attack is bound to a model (torchattacks' style).
 
         Args:
-            model: classifier taking [0, 1] images and returning logits (N, K).
+            model: classifier taking [0, 1] images and returning logits (N, K); may be left
+                out when the attack is bound (an explicit model wins over the bound one).
             x: (N, C, H, W) floating images in [0, 1]; not modified.
             y: (N,) true labels (int).
             target: None, (N,) target classes, or a rule name ("next", "random", "least-likely").
@@ -286,6 +328,18 @@ class Attack:
         Returns:
             (N, C, H, W) adversarial examples, detached, same dtype and device as ``x``.
         """
+        model, kw = split_call(type(self).__name__, self._model, args, kwargs, ("x", "y", "target"))
+        if "x" not in kw or "y" not in kw:
+            raise TypeError(f"{type(self).__name__} call needs x and y")
+        return self._attack(model, kw["x"], kw["y"], kw.get("target"))
+
+    def _attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | str | None,
+    ) -> torch.Tensor:
         target = self._check_call(model, x, y, target)
         x0 = x.detach()
         if x0.shape[0] == 0:

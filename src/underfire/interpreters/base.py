@@ -9,14 +9,17 @@ parameters), so attacks (ADV²) and training objectives can backpropagate throug
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import copy
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal, Self, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core.binding import Bindable, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.registry import Registry
@@ -106,8 +109,14 @@ def resolve_target(
     return target.to(device=x.device, dtype=torch.long)
 
 
-class Interpreter:
+class Interpreter(metaclass=Bindable):
     """Base class: owns the invariants, subclasses implement :meth:`_attribute`.
+
+    Two calling styles, for every interpreter: ours, ``Saliency()(model, x, target)`` (maps
+    normalized to [0, 1]) and ``Saliency().attribute(model, x, target)`` (native attribution);
+    and Captum's, with the model bound at construction: ``Saliency(model).attribute(x,
+    target=y)`` (the same native attribution, e.g. Captum's ``Saliency`` with ``abs=True``)
+    and ``Saliency(model)(x)`` for the maps.
 
     Invariants, for every call: ``x`` is validated (4-D float in [0, 1], same device as the
     model) and never mutated; every module's train/eval mode is restored (the computation runs
@@ -124,7 +133,30 @@ class Interpreter:
     absolute: bool = True
     #: channels of :meth:`attribute`'s result for an empty batch (None: the input's channels)
     empty_channels: int | None = None
+    _model: nn.Module | None = None  # set by ``Interpreter(model, ...)`` or :meth:`bind`
 
+    @property
+    def model(self) -> nn.Module | None:
+        """The model this interpreter is bound to (``Saliency(model)``), or None."""
+        return self._model
+
+    def bind(self, model: nn.Module) -> Self:
+        """A copy of this interpreter bound to ``model``: ``interp.bind(model).attribute(x)``."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        other = copy.copy(self)
+        other._model = model
+        return other
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Subclasses that override ``__call__`` or ``attribute`` (MASK does) keep the
+        # ``(model, x, ...)`` signature; the bound form is resolved here, once for all.
+        super().__init_subclass__(**kwargs)
+        for name in ("__call__", "attribute"):
+            if name in cls.__dict__:
+                setattr(cls, name, _accept_bound(cls.__dict__[name]))
+
+    @overload
     def __call__(
         self,
         model: nn.Module,
@@ -133,11 +165,25 @@ class Interpreter:
         *,
         raw: bool = False,
         create_graph: bool = False,
-    ) -> torch.Tensor:
-        """Explain ``model`` on ``x``.
+    ) -> torch.Tensor: ...
+
+    @overload
+    def __call__(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        raw: bool = False,
+        create_graph: bool = False,
+    ) -> torch.Tensor: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Explain the model on ``x``: ``interp(model, x, target)``, or ``interp(x, target)``
+        when bound to a model.
 
         Args:
-            model: classifier returning logits (N, K) for inputs in [0, 1].
+            model: classifier returning logits (N, K) for inputs in [0, 1]; may be left out
+                when the interpreter is bound (an explicit model wins over the bound one).
             x: (N, C, H, W) images in [0, 1].
             target: (N,) class indices, an int for all images, or None for the predicted class.
             raw: return the unnormalized map instead of the [0, 1]-normalized one.
@@ -146,6 +192,18 @@ class Interpreter:
         Returns:
             (N, 1, H, W) maps, normalized per sample to [0, 1] unless ``raw``.
         """
+        model, kw = _split(self, args, kwargs)
+        return self._maps(model, **kw)
+
+    def _maps(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        raw: bool = False,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
         with self._guard(model, x, target) as (x_in, t):
             if x_in.shape[0] == 0:
                 return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
@@ -156,6 +214,7 @@ class Interpreter:
                 maps = normalize_maps(maps)
         return maps if create_graph else maps.detach()
 
+    @overload
     def attribute(
         self,
         model: nn.Module,
@@ -163,8 +222,31 @@ class Interpreter:
         target: torch.Tensor | int | None = None,
         *,
         create_graph: bool = False,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def attribute(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        create_graph: bool = False,
+    ) -> torch.Tensor: ...
+
+    def attribute(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The method's native attribution (e.g. (N, C, H, W) gradients, (N, 1, h, w) CAM):
+        ``attribute(model, x, target)``, or Captum's ``attribute(x, target=y)`` when bound."""
+        model, kw = _split(self, args, kwargs)
+        return self._native(model, **kw)
+
+    def _native(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        create_graph: bool = False,
     ) -> torch.Tensor:
-        """The method's native attribution (e.g. (N, C, H, W) gradients, (N, 1, h, w) CAM)."""
         with self._guard(model, x, target) as (x_in, t):
             if x_in.shape[0] == 0:
                 return x_in.detach().new_zeros((0, self.empty_channels or x.shape[1], *x.shape[2:]))
@@ -226,6 +308,30 @@ class Interpreter:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+_CALL_NAMES = ("x", "target", "raw", "create_graph")
+
+
+def _split(
+    interp: Interpreter, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any]]:
+    model, kw = split_call(type(interp).__name__, interp.model, args, kwargs, _CALL_NAMES)
+    if "x" not in kw:
+        raise TypeError(f"{type(interp).__name__} call needs the images x")
+    return model, kw
+
+
+def _accept_bound(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Wrap a subclass's ``(self, model, x, ...)`` method so that a bound interpreter may be
+    called without the model."""
+
+    @functools.wraps(method)
+    def wrapper(self: Interpreter, *args: Any, **kwargs: Any) -> torch.Tensor:
+        model, kw = _split(self, args, kwargs)
+        return method(self, model, **kw)
+
+    return wrapper
 
 
 def check_finite_map(maps: torch.Tensor, who: str) -> None:
