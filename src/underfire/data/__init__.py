@@ -29,11 +29,13 @@ __all__ = [
     "DatasetStatus",
     "ImageDataset",
     "ImageFolderDataset",
+    "create",
     "dataset_info",
     "dataset_names",
     "dataset_status",
     "default_root",
     "load_dataset",
+    "names",
     "read_cifar_bin",
     "read_idx",
 ]
@@ -242,3 +244,9 @@ def dataset_status(root: str | Path | None = None) -> list[DatasetStatus]:
         source = _SOURCES.create(name)
         out.append(DatasetStatus(name, source.is_available(root_path), source.info.description))
     return out
+
+
+# the verbs every registry package exposes (attacks, interpreters, models, defenses): for a
+# dataset, creating it is loading a split, ``create("digits", "test")``
+create = load_dataset
+names = dataset_names

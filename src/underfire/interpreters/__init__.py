@@ -1,8 +1,10 @@
 """Interpreters: ``interpreter(model, x, target=None) -> map`` of shape (N, 1, H, W) in [0, 1].
 
->>> from underfire.interpreters import Saliency, GradCAM, create_interpreter
+>>> from underfire.interpreters import Saliency, GradCAM, create
 >>> maps = Saliency()(model, x)                       # predicted class, normalized per sample
 >>> raw = GradCAM().attribute(model, x, y)            # native (N, 1, h, w) Grad-CAM
+>>> raw = Saliency(model).attribute(x, target=y)      # Captum's style: the model bound
+>>> maps = create("ig", steps=32)(model, x)
 >>> with smooth_relu(model):                          # second order through ReLU networks
 ...     m = Saliency()(model, x, create_graph=True)
 
@@ -43,11 +45,13 @@ __all__ = [
     "Saliency",
     "SmoothGrad",
     "SmoothReLU",
+    "create",
     "create_interpreter",
     "evaluate_rts",
     "gaussian_blur",
     "input_gradients",
     "interpreter_names",
+    "names",
     "normalize_maps",
     "reduce_channels",
     "resize_maps",
@@ -58,10 +62,17 @@ __all__ = [
 ]
 
 
-def interpreter_names() -> list[str]:
+def create(name: str, **kwargs: Any) -> Interpreter:
+    """Build a registered interpreter by name, e.g. ``create("ig", steps=32)`` (``rts`` needs
+    ``checkpoint=`` or ``network=``)."""
+    return INTERPRETERS.create(name, **kwargs)
+
+
+def names() -> list[str]:
+    """Names of the registered interpreters."""
     return INTERPRETERS.names()
 
 
-def create_interpreter(name: str, **kwargs: Any) -> Interpreter:
-    """Build a registered interpreter (``rts`` needs ``checkpoint=`` or ``network=``)."""
-    return INTERPRETERS.create(name, **kwargs)
+# the earlier spellings, kept
+create_interpreter = create
+interpreter_names = names

@@ -23,10 +23,12 @@ __all__ = [
     "SmallDenseNet",
     "SmallResNet",
     "TorchvisionClassifier",
+    "create",
     "create_model",
     "get_layer",
     "model_for_dataset",
     "model_names",
+    "names",
 ]
 
 MODELS: Registry[ImageClassifier] = Registry("model")
@@ -76,3 +78,8 @@ def model_for_dataset(name: str, dataset: str, **kwargs: Any) -> ImageClassifier
             f"{name} is an ImageNet model (3×224×224); for {dataset} use one of {sorted(_SIZED)}"
         )
     return create_model(name, **kwargs)
+
+
+# the verbs every registry package exposes (attacks, interpreters, defenses, data)
+create = create_model
+names = model_names
