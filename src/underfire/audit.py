@@ -40,11 +40,12 @@ from underfire.attacks import ATTACKS, AttackWarning
 from underfire.attacks.base import Attack
 from underfire.core import io as _io
 from underfire.core.state import model_state
-from underfire.core.validation import check_eps, check_float, check_images, check_int
+from underfire.core.validation import check_eps, check_float, check_int
 from underfire.interpreters import INTERPRETERS, Interpreter
 from underfire.metrics import l1_distance, topk_iou
 from underfire.plotting import new_figure, prediction_titles, save_figure
 from underfire.report import Report
+from underfire.robustness import collect_data
 
 __all__ = ["AuditConfig", "audit", "collect_data", "default_eps"]
 
@@ -107,49 +108,6 @@ def default_eps(x: torch.Tensor) -> tuple[float, ...]:
     if x.shape[1] == 1:
         return (0.05, 0.1, 0.2, 0.3)
     return (2 / 255, 4 / 255, 8 / 255, 16 / 255)
-
-
-def collect_data(data: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of a Dataset, a DataLoader or an ``(x, y)`` pair, as tensors."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-    elif isinstance(getattr(data, "x", None), torch.Tensor) and hasattr(data, "y"):
-        x, y = data.x, data.y
-    elif isinstance(data, Iterable) or hasattr(data, "__getitem__"):
-        xs, ys, count = [], [], 0
-        loader = data if isinstance(data, torch.utils.data.DataLoader) else _iterate(data)
-        for batch in loader:
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise TypeError(
-                    f"each item of the data must be an (x, y) pair; got {type(batch).__name__}"
-                )
-            bx, by = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
-            if bx.dim() == 3 and by.dim() == 0:  # a Dataset item, not a batch
-                bx, by = bx[None], by[None]
-            xs.append(bx)
-            ys.append(by)
-            count += bx.shape[0]
-            if n is not None and count >= n:
-                break
-        if not xs:
-            raise ValueError("the data is empty; pass at least one (x, y) sample")
-        x, y = torch.cat(xs), torch.cat(ys)
-    else:
-        raise TypeError(
-            "data must be a Dataset, a DataLoader or an (x, y) pair of tensors, got "
-            f"{type(data).__name__}"
-        )
-    if n is not None:
-        x, y = x[:n], y[:n]
-    check_images(x)
-    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    return x, y.long()
-
-
-def _iterate(dataset: Any) -> Iterable[Any]:
-    for i in range(len(dataset)):
-        yield dataset[i]
 
 
 # ------------------------------------------------------------------------------ the audit

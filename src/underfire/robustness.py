@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -34,21 +34,60 @@ from underfire.core.validation import (
     check_same_device,
 )
 
-__all__ = ["robust_accuracy", "transfer_matrix"]
+__all__ = ["collect_data", "robust_accuracy", "transfer_matrix"]
 
-Data = Any  # an ImageDataset (``.x``, ``.y``) or an (x, y) tuple of tensors
+Data = Any  # a Dataset, a DataLoader, an ImageDataset (``.x``, ``.y``) or an (x, y) pair
+
+
+def collect_data(data: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples of a Dataset, a DataLoader or an ``(x, y)`` pair, as tensors.
+
+    Items of a Dataset are (x, y) pairs (x of shape (C, H, W)); batches of a DataLoader are
+    (x, y) batches. Images are checked to be floats in [0, 1]; labels are returned as int64.
+    """
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = data
+    elif isinstance(getattr(data, "x", None), torch.Tensor) and hasattr(data, "y"):
+        x, y = data.x, data.y
+    elif isinstance(data, Iterable) or hasattr(data, "__getitem__"):
+        xs, ys, count = [], [], 0
+        loader = data if isinstance(data, torch.utils.data.DataLoader) else _iterate(data)
+        for batch in loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+                raise TypeError(
+                    f"each item of the data must be an (x, y) pair; got {type(batch).__name__}"
+                )
+            bx, by = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
+            if bx.dim() == 3 and by.dim() == 0:  # a Dataset item, not a batch
+                bx, by = bx[None], by[None]
+            xs.append(bx)
+            ys.append(by)
+            count += bx.shape[0]
+            if n is not None and count >= n:
+                break
+        if not xs:
+            raise ValueError("the data is empty; pass at least one (x, y) sample")
+        x, y = torch.cat(xs), torch.cat(ys)
+    else:
+        raise TypeError(
+            "data must be a Dataset, a DataLoader or an (x, y) pair of tensors, got "
+            f"{type(data).__name__}"
+        )
+    if n is not None:
+        x, y = x[:n], y[:n]
+    check_images(x)
+    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+        raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    return x, y.long()
+
+
+def _iterate(dataset: Any) -> Iterable[Any]:
+    for i in range(len(dataset)):
+        yield dataset[i]
 
 
 def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    elif hasattr(data, "x") and hasattr(data, "y"):
-        x, y = data.x, data.y
-    else:
-        raise TypeError(
-            f"data must be an ImageDataset or an (x, y) tuple of tensors, got {type(data).__name__}"
-        )
-    check_images(x, "data x")
+    x, y = collect_data(data)
     check_labels(y, x.shape[0], "data y")
     if x.shape[0] == 0:
         raise ValueError("cannot evaluate on empty data: an accuracy needs at least one sample")
@@ -157,7 +196,8 @@ def robust_accuracy(
     Args:
         model: the victim (and white-box target) classifier.
         attack: an :class:`~underfire.attacks.Attack`; ``attack.sweep`` shares work across ε.
-        data: an ImageDataset or an (x, y) tuple; moved to the model's device batch by batch.
+        data: a Dataset, a DataLoader, an ImageDataset or an (x, y) pair (see
+            :func:`collect_data`); moved to the model's device batch by batch.
         eps: radii to sweep (ignored by attacks without ε, e.g. CW or JSMA: pass None).
         target: None, a rule name, or a tensor of N target classes.
         batch_size: batch size of the attack.

@@ -98,3 +98,31 @@ def test_explicit_model_wins_over_the_bound_one(tiny_model, xy):
     bound = FGSM(other, eps=0.05)
     torch.testing.assert_close(bound(tiny_model, x, y), FGSM(eps=0.05)(tiny_model, x, y))
     assert bound.config() == FGSM(eps=0.05).config()  # the model is not a setting
+
+
+def test_robustness_accepts_a_dataloader_and_a_dataset(tiny_model, xy):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from underfire.robustness import robust_accuracy, transfer_matrix
+
+    x, y = xy
+    attack = FGSM(eps=0.1)
+    ref = robust_accuracy(tiny_model, attack, (x, y), eps=[0.05, 0.1])
+    for data in (TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=5)):
+        got = robust_accuracy(tiny_model, attack, data, eps=[0.05, 0.1])
+        assert got["accuracy"] == ref["accuracy"] and got["n"] == 16
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    models = {"a": tiny_model, "b": other}
+    loader = DataLoader(TensorDataset(x, y), batch_size=7)
+    assert (
+        transfer_matrix(models, models, attack, loader, eps=0.1)["accuracy"]
+        == transfer_matrix(models, models, attack, (x, y), eps=0.1)["accuracy"]
+    )
+    with pytest.raises(TypeError, match="DataLoader"):
+        robust_accuracy(tiny_model, attack, 42)
+
+
+def test_audit_collect_data_is_the_robustness_one():
+    from underfire import audit, robustness
+
+    assert audit.collect_data is robustness.collect_data

@@ -133,7 +133,7 @@ def test_transfer_matrix(setup):
 
 def test_bad_data_is_rejected(setup):
     model, _ = setup
-    with pytest.raises(TypeError, match="ImageDataset or an"):
+    with pytest.raises(TypeError, match=r"must be an \(x, y\) pair"):
         robust_accuracy(model, FGSM(), [1, 2, 3])
     with pytest.raises(ValueError, match="empty"):
         robust_accuracy(model, FGSM(), (torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)))
