@@ -1,0 +1,89 @@
+"""Figures of the Zheng et al. (2020) reproduction (matplotlib, headless, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from underfire.experiments.zheng2020_eval import robust_score
+from underfire.plotting import new_figure, save_figure
+
+__all__ = ["make_figures", "robust_figure", "seed_figure"]
+
+COLORS = {"max": "tab:red", "avg": "tab:blue"}
+LABELS = {"max": "max pooling", "avg": "average pooling"}
+
+
+def robust_figure(path: Path, results: dict[str, Any]) -> Path:
+    """Accuracy vs ε under FGSM and PGD: mean over seeds (thick), each seed (thin), and the
+    min–max band over seeds, per pooling variant."""
+    cfg = results["config"]
+    eps, seeds = cfg["eps"], cfg["seeds"]
+    scale, unit = (255.0, "ε·255") if cfg["dataset"] == "cifar10" else (1.0, "ε")
+    xs = [e * scale for e in eps]
+    fig = new_figure(9, 3.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, attack in zip(axes, ("fgsm", "pgd"), strict=True):
+        curves = results["comparison"]["curves"][attack]
+        for pool in ("max", "avg"):
+            c = curves[pool]
+            ax.fill_between(xs, c["min"], c["max"], color=COLORS[pool], alpha=0.18, lw=0)
+            for s in seeds:
+                ax.plot(
+                    xs,
+                    results["models"][f"{pool}-seed{s}"][attack],
+                    color=COLORS[pool],
+                    lw=0.6,
+                    alpha=0.6,
+                )
+            ax.plot(
+                xs,
+                c["mean"],
+                color=COLORS[pool],
+                lw=2.2,
+                marker="o",
+                ms=3,
+                label=f"{LABELS[pool]} (mean of {len(seeds)} seeds)",
+            )
+        title = "FGSM" if attack == "fgsm" else f"PGD ({cfg['pgd_steps']} steps)"
+        ax.set(title=f"white-box {title}, L∞", xlabel=unit, ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"accuracy ({results['n_eval']} test images)")
+    axes[0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def seed_figure(path: Path, results: dict[str, Any]) -> Path:
+    """Per seed, the paired scores of the two variants: clean accuracy, and mean accuracy over
+    ε > 0 under FGSM and PGD; a line joins the max and the avg model of the same seed."""
+    cfg = results["config"]
+    eps, seeds = cfg["eps"], cfg["seeds"]
+    panels = [
+        ("clean accuracy", lambda r: r["clean"], "clean"),
+        ("FGSM: mean acc. over ε>0", lambda r: robust_score(r["fgsm"], eps), "fgsm"),
+        ("PGD: mean acc. over ε>0", lambda r: robust_score(r["pgd"], eps), "pgd"),
+    ]
+    fig = new_figure(9, 3.2)
+    axes = fig.subplots(1, 3)
+    for ax, (title, fn, key) in zip(axes, panels, strict=True):
+        for s in seeds:
+            a = fn(results["models"][f"max-seed{s}"])
+            b = fn(results["models"][f"avg-seed{s}"])
+            ax.plot([0, 1], [a, b], color="0.6", lw=0.8, zorder=1)
+            ax.scatter([0], [a], color=COLORS["max"], zorder=2, s=18)
+            ax.scatter([1], [b], color=COLORS["avg"], zorder=2, s=18)
+        winner = results["comparison"][key]["winner"]
+        ax.set_title(f"{title}\nverdict: {winner}", fontsize=9)
+        ax.set_xticks([0, 1], ["max", "avg"])
+        ax.set_xlim(-0.4, 1.4)
+        ax.grid(alpha=0.3, axis="y")
+        ax.tick_params(labelsize=8)
+    return save_figure(fig, path)
+
+
+def make_figures(folder: Path, results: dict[str, Any]) -> dict[str, Path]:
+    """Write every figure of the reproduction; returns name → path."""
+    return {
+        "robust": robust_figure(folder / "robust_accuracy.png", results),
+        "seeds": seed_figure(folder / "seed_scores.png", results),
+    }

@@ -1,0 +1,159 @@
+"""The report of the Zheng et al. (2020) reproduction: every sentence about the outcome is
+chosen from the computed verdicts in ``results`` (see
+:func:`underfire.experiments.zheng2020_eval.verdict`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from underfire._version import __version__
+from underfire.experiments.zheng2020_config import Zheng2020Config
+from underfire.report import Report
+
+__all__ = ["outcome_sentence", "write_report"]
+
+_WINNER = {
+    "avg": "average pooling higher, beyond the seed spread",
+    "max": "max pooling higher, beyond the seed spread",
+    "within spread": "difference within the seed spread",
+    "one seed": "one seed: spread unknown",
+}
+
+
+def _ms(s: dict[str, float]) -> str:
+    return f"{s['mean']:.3f} ± {s['std']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
+
+
+def _eps(e: float, dataset: str) -> str:
+    return f"{round(e * 255)}/255" if dataset == "cifar10" and e > 0 else f"{e:g}"
+
+
+def outcome_sentence(comparison: dict[str, Any], n_seeds: int) -> str:
+    """The report's answer to "did average pooling come out more robust here?", from the verdicts."""
+    h = comparison["headline"]
+    f, p = comparison["fgsm"], comparison["pgd"]
+    nums = (
+        f"mean accuracy over ε > 0, average − max pooling: FGSM {f['difference']:+.3f} "
+        f"({f['seeds_favouring_avg']}/{n_seeds} seeds favour average pooling), PGD "
+        f"{p['difference']:+.3f} ({p['seeds_favouring_avg']}/{n_seeds})"
+    )
+    text = {
+        "avg": "**Yes: average pooling came out more robust here**, under both FGSM and PGD, and "
+        "the difference exceeds the seed spread (every average-pooling seed above every "
+        "max-pooling seed)",
+        "max": "**No: max pooling came out more robust here**, under both FGSM and PGD, beyond "
+        "the seed spread — the opposite of the paper's finding",
+        "mixed": "**Mixed**: each variant wins one attack beyond the seed spread",
+        "partial-avg": "**Partly**: average pooling is more robust beyond the seed spread under "
+        + ("FGSM" if h["fgsm"] == "avg" else "PGD")
+        + " only; under the other attack the difference is within the spread",
+        "partial-max": "**No**: max pooling is more robust beyond the seed spread under "
+        + ("FGSM" if h["fgsm"] == "max" else "PGD")
+        + " and the other attack shows no difference beyond the spread",
+        "no difference": "**Not established here**: under neither attack does the difference "
+        "between average and max pooling exceed the seed spread",
+    }[h["outcome"]]
+    return f"{text} ({nums})."
+
+
+def write_report(
+    out: Path, cfg: Zheng2020Config, results: dict[str, Any], figs: dict[str, Path]
+) -> None:
+    ds = cfg.dataset
+    comp = results["comparison"]
+    n_seeds = len(cfg.seeds)
+    r = Report(
+        f"Reproduction of Zheng, Zhang, Lee & Prakash (2020) on {ds}: max vs average pooling"
+    )
+    r.text(
+        f"underfire {__version__}, profile `{cfg.profile}`, device `{results['device']}`. "
+        f"Model: `ross-cnn` (conv 5×5×32 → BN → ReLU → **pool** → conv 5×5×64 → BN → ReLU → **pool** → "
+        f"FC {cfg.hidden} → FC 10), with 2×2 max or average pooling; nothing else differs. "
+        f"Each model: {cfg.steps} Adam steps of batch {cfg.batch_size}, lr {cfg.lr:g} with cosine decay; "
+        f"seeds {list(cfg.seeds)} — both variants of a seed share the initialization and batch order. "
+        f"Clean accuracy on the {results['n_test']} test images; white-box L∞ FGSM and PGD "
+        f"({cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}, random start) on the first {results['n_eval']}. "
+        "Every number was computed by this run (`results.json`; settings in `config.json`)."
+    )
+
+    r.section("Did average pooling come out more robust?")
+    r.text(outcome_sentence(comp, n_seeds))
+    r.text(
+        "Rule: a model's robustness score is its mean accuracy over the ε > 0 of the grid. The "
+        "difference between the variants *exceeds the seed spread* when the ranges over seeds do "
+        "not overlap (every seed of one variant scores above every seed of the other); otherwise "
+        "it is *within the spread*. The paper's claim (average pooling more robust) holds here "
+        "only if average pooling wins beyond the spread under both FGSM and PGD. Values are "
+        "mean ± sample std [min, max] over seeds."
+    )
+    rows = []
+    for key, label in (("clean", "clean accuracy"), ("fgsm", "FGSM score"), ("pgd", "PGD score")):
+        v = comp[key]
+        rows.append(
+            {
+                "measure": label,
+                "max pooling": _ms(v["max"]),
+                "average pooling": _ms(v["avg"]),
+                "avg − max": f"{v['difference']:+.3f}",
+                "seeds avg > max": f"{v['seeds_favouring_avg']}/{n_seeds}",
+                "verdict": _WINNER[v["winner"]],
+            }
+        )
+    r.table(rows)
+    r.text(
+        f"Paper claim (REFERENCE §2: average pooling more robust on MNIST and CIFAR-10): "
+        f"**{'held' if comp['headline']['paper_claim_held'] else 'did not hold'}** in this run."
+    )
+    r.figure(figs["seeds"], "Per seed: max (red) and average (blue) pooling joined by a line")
+
+    r.section("Robust accuracy over ε")
+    for attack, title in (("fgsm", "FGSM"), ("pgd", f"PGD, {cfg.pgd_steps} steps")):
+        curves = comp["curves"][attack]
+        r.text(f"**{title}** (accuracy, mean ± std over {n_seeds} seeds):")
+        r.table(
+            [
+                {
+                    "ε": _eps(e, ds),
+                    "max pooling": f"{curves['max']['mean'][i]:.3f} ± {curves['max']['std'][i]:.3f}",
+                    "average pooling": f"{curves['avg']['mean'][i]:.3f} ± {curves['avg']['std'][i]:.3f}",
+                    "verdict": _WINNER[comp["per_eps"][attack][i]],
+                }
+                for i, e in enumerate(cfg.eps)
+            ]
+        )
+    r.figure(
+        figs["robust"], "Accuracy vs ε: mean over seeds (thick), each seed (thin), min–max band"
+    )
+
+    r.section("Every model")
+    r.table(
+        [
+            {
+                "model": name,
+                "clean": m["clean"],
+                "val (end of training)": results["training"][name]["val_accuracy"],
+                **{f"PGD ε={_eps(e, ds)}": m["pgd"][i] for i, e in enumerate(cfg.eps) if e > 0},
+                "train s": results["training"][name]["seconds"],
+            }
+            for name, m in results["models"].items()
+        ]
+    )
+    warns = {
+        n: m["soundness_warnings"] for n, m in results["models"].items() if m["soundness_warnings"]
+    }
+    if warns:
+        r.text(
+            "Soundness warnings of the robustness evaluation (Carlini et al. 2019): "
+            + "; ".join(f"{n}: {' | '.join(w)}" for n, w in warns.items())
+        )
+    else:
+        r.text("No soundness warning (accuracy never rose with ε; PGD never weaker than FGSM).")
+
+    t = results["timings"]
+    r.text(
+        f"Run time: {t['total']:.1f} s ("
+        + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
+        + ")."
+    )
+    r.write(out)
