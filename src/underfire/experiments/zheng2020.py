@@ -32,11 +32,12 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.experiments.zheng2020_config import POOLINGS, Zheng2020Config, resolve_config
+from underfire.experiments.zheng2020_diagnosis import diagnose_model, summarize_diagnosis
 from underfire.experiments.zheng2020_eval import compare_variants, robust_curves
 from underfire.models import model_for_dataset
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
-__all__ = ["cached", "load_data", "model_names", "run_zheng2020", "train_models"]
+__all__ = ["cached", "diagnose_all", "load_data", "model_names", "run_zheng2020", "train_models"]
 
 LABELS = {"max": "max pooling", "avg": "average pooling"}
 
@@ -147,6 +148,66 @@ def train_models(
     return models, info
 
 
+def diagnose_all(
+    cfg: Zheng2020Config,
+    models: dict[str, nn.Module],
+    test: ImageDataset,
+    out: Path,
+    *,
+    device: torch.device,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, dict[str, Any]]:
+    """The per-layer diagnosis of every model on the first ``n_diag`` test images (cached in
+    ``out/sections``: reused when the training and diagnosis settings match)."""
+    n = min(cfg.n_diag, len(test))
+    x, y = test.x[:n].to(device), test.y[:n].to(device)
+    key = {
+        "training": _training_key(cfg),
+        "diag_eps": cfg.diag_eps,
+        "pgd_steps": cfg.pgd_steps,
+        "n_diag": n,
+        "layers": None if cfg.layers is None else list(cfg.layers),
+    }
+    result: dict[str, dict[str, Any]] = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(models), desc="diagnose", unit="model", dynamic_ncols=True)
+    try:
+        for name, model in models.items():
+            seed = int(name.rsplit("seed", 1)[1])
+            result[name] = cached(
+                out / "sections" / f"diagnosis-{name}.json",
+                key,
+                lambda model=model, seed=seed: diagnose_model(
+                    model,
+                    x,
+                    y,
+                    eps=cfg.diag_eps,
+                    pgd_steps=cfg.pgd_steps,
+                    seed=seed,
+                    layers=cfg.layers,
+                    batch_size=cfg.eval_batch,
+                ),
+            )
+            if bar is not None:
+                bar.update(1)
+            rho = result[name]["correlation"]
+            log(
+                f"{name}: information loss "
+                + ", ".join(
+                    f"{v:.3f}" if v is not None else "nan" for v in result[name]["information_loss"]
+                )
+                + (f"; ρ(loss, amplification) {rho:+.2f}" if rho is not None else "")
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+    return result
+
+
 def run_zheng2020(
     dataset: str = "mnist",
     *,
@@ -242,6 +303,11 @@ def run_zheng2020(
             bar.close()
     timings["robustness"] = round(time.perf_counter() - t0, 2)
 
+    t0 = time.perf_counter()
+    log(f"per-layer diagnosis (PGD ε={cfg.diag_eps:g} on {min(cfg.n_diag, len(test))} test images)")
+    diagnosis = diagnose_all(cfg, models, test, out, device=device, progress=progress, log=log)
+    timings["diagnosis"] = round(time.perf_counter() - t0, 2)
+
     results: dict[str, Any] = {
         "config": cfg.to_dict(),
         "underfire_version": __version__,
@@ -251,6 +317,10 @@ def run_zheng2020(
         "n_test": len(test),
         "models": per_model,
         "comparison": compare_variants(per_model, cfg.seeds, cfg.eps),
+        "diagnosis": {
+            "models": diagnosis,
+            "summary": summarize_diagnosis(diagnosis, cfg.seeds),
+        },
     }
 
     t0 = time.perf_counter()

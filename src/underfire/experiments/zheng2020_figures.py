@@ -8,7 +8,7 @@ from typing import Any
 from underfire.experiments.zheng2020_eval import robust_score
 from underfire.plotting import new_figure, save_figure
 
-__all__ = ["make_figures", "robust_figure", "seed_figure"]
+__all__ = ["diagnosis_figure", "make_figures", "robust_figure", "seed_figure", "short_layer"]
 
 COLORS = {"max": "tab:red", "avg": "tab:blue"}
 LABELS = {"max": "max pooling", "avg": "average pooling"}
@@ -81,9 +81,70 @@ def seed_figure(path: Path, results: dict[str, Any]) -> Path:
     return save_figure(fig, path)
 
 
+def short_layer(name: str) -> str:
+    """``net.features.pool1`` → ``pool1``; ``net.classifier.3`` → ``fc (classifier.3)``."""
+    parts = name.split(".")
+    if parts[-1].isdigit():
+        return f"{parts[-2]}.{parts[-1]}" if parts[-2] != "classifier" else "fc hidden"
+    return parts[-1]
+
+
+_PANELS = (
+    ("information_loss", "information loss (FVU)"),
+    ("amplification", "amplification ‖Δh‖/‖h‖"),
+    ("growth", "growth Aₗ/Aₗ₋₁"),
+    ("restored_topk", "restored by top-10% patch"),
+)
+
+
+def diagnosis_figure(path: Path, results: dict[str, Any]) -> Path:
+    """Per layer (input side left), mean ± std over seeds of information loss,
+    amplification, its growth and the restoration by partial patching, per variant."""
+    summary = results["diagnosis"]["summary"]
+    layers = [short_layer(n) for n in summary["layers"]]
+    xs = list(range(len(layers)))
+    fig = new_figure(3.2 * len(_PANELS), 3.4)
+    axes = fig.subplots(1, len(_PANELS))
+    for ax, (measure, title) in zip(axes, _PANELS, strict=True):
+        for k, pool in enumerate(("max", "avg")):
+            rows = summary["stats"][pool][measure]
+            pts = [
+                (x + (k - 0.5) * 0.12, r["mean"], r["std"])
+                for x, r in zip(xs, rows, strict=True)
+                if r
+            ]
+            if not pts:
+                continue
+            ax.errorbar(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                yerr=[p[2] for p in pts],
+                color=COLORS[pool],
+                marker="o",
+                ms=4,
+                capsize=3,
+                lw=1.5,
+                label=LABELS[pool],
+            )
+        if measure == "growth":
+            ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(xs, layers, rotation=35, fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    eps = results["config"]["diag_eps"]
+    unit = f"{round(eps * 255)}/255" if results["config"]["dataset"] == "cifar10" else f"{eps:g}"
+    fig.suptitle(
+        f"Per-layer diagnosis, PGD ε = {unit} (mean ± std over seeds)", fontsize=10, y=1.04
+    )
+    return save_figure(fig, path)
+
+
 def make_figures(folder: Path, results: dict[str, Any]) -> dict[str, Path]:
     """Write every figure of the reproduction; returns name → path."""
     return {
         "robust": robust_figure(folder / "robust_accuracy.png", results),
         "seeds": seed_figure(folder / "seed_scores.png", results),
+        "diagnosis": diagnosis_figure(folder / "layer_diagnosis.png", results),
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 from underfire._version import __version__
 from underfire.experiments.zheng2020_config import Zheng2020Config
+from underfire.experiments.zheng2020_figures import short_layer
 from underfire.report import Report
 
 __all__ = ["outcome_sentence", "write_report"]
@@ -55,6 +56,75 @@ def outcome_sentence(comparison: dict[str, Any], n_seeds: int) -> str:
         "between average and max pooling exceed the seed spread",
     }[h["outcome"]]
     return f"{text} ({nums})."
+
+
+def _layer_list(names: list[str]) -> str:
+    return ", ".join(f"`{short_layer(n)}`" for n in names) if names else "none"
+
+
+def _diagnosis_section(
+    r: Report, cfg: Zheng2020Config, results: dict[str, Any], figs: dict[str, Path]
+) -> None:
+    diag = results["diagnosis"]
+    s, f = diag["summary"], diag["summary"]["findings"]
+    first = next(iter(diag["models"].values()))
+    source = first["information_source"]
+    r.section("Per-layer diagnosis")
+    r.text(
+        f"Each model is attacked by its own PGD examples (ε = {_eps(cfg.diag_eps, cfg.dataset)}, "
+        f"{cfg.pgd_steps} steps) on the first {first['n']} test images and diagnosed with "
+        "`underfire.diagnosis.layer_vulnerability` (definitions in docs/diagnosis.md): "
+        "*information loss* = fraction of the clean images' variance not recovered from the "
+        f"layer's features (here by {'an InterpretGAN generator' if source == 'interpretgan' else 'a cross-validated linear ridge probe'}); "
+        "*amplification* = mean ‖h(x′) − h(x)‖/‖h(x)‖; *growth* = amplification over the previous "
+        "layer's (input first); *restored (top 10%)* = share of the lost correct-class "
+        "probability that comes back when only the 10% most changed units of the layer get their "
+        "clean values. Mean ± std over seeds."
+    )
+    rows = []
+    for i, layer in enumerate(s["layers"]):
+        row: dict[str, Any] = {"layer": short_layer(layer)}
+        for m, label in (
+            ("information_loss", "info loss"),
+            ("amplification", "amplification"),
+            ("growth", "growth"),
+            ("restored_topk", "restored top10%"),
+        ):
+            for pool in ("max", "avg"):
+                st = s["stats"][pool][m][i]
+                row[f"{label} {pool}"] = f"{st['mean']:.3f} ± {st['std']:.3f}" if st else "n/a"
+        row["info loss: higher"] = s["verdicts"]["information_loss"][i]
+        row["amplification: higher"] = s["verdicts"]["amplification"][i]
+        rows.append(row)
+    r.table(rows)
+    r.text(
+        "Columns *higher*: which variant has the larger value at that layer by the seed-range rule "
+        "(`avg`/`max`: ranges over seeds do not overlap; `within spread` otherwise)."
+    )
+    rho = f["rho_mean"]
+    lines = [
+        f"- Layers where **average** pooling loses more information: {_layer_list(f['avg_loses_more'])}; "
+        f"where **max** pooling loses more: {_layer_list(f['max_loses_more'])} (beyond the seed spread).",
+        f"- Layers where the adversarial features move more (amplification) under average pooling: "
+        f"{_layer_list(f['avg_amplifies_more'])}; under max pooling: {_layer_list(f['max_amplifies_more'])}.",
+        f"- The variant losing more information also amplifies more at: {_layer_list(f['loss_and_amplification_agree'])}; "
+        f"the opposite at: {_layer_list(f['loss_and_amplification_disagree'])}.",
+        f"- The layer adding the most information loss: max pooling `{short_layer(f['largest_own_loss']['max'] or '-')}`, "
+        f"average pooling `{short_layer(f['largest_own_loss']['avg'] or '-')}`.",
+    ]
+    if rho is not None:
+        lines.append(
+            f"- Across layers, information loss and amplification have Spearman ρ = {rho:+.2f} on "
+            f"average over the {f['rho_models']} models ({f['rho_positive']} with ρ > 0): "
+            + (
+                "layers that lose more information are the ones whose features the attack moves more, "
+                "as the paper states."
+                if f["rho_positive"] == f["rho_models"] and rho > 0
+                else "the paper's link (more information lost → more vulnerable) is not consistent here."
+            )
+        )
+    r.text("\n".join(lines))
+    r.figure(figs["diagnosis"], "Per-layer diagnosis, max (red) vs average (blue) pooling")
 
 
 def write_report(
@@ -125,6 +195,8 @@ def write_report(
     r.figure(
         figs["robust"], "Accuracy vs ε: mean over seeds (thick), each seed (thin), min–max band"
     )
+
+    _diagnosis_section(r, cfg, results, figs)
 
     r.section("Every model")
     r.table(
