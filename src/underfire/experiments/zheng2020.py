@@ -304,7 +304,9 @@ def run_zheng2020(
     timings["robustness"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    log(f"per-layer diagnosis (PGD ε={cfg.diag_eps:g} on {min(cfg.n_diag, len(test))} test images)")
+    log(
+        f"per-layer diagnosis (PGD ε={cfg.diag_eps:.4g} on {min(cfg.n_diag, len(test))} test images)"
+    )
     diagnosis = diagnose_all(cfg, models, test, out, device=device, progress=progress, log=log)
     timings["diagnosis"] = round(time.perf_counter() - t0, 2)
 
