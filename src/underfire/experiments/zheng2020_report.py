@@ -74,31 +74,30 @@ def _diagnosis_section(
         f"Each model is attacked by its own PGD examples (ε = {_eps(cfg.diag_eps, cfg.dataset)}, "
         f"{cfg.pgd_steps} steps) on the first {first['n']} test images and diagnosed with "
         "`underfire.diagnosis.layer_vulnerability` (definitions in docs/diagnosis.md): "
-        "*information loss* = fraction of the clean images' variance not recovered from the "
+        "**information loss** = fraction of the clean images' variance not recovered from the "
         f"layer's features (here by {'an InterpretGAN generator' if source == 'interpretgan' else 'a cross-validated linear ridge probe'}); "
-        "*amplification* = mean ‖h(x′) − h(x)‖/‖h(x)‖; *growth* = amplification over the previous "
-        "layer's (input first); *restored (top 10%)* = share of the lost correct-class "
+        "**amplification** = mean ‖h(x′) − h(x)‖/‖h(x)‖; **growth** = amplification over the previous "
+        "layer's (input first); **restored (top 10%)** = share of the lost correct-class "
         "probability that comes back when only the 10% most changed units of the layer get their "
         "clean values. Mean ± std over seeds."
     )
-    rows = []
-    for i, layer in enumerate(s["layers"]):
-        row: dict[str, Any] = {"layer": short_layer(layer)}
-        for m, label in (
-            ("information_loss", "info loss"),
-            ("amplification", "amplification"),
-            ("growth", "growth"),
-            ("restored_topk", "restored top10%"),
-        ):
-            for pool in ("max", "avg"):
-                st = s["stats"][pool][m][i]
-                row[f"{label} {pool}"] = f"{st['mean']:.3f} ± {st['std']:.3f}" if st else "n/a"
-        row["info loss: higher"] = s["verdicts"]["information_loss"][i]
-        row["amplification: higher"] = s["verdicts"]["amplification"][i]
-        rows.append(row)
-    r.table(rows)
+    for measures in (
+        (("information_loss", "info loss"), ("amplification", "amplification")),
+        (("growth", "growth"), ("restored_topk", "restored top 10%")),
+    ):
+        rows = []
+        for i, layer in enumerate(s["layers"]):
+            row: dict[str, Any] = {"layer": short_layer(layer)}
+            for m, label in measures:
+                for pool in ("max", "avg"):
+                    st = s["stats"][pool][m][i]
+                    row[f"{label}, {pool}"] = f"{st['mean']:.3f} ± {st['std']:.3f}" if st else "n/a"
+                if m in s["verdicts"]:
+                    row[f"{label}: higher"] = s["verdicts"][m][i]
+            rows.append(row)
+        r.table(rows)
     r.text(
-        "Columns *higher*: which variant has the larger value at that layer by the seed-range rule "
+        "Columns **higher**: which variant has the larger value at that layer by the seed-range rule "
         "(`avg`/`max`: ranges over seeds do not overlap; `within spread` otherwise)."
     )
     rho = f["rho_mean"]
@@ -151,9 +150,9 @@ def write_report(
     r.text(outcome_sentence(comp, n_seeds))
     r.text(
         "Rule: a model's robustness score is its mean accuracy over the ε > 0 of the grid. The "
-        "difference between the variants *exceeds the seed spread* when the ranges over seeds do "
+        "difference between the variants **exceeds the seed spread** when the ranges over seeds do "
         "not overlap (every seed of one variant scores above every seed of the other); otherwise "
-        "it is *within the spread*. The paper's claim (average pooling more robust) holds here "
+        "it is **within the spread**. The paper's claim (average pooling more robust) holds here "
         "only if average pooling wins beyond the spread under both FGSM and PGD. Values are "
         "mean ± sample std [min, max] over seeds."
     )
@@ -224,8 +223,9 @@ def write_report(
 
     t = results["timings"]
     r.text(
-        f"Run time: {t['total']:.1f} s ("
+        f"Run time of this invocation: {t['total']:.1f} s ("
         + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
-        + ")."
+        + "); models and sections reused from an earlier run cost nothing here (their training "
+        "times are the first run's)."
     )
     r.write(out)
