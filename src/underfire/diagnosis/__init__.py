@@ -8,6 +8,15 @@
 
 from __future__ import annotations
 
+from underfire.diagnosis.interpretgan import (
+    Discriminator,
+    FeatureGenerator,
+    InterpretGAN,
+    InterpretGANConfig,
+    classifier_fingerprint,
+    evaluate_interpretgan,
+    train_interpretgan,
+)
 from underfire.diagnosis.layer_vulnerability import (
     LayerDecoder,
     LayerVulnerability,
@@ -23,6 +32,13 @@ from underfire.diagnosis.probe import fraction_unexplained, linear_probe_loss
 
 __all__ = [
     "DEFAULT_LAYERS",
+    "Discriminator",
+    "FeatureGenerator",
+    "InterpretGAN",
+    "InterpretGANConfig",
+    "classifier_fingerprint",
+    "evaluate_interpretgan",
+    "train_interpretgan",
     "LayerDecoder",
     "LayerVulnerability",
     "capture_features",
