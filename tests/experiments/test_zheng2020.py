@@ -17,7 +17,13 @@ from underfire.experiments.zheng2020_config import (
 )
 from underfire.experiments.zheng2020_eval import headline, robust_score, seed_stats, verdict
 
-FIGURES = ["robust_accuracy.png", "seed_scores.png", "layer_diagnosis.png"]
+FIGURES = [
+    "robust_accuracy.png",
+    "seed_scores.png",
+    "layer_diagnosis.png",
+    "interpretgan_max-seed0.png",
+    "interpretgan_avg-seed0.png",
+]
 
 
 def _cli(out: Path, *args: str) -> int:
@@ -86,10 +92,20 @@ def test_quick_run_writes_results_report_and_figures(quick: tuple[Path, dict]) -
         assert d["adversarial_accuracy"] < d["clean_accuracy"]
     for pool in ("max", "avg"):
         assert all(s is not None for s in diag["summary"]["stats"][pool]["information_loss"])
+    # InterpretGAN of each variant's first-seed model: every layer, images the classifier
+    # labels as it labels the source far above chance (10 classes) at the first layer
+    assert set(diag["interpretgan"]) == {"max-seed0", "avg-seed0"}
+    for name, g in diag["interpretgan"].items():
+        assert (out / "interpretgan" / f"{name}.pt").exists()
+        assert list(g["layers"]) == layers
+        first = g["layers"][layers[0]]
+        assert first["clean_consistency"] > 0.5, (name, first)
+        assert all(0 <= v["adv_true"] <= 1 and v["fvu"] >= 0 for v in g["layers"].values())
 
     report = (out / "report.md").read_text()
     assert "Did average pooling come out more robust?" in report
     assert "Per-layer diagnosis" in report
+    assert "InterpretGAN: what each layer sees" in report
     assert f"average − max pooling: FGSM {comp['fgsm']['difference']:+.3f}" in report
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
@@ -108,6 +124,10 @@ def test_second_run_reuses_models_and_sections(quick: tuple[Path, dict]) -> None
     assert again["models"] == first["models"]
     assert again["diagnosis"] == first["diagnosis"]
     assert again["timings"]["robustness"] < 5 and again["timings"]["diagnosis"] < 5
+    assert again["diagnosis"]["interpretgan"].keys() == first["diagnosis"]["interpretgan"].keys()
+    assert (
+        again["timings"]["interpretgan"] < 0.5 * first["timings"]["interpretgan"]
+    )  # not retrained
 
 
 def test_cached_recomputes_when_the_key_changes(tmp_path: Path) -> None:

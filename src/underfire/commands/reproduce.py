@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="zheng2020: the seeds (one model per pooling variant and seed; overrides the profile)",
     )
     p.add_argument(
+        "--gan-steps",
+        type=int,
+        default=None,
+        help="zheng2020: InterpretGAN training steps (0: none; overrides the profile)",
+    )
+    p.add_argument(
         "--steps",
         type=positive_int,
         default=None,
@@ -143,6 +149,7 @@ def _run_zheng2020(args: argparse.Namespace) -> int:
         progress=True,
         log=lambda m: say(f"[reproduce] {m}"),
         seeds=args.seeds,
+        gan_steps=args.gan_steps,
         steps=args.steps,
         batch_size=args.batch_size,
         n_eval=args.n_eval,

@@ -29,15 +29,28 @@ import torch
 from torch import nn
 
 from underfire._version import __version__
+from underfire.attacks import PGD
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.experiments.zheng2020_config import POOLINGS, Zheng2020Config, resolve_config
-from underfire.experiments.zheng2020_diagnosis import diagnose_model, summarize_diagnosis
+from underfire.experiments.zheng2020_diagnosis import (
+    diagnose_model,
+    interpretgan_views,
+    summarize_diagnosis,
+)
 from underfire.experiments.zheng2020_eval import compare_variants, robust_curves
 from underfire.models import model_for_dataset
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
-__all__ = ["cached", "diagnose_all", "load_data", "model_names", "run_zheng2020", "train_models"]
+__all__ = [
+    "cached",
+    "diagnose_all",
+    "interpretgans",
+    "load_data",
+    "model_names",
+    "run_zheng2020",
+    "train_models",
+]
 
 LABELS = {"max": "max pooling", "avg": "average pooling"}
 
@@ -208,6 +221,63 @@ def diagnose_all(
     return result
 
 
+def interpretgans(
+    cfg: Zheng2020Config,
+    models: dict[str, nn.Module],
+    train: ImageDataset,
+    test: ImageDataset,
+    out: Path,
+    *,
+    device: torch.device,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or reload from ``out/interpretgan``) an InterpretGAN for the first seed's model
+    of each variant, at the diagnosed layers, and show clean vs PGD images through it.
+
+    Returns:
+        ({model: {"layers": {layer: numbers}, "history_last": losses, "seconds"}},
+        {model: pictures}) — see :func:`interpretgan_views`.
+    """
+    from underfire.diagnosis import InterpretGANConfig, train_interpretgan
+
+    seed = cfg.seeds[0]
+    n = min(cfg.n_diag, len(test))
+    x, y = test.x[:n].to(device), test.y[:n].to(device)
+    numbers: dict[str, Any] = {}
+    pictures: dict[str, Any] = {}
+    for pool in POOLINGS:
+        name = f"{pool}-seed{seed}"
+        model = models[name]
+        log(f"InterpretGAN for {name} ({cfg.gan_steps} steps per layer)")
+        t0 = time.perf_counter()
+        gan, history = train_interpretgan(
+            model,
+            train,
+            None if cfg.layers is None else list(cfg.layers),
+            InterpretGANConfig(
+                steps=cfg.gan_steps,
+                batch_size=cfg.gan_batch,
+                seed=seed,
+                checkpoint_every=max(50, cfg.gan_steps // 10),
+            ),
+            device=device,
+            checkpoint=out / "interpretgan" / f"{name}.pt",
+            progress=progress,
+            meta={"experiment": "zheng2020", "model": name},
+        )
+        x_adv = PGD(eps=cfg.diag_eps, steps=cfg.pgd_steps, seed=seed)(model, x, y)
+        layer_numbers, pictures[name] = interpretgan_views(
+            gan, model, x, y, x_adv, n_images=cfg.n_gan_images, batch_size=cfg.eval_batch
+        )
+        numbers[name] = {
+            "layers": layer_numbers,
+            "history_last": history[-1] if history else None,
+            "seconds": gan.meta.get("seconds", round(time.perf_counter() - t0, 2)),
+        }
+    return numbers, pictures
+
+
 def run_zheng2020(
     dataset: str = "mnist",
     *,
@@ -310,6 +380,14 @@ def run_zheng2020(
     diagnosis = diagnose_all(cfg, models, test, out, device=device, progress=progress, log=log)
     timings["diagnosis"] = round(time.perf_counter() - t0, 2)
 
+    t0 = time.perf_counter()
+    gan_numbers, gan_pictures = {}, {}
+    if cfg.gan_steps > 0:
+        gan_numbers, gan_pictures = interpretgans(
+            cfg, models, train, test, out, device=device, progress=progress, log=log
+        )
+    timings["interpretgan"] = round(time.perf_counter() - t0, 2)
+
     results: dict[str, Any] = {
         "config": cfg.to_dict(),
         "underfire_version": __version__,
@@ -322,12 +400,13 @@ def run_zheng2020(
         "diagnosis": {
             "models": diagnosis,
             "summary": summarize_diagnosis(diagnosis, cfg.seeds),
+            "interpretgan": gan_numbers,
         },
     }
 
     t0 = time.perf_counter()
     log("figures and report")
-    fig_paths = figs.make_figures(out / "figures", results)
+    fig_paths = figs.make_figures(out / "figures", results, gan_pictures, test.classes)
     timings["figures"] = round(time.perf_counter() - t0, 2)
     timings["total"] = round(time.perf_counter() - t_start, 2)
     results["timings"] = timings

@@ -58,7 +58,8 @@ class Zheng2020Config:
         diag_eps: ε of the PGD examples diagnosed layer by layer.
         n_diag: test images diagnosed.
         layers: layers diagnosed (None: the diagnosis library's default list for the model).
-        gan_steps: InterpretGAN training steps per layer (0: no InterpretGAN images).
+        gan_steps: InterpretGAN training steps (every layer's generator takes one step per
+            step) for the first seed's model of each variant (0: no InterpretGAN).
         gan_batch: InterpretGAN batch size.
         n_gan_images: test images shown clean vs adversarial in the InterpretGAN figure.
     """
@@ -148,15 +149,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"seeds": (0, 1, 2), "pgd_steps": 20, "eval_batch": 250},
     "quick": {
         "seeds": (0, 1, 2),
-        "steps": 400,
+        "steps": 300,
         "batch_size": 64,
         "lr": 3e-3,
         "hidden": 256,
         "pgd_steps": 10,
         "n_eval": 359,
         "n_diag": 200,
-        "gan_steps": 300,
-        "gan_batch": 64,
+        "gan_steps": 80,
+        "gan_batch": 32,
     },
     "test": {
         "seeds": (0, 1),
@@ -182,8 +183,8 @@ DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
         "batch_size": 64,
         "n_eval": 500,
         "n_diag": 200,
-        "gan_steps": 1500,
-        "gan_batch": 64,
+        "gan_steps": 150,
+        "gan_batch": 32,
     },
     ("cpu", "cifar10"): {
         "steps": 1200,
@@ -191,8 +192,8 @@ DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
         "hidden": 256,
         "n_eval": 400,
         "n_diag": 200,
-        "gan_steps": 1500,
-        "gan_batch": 64,
+        "gan_steps": 100,
+        "gan_batch": 32,
     },
     ("cpu", "digits"): {"steps": 1000, "batch_size": 64, "hidden": 256, "n_diag": 359},
 }

@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from underfire.attacks import PGD
+from underfire.core.state import model_state
 from underfire.diagnosis import layer_vulnerability
 from underfire.experiments.zheng2020_eval import seed_stats, verdict
 
-__all__ = ["MEASURES", "diagnose_model", "summarize_diagnosis"]
+__all__ = ["MEASURES", "diagnose_model", "interpretgan_views", "summarize_diagnosis"]
 
 #: Per-layer measures summarized over seeds (keys of ``LayerVulnerability.to_dict()``).
 MEASURES = ("information_loss", "amplification", "growth", "restored_topk", "broken_topk")
@@ -148,3 +149,63 @@ def _findings(
         "rho_positive": sum(r > 0 for r in all_rho),
         "rho_models": len(all_rho),
     }
+
+
+def interpretgan_views(
+    gan: Any,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_adv: torch.Tensor,
+    *,
+    n_images: int,
+    batch_size: int = 256,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What an InterpretGAN shows of clean and adversarial images, layer by layer.
+
+    Numbers per layer (over all of ``x``): ``fvu`` (information loss by the generator),
+    ``clean_consistency`` (generated-from-clean images the classifier labels as it labels x),
+    ``adv_true`` (generated-from-adversarial images labelled with the true class y: the
+    perturbation has not yet become another class's features at that layer) and
+    ``adv_consistency`` (labelled as the classifier labels x′). Pictures: the first
+    ``n_images`` images the model classifies correctly and the attack fools.
+
+    Returns:
+        (numbers, pictures) with pictures ``{"x", "x_adv", "y", "pred_adv": (k,), "clean":
+        {layer: images}, "adv": {layer: images}, "clean_label", "adv_label": {layer: (k,)}}``.
+    """
+    from underfire.diagnosis import evaluate_interpretgan
+
+    clean = evaluate_interpretgan(gan, model, x, y, batch_size=batch_size)
+    adv = evaluate_interpretgan(gan, model, x_adv, y, batch_size=batch_size)
+    numbers = {
+        layer: {
+            "fvu": clean[layer]["fvu"],
+            "clean_consistency": clean[layer]["consistency"],
+            "adv_true": adv[layer]["accuracy"],
+            "adv_consistency": adv[layer]["consistency"],
+        }
+        for layer in gan.layers
+    }
+    with model_state(model, mode="eval", freeze=True), torch.no_grad():
+        pred, pred_adv = model(x).argmax(1), model(x_adv).argmax(1)
+    idx = ((pred == y) & (pred_adv != y)).nonzero().flatten()[:n_images]
+    if idx.numel() < n_images:  # too few fooled: fill with the first other images
+        rest = [i for i in range(x.shape[0]) if i not in set(idx.tolist())]
+        idx = torch.cat([idx, torch.tensor(rest[: n_images - idx.numel()], dtype=idx.dtype)])
+    xs, xa = x[idx], x_adv[idx]
+    g_clean, g_adv = gan.generate(model, xs), gan.generate(model, xa)
+    with model_state(model, mode="eval", freeze=True), torch.no_grad():
+        labels_clean = {k: model(v).argmax(1).cpu() for k, v in g_clean.items()}
+        labels_adv = {k: model(v).argmax(1).cpu() for k, v in g_adv.items()}
+    pictures = {
+        "x": xs.cpu(),
+        "x_adv": xa.cpu(),
+        "y": y[idx].cpu(),
+        "pred_adv": pred_adv[idx].cpu(),
+        "clean": {k: v.cpu() for k, v in g_clean.items()},
+        "adv": {k: v.cpu() for k, v in g_adv.items()},
+        "clean_label": labels_clean,
+        "adv_label": labels_adv,
+    }
+    return numbers, pictures

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from underfire.experiments.zheng2020_eval import robust_score
 from underfire.plotting import new_figure, save_figure
 
-__all__ = ["diagnosis_figure", "make_figures", "robust_figure", "seed_figure", "short_layer"]
+__all__ = [
+    "diagnosis_figure",
+    "interpretgan_figure",
+    "make_figures",
+    "robust_figure",
+    "seed_figure",
+    "short_layer",
+]
 
 COLORS = {"max": "tab:red", "avg": "tab:blue"}
 LABELS = {"max": "max pooling", "avg": "average pooling"}
@@ -141,10 +149,66 @@ def diagnosis_figure(path: Path, results: dict[str, Any]) -> Path:
     return save_figure(fig, path)
 
 
-def make_figures(folder: Path, results: dict[str, Any]) -> dict[str, Path]:
+def _show(ax: Any, img: Any) -> None:
+    a = img.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+    ax.imshow(a.squeeze(-1) if a.shape[-1] == 1 else a, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def interpretgan_figure(
+    path: Path, pictures: dict[str, Any], classes: Sequence[str], title: str
+) -> Path:
+    """Rows: each image clean, then its PGD version; columns: the input, then the image the
+    InterpretGAN generates from each layer's features, titled with the classifier's label of
+    it (green: the true class, red: another class)."""
+    layers = list(pictures["clean"])
+    k = pictures["x"].shape[0]
+    cols = 1 + len(layers)
+    fig = new_figure(1.35 * cols, 1.45 * 2 * k + 0.5)
+    axes = fig.subplots(2 * k, cols, squeeze=False)
+    for i in range(k):
+        y = int(pictures["y"][i])
+        for row, kind, src in ((2 * i, "clean", "x"), (2 * i + 1, "adv", "x_adv")):
+            ax = axes[row][0]
+            _show(ax, pictures[src][i])
+            label = y if kind == "clean" else int(pictures["pred_adv"][i])
+            ax.set_title(
+                f"{'input' if kind == 'clean' else 'PGD'}: {classes[label]}",
+                fontsize=7,
+                color="green" if label == y else "red",
+            )
+            for j, layer in enumerate(layers, start=1):
+                ax = axes[row][j]
+                _show(ax, pictures[kind][layer][i])
+                lab = int(pictures[f"{kind}_label"][layer][i])
+                ax.set_title(
+                    f"{short_layer(layer)}: {classes[lab]}",
+                    fontsize=7,
+                    color="green" if lab == y else "red",
+                )
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def make_figures(
+    folder: Path,
+    results: dict[str, Any],
+    gan_pictures: dict[str, Any] | None = None,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Path]:
     """Write every figure of the reproduction; returns name → path."""
-    return {
+    paths = {
         "robust": robust_figure(folder / "robust_accuracy.png", results),
         "seeds": seed_figure(folder / "seed_scores.png", results),
         "diagnosis": diagnosis_figure(folder / "layer_diagnosis.png", results),
     }
+    for name, pictures in (gan_pictures or {}).items():
+        pool = name.split("-", 1)[0]
+        paths[f"interpretgan_{name}"] = interpretgan_figure(
+            folder / f"interpretgan_{name}.png",
+            pictures,
+            classes or [str(c) for c in range(10)],
+            f"InterpretGAN, {LABELS[pool]} ({name}): clean (odd rows) vs PGD (even rows)",
+        )
+    return paths

@@ -124,6 +124,66 @@ def _diagnosis_section(
         )
     r.text("\n".join(lines))
     r.figure(figs["diagnosis"], "Per-layer diagnosis, max (red) vs average (blue) pooling")
+    _interpretgan_section(r, cfg, diag.get("interpretgan") or {}, figs)
+
+
+def _interpretgan_section(
+    r: Report, cfg: Zheng2020Config, gans: dict[str, Any], figs: dict[str, Path]
+) -> None:
+    r.section("InterpretGAN: what each layer sees", level=3)
+    if not gans:
+        r.text("No InterpretGAN in this run (`gan_steps` = 0).")
+        return
+    r.text(
+        f"One InterpretGAN (`underfire.diagnosis.train_interpretgan`, {cfg.gan_steps} steps per layer, "
+        f"batch {cfg.gan_batch}) per variant, for the seed-{cfg.seeds[0]} models, at the diagnosed layers. "
+        "Per layer, on the diagnosed test images: **FVU** = information loss by the generator; "
+        "**clean consistency** = generated-from-clean images labelled as the classifier labels the "
+        "input; **PGD → true class** = generated-from-adversarial images still labelled with the true "
+        "class (the perturbation has not yet turned into another class's features there); "
+        "**PGD consistency** = labelled as the classifier labels the adversarial input."
+    )
+    rows = []
+    for name, g in gans.items():
+        for layer, v in g["layers"].items():
+            rows.append(
+                {
+                    "model": name,
+                    "layer": short_layer(layer),
+                    "FVU": v["fvu"],
+                    "clean consistency": v["clean_consistency"],
+                    "PGD → true class": v["adv_true"],
+                    "PGD consistency": v["adv_consistency"],
+                }
+            )
+    r.table(rows)
+    names = list(gans)
+    if len(names) == 2:
+        flips = {
+            n: next(
+                (short_layer(k) for k, v in gans[n]["layers"].items() if v["adv_true"] < 0.5), None
+            )
+            for n in names
+        }
+        r.text(
+            "First layer where most generated-from-adversarial images are no longer labelled with the "
+            "true class: "
+            + "; ".join(f"{n}: `{flips[n] or 'none'}`" for n in names)
+            + ". Mean FVU over layers: "
+            + "; ".join(
+                f"{n} {sum(v['fvu'] for v in gans[n]['layers'].values()) / len(gans[n]['layers']):.3f}"
+                for n in names
+            )
+            + "."
+        )
+    for name in names:
+        key = f"interpretgan_{name}"
+        if key in figs:
+            r.figure(
+                figs[key],
+                f"InterpretGAN images of {name}: per image, clean row then PGD row; columns: input, then "
+                "each layer (titles: the classifier's label; green = true class)",
+            )
 
 
 def write_report(
