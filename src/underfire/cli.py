@@ -19,6 +19,8 @@ COMMANDS = [
     "reproduce",
     "explain",
     "train_rts",
+    "train_interpretgan",
+    "diagnose",
 ]
 
 
