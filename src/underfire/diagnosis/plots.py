@@ -74,6 +74,7 @@ def plot_layer_vulnerability(
         for ax in row:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
+    fig.subplots_adjust(hspace=0.5, wspace=0.3)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
