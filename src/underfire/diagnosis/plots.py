@@ -113,7 +113,7 @@ def plot_interpretgan(
                 panels.append((f"{short}\nfrom adv.", adv[n], predict(adv[n])))
     label = (lambda c: str(classes[c])) if classes else str
     rows, cols = x.shape[0], len(panels)
-    fig = new_figure(1.15 * cols, 1.25 * rows + 0.4)
+    fig = new_figure(1.15 * cols, 1.25 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False)
     for j, (title, images, pred) in enumerate(panels):
         for i in range(rows):
@@ -124,8 +124,8 @@ def plot_interpretgan(
             ax.set_title(label(int(pred[i])), fontsize=8, color="black" if ok else "red", pad=2)
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_xlabel(title, fontsize=7)
-                ax.xaxis.set_label_position("top")
-                ax.xaxis.labelpad = 12
+            if i == 0:  # column header above the first row's label
+                ax.text(
+                    0.5, 1.22, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=7
+                )
     return save_figure(fig, path)
