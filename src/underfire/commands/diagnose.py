@@ -75,6 +75,8 @@ def _attack(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     import torch
 
     from underfire.core import io as _io
@@ -96,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     say(f"[diagnose] {attack!r} on {len(x)} {dataset} test images")
     x_adv = attack(model, x, y)
-    result = layer_vulnerability(model, x, x_adv, layers, y=y, interpretgan=gan, topk=args.topk)
+    with warnings.catch_warnings():  # fewer than 3 layers: the correlations print as nan
+        warnings.simplefilter("ignore", UserWarning)
+        result = layer_vulnerability(model, x, x_adv, layers, y=y, interpretgan=gan, topk=args.topk)
     rows = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
         for r in result.rows()
