@@ -21,6 +21,7 @@ COMMANDS = [
     "train_rts",
     "train_interpretgan",
     "diagnose",
+    "audit",
 ]
 
 
