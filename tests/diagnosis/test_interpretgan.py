@@ -114,3 +114,25 @@ def test_bad_input(digits_model, digits_splits, small_gan) -> None:
         gan.decode("net.features.block1", torch.zeros(2, 32, 8, 8))
     with pytest.raises(ValueError, match="features of shape"):
         gan.decode("net.features.pool2", torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize(
+    ("feature_shape", "image_shape"),
+    [
+        ((64, 2, 2), (1, 8, 8)),  # ross-cnn pool2 on digits
+        ((1024,), (1, 8, 8)),  # its hidden FC layer
+        ((32, 14, 14), (1, 28, 28)),  # ross-cnn pool1 on MNIST
+        ((64, 8, 8), (3, 32, 32)),  # resnet-small stage3 on CIFAR-10
+        ((10,), (3, 32, 32)),  # logits
+        ((16, 32, 32), (3, 32, 32)),  # same resolution as the image
+    ],
+)
+def test_networks_are_sized_by_the_image(feature_shape, image_shape) -> None:
+    from underfire.diagnosis import Discriminator, FeatureGenerator
+
+    gen = FeatureGenerator(feature_shape, image_shape, width=8).eval()
+    with torch.no_grad():
+        out = gen(torch.rand(3, *feature_shape))
+    assert out.shape == (3, *image_shape) and 0 <= float(out.min()) and float(out.max()) <= 1
+    with torch.no_grad():
+        assert Discriminator(image_shape, width=8)(out).shape == (3,)
