@@ -9,9 +9,11 @@ from pathlib import Path
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
     device_of,
+    guarded_output,
     positive_float,
     positive_int,
     say,
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data(p)
     add_out(p, "runs/rts")
+    add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -79,29 +82,29 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         seed=args.seed,
     )
-    say(f"train-rts: {args.steps} steps on {dataset} ({len(train)} images)")
-    rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
-    rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
-    out: Path = args.out
-    path = rts.save(out / "rts.pt")
-    n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
-    stats = {}
-    if n:
-        x = (
-            test.x[:n].to(device)
-            if isinstance(test, ImageDataset)
-            else torch.stack([test[i][0] for i in range(n)]).to(device)
-        )
-        stats = evaluate_rts(rts, ckpt.model, x)
-    summary = {
-        "rts_checkpoint": str(path),
-        "classifier": str(args.checkpoint),
-        "dataset": dataset,
-        "config": rts.meta["config"],
-        "seconds": round(rts.meta["seconds"], 2),
-        "test": stats,
-        "history": history,
-    }
-    _io.write_json(out / "rts.json", summary)
-    print(json.dumps({"rts_checkpoint": str(path), "test": stats}, indent=2))
+    with guarded_output(args, "train-rts", ("rts.pt", "rts.json")) as out:
+        say(f"train-rts: {args.steps} steps on {dataset} ({len(train)} images)")
+        rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
+        rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
+        path = rts.save(out / "rts.pt")
+        n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
+        stats = {}
+        if n:
+            x = (
+                test.x[:n].to(device)
+                if isinstance(test, ImageDataset)
+                else torch.stack([test[i][0] for i in range(n)]).to(device)
+            )
+            stats = evaluate_rts(rts, ckpt.model, x)
+        summary = {
+            "rts_checkpoint": str(path),
+            "classifier": str(args.checkpoint),
+            "dataset": dataset,
+            "config": rts.meta["config"],
+            "seconds": round(rts.meta["seconds"], 2),
+            "test": stats,
+            "history": history,
+        }
+        _io.write_json(out / "rts.json", summary)
+        print(json.dumps({"rts_checkpoint": str(path), "test": stats}, indent=2))
     return 0
