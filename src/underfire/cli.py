@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from underfire._version import __version__
 
@@ -28,8 +29,15 @@ class CommandError(Exception):
     """A user error found by a command (bad argument combination); printed without traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="underfire",
         description="Security of interpretable deep learning systems: attack, explain, defend, diagnose, reproduce.",
     )

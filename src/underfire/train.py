@@ -214,12 +214,19 @@ class Trainer:
         cfg.pop("checkpoint_every")
         return {"train": cfg, "objective": _objective_config(self.objective)}
 
-    def _try_resume(
-        self, optimizer: torch.optim.Optimizer
-    ) -> tuple[int, list[dict[str, float]], bool, float]:
+    def saved_state(self) -> dict[str, Any] | None:
+        """The trainer state in ``checkpoint`` if it holds this run (None when there is no
+        file), without loading any weights into the model.
+
+        Raises:
+            CheckpointError: the file is damaged, or was written by a different run (other
+                settings, objective or model).
+        """
         if self.checkpoint is None or not self.checkpoint.exists():
-            return 0, [], False, 0.0
-        payload = read_checkpoint(self.checkpoint)
+            return None
+        return self._check_payload(read_checkpoint(self.checkpoint))
+
+    def _check_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         state = payload.get("trainer_state") or {}
         if state.get("signature") != self._run_signature():
             raise CheckpointError(
@@ -228,7 +235,22 @@ class Trainer:
             )
         if payload["model"]["name"] != getattr(self.model, "config", {}).get("name"):
             raise CheckpointError(f"{self.checkpoint} holds a {payload['model']['name']!r} model")
-        self.model.load_state_dict(payload["state_dict"])
+        return state
+
+    def _try_resume(
+        self, optimizer: torch.optim.Optimizer
+    ) -> tuple[int, list[dict[str, float]], bool, float]:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0, [], False, 0.0
+        payload = read_checkpoint(self.checkpoint)
+        state = self._check_payload(payload)
+        try:
+            self.model.load_state_dict(payload["state_dict"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"{self.checkpoint}: its weights do not fit this model ({str(err)[:200]}); "
+                "delete it or choose another checkpoint path"
+            ) from err
         if payload.get("optimizer_state"):
             optimizer.load_state_dict(payload["optimizer_state"])
         torch.set_rng_state(state["torch_rng"])

@@ -11,6 +11,7 @@ from underfire.commands._common import (
     add_force,
     add_out,
     checkpoint_and_data,
+    finite_float,
     float_list,
     guarded_output,
     positive_int,
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated radii, e.g. 0.1,0.2,0.3 (L∞ unless --norm l2; not for cw/jsma)",
     )
     p.add_argument("--steps", type=positive_int, default=None, help="iterations (bim, pgd, cw)")
-    p.add_argument("--step-size", type=float, default=None, help="step size α (bim, pgd)")
+    p.add_argument("--step-size", type=finite_float, default=None, help="step size α (bim, pgd)")
     p.add_argument(
         "--norm", choices=["linf", "l2"], default=None, help="norm of pgd (default: linf)"
     )

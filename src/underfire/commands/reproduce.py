@@ -11,6 +11,7 @@ from underfire.commands._common import (
     add_force,
     device_of,
     guarded_output,
+    positive_float,
     positive_int,
     say,
 )
@@ -74,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--paper-lambda",
-        type=float,
+        type=positive_float,
         default=None,
         help="gradient-regularization λ in the paper's convention",
     )

@@ -27,6 +27,7 @@ from underfire.commands._common import (
     add_force,
     add_out,
     device_of,
+    finite_float,
     guarded_output,
     positive_float,
     positive_int,
@@ -43,7 +44,7 @@ DEFENSE_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "--lam",
         {
-            "type": float,
+            "type": finite_float,
             "default": None,
             "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)",
         },
@@ -51,20 +52,23 @@ DEFENSE_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     (
         "--paper-lambda",
         {
-            "type": float,
+            "type": finite_float,
             "default": None,
             "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)",
         },
     ),
     (
         "--temperature",
-        {"type": float, "default": None, "help": "distillation temperature (default 50)"},
+        {"type": finite_float, "default": None, "help": "distillation temperature (default 50)"},
     ),
-    ("--adv-eps", {"type": float, "default": None, "help": "adversarial-training ε (default 0.3)"}),
+    (
+        "--adv-eps",
+        {"type": finite_float, "default": None, "help": "adversarial-training ε (default 0.3)"},
+    ),
     (
         "--adv-ratio",
         {
-            "type": float,
+            "type": finite_float,
             "default": None,
             "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)",
         },
@@ -75,7 +79,7 @@ DEFENSE_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "--adv-step-size",
-        {"type": float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
+        {"type": finite_float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
     ),
 ]
 
@@ -231,12 +235,15 @@ def run(args: argparse.Namespace) -> int:
                 if path.exists():
                     say(f"[train] --force: deleting {path}")
                     path.unlink()
-        say(f"[train] loading {args.dataset}")
+        else:
+            # A checkpoint of another run is refused now, before any data is loaded.
+            Trainer(new_model(), objective, config, checkpoint=checkpoint).saved_state()
         train = load_dataset(
             args.dataset, "train", args.data_root, download=args.download, seed=args.seed
         )
         val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
         test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
+        say(f"[train] {args.dataset}: {len(train)} training, {len(val)} validation images")
         meta = {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
         seed_everything(args.seed)  # --seed decides the initialization too
         if isinstance(objective, Distillation) and objective.teacher is None:

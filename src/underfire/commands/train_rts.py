@@ -13,6 +13,7 @@ from underfire.commands._common import (
     add_out,
     checkpoint_and_data,
     device_of,
+    finite_float,
     guarded_output,
     positive_float,
     positive_int,
@@ -41,10 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument(
-        "--area", type=float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)"
+        "--area", type=finite_float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)"
     )
     p.add_argument(
-        "--tv", type=float, default=0.05, help="λ₁, weight of total variation (default: 0.05)"
+        "--tv",
+        type=finite_float,
+        default=0.05,
+        help="λ₁, weight of total variation (default: 0.05)",
     )
     p.add_argument("--width", type=positive_int, default=64, help="decoder channels (default: 64)")
     p.add_argument("--seed", type=int, default=0)
