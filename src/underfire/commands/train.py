@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     from underfire.train import TrainConfig, Trainer, evaluate, seed_everything
 
     device = device_of(args)
+    progress = sys.stderr.isatty()  # a progress bar for people, not for logs and pipes
     epochs, batch = _DEFAULTS.get(args.dataset.lower(), (10, 128))
     config = TrainConfig(
         epochs=args.epochs or epochs,
@@ -255,14 +257,14 @@ def run(args: argparse.Namespace) -> int:
                 config=config,
                 device=device,
                 checkpoint=checkpoint,
-                progress=True,
+                progress=progress,
                 meta=meta,
             )
             objective = Distillation(objective.temperature, teacher=teacher)
             seed_everything(args.seed)
         model = new_model()
         trainer = Trainer(
-            model, objective, config, device=device, checkpoint=checkpoint, progress=True, meta=meta
+            model, objective, config, device=device, checkpoint=checkpoint, progress=progress, meta=meta
         )
         t0 = time.perf_counter()
         result = trainer.fit(train, val)
