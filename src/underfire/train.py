@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from underfire.core.errors import NonFiniteError
+from underfire.core.state import model_state
 from underfire.core.validation import check_float, check_int, check_seed
 
 #: Largest learning rate accepted: above it any optimizer here diverges at once.
@@ -140,18 +141,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
-    try:
+    with model_state(model, mode="eval"):
         for x, y in batches(data, batch_size):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}

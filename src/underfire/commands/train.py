@@ -264,7 +264,13 @@ def run(args: argparse.Namespace) -> int:
             seed_everything(args.seed)
         model = new_model()
         trainer = Trainer(
-            model, objective, config, device=device, checkpoint=checkpoint, progress=progress, meta=meta
+            model,
+            objective,
+            config,
+            device=device,
+            checkpoint=checkpoint,
+            progress=progress,
+            meta=meta,
         )
         t0 = time.perf_counter()
         result = trainer.fit(train, val)
