@@ -22,6 +22,7 @@ COMMANDS = [
     "reproduce",
     "explain",
     "train_rts",
+    "audit",
 ]
 
 
