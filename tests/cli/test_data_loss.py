@@ -54,13 +54,28 @@ def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
 
 def test_lock_of_a_live_process_or_another_host_is_respected(tmp_path):
     (tmp_path / LOCK_NAME).write_text(
-        json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "command": "c"})
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": "c"})
     )
     with pytest.raises(OutputLockedError, match="in use by `c`"):
         RunLock(tmp_path, "x").acquire()
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "command": "c"}))
     with pytest.raises(OutputLockedError, match="no longer runs on elsewhere, delete"):
         RunLock(tmp_path, "x").acquire()
+
+
+def test_lock_of_a_recycled_pid_running_another_program_is_stale(tmp_path):
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "command": "c"})
+        )
+        with pytest.warns(RuntimeWarning, match="stale lock"), RunLock(tmp_path, "x"):
+            pass
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_lock_is_released_on_error(tmp_path, cli):

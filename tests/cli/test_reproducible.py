@@ -67,3 +67,28 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_weights(tmp_path):
     summary = (out / "train.json").read_text()
     assert f'"resumed_from_step": {state["step"]}' in summary
     assert _same(_weights(tmp_path / "ref" / "model.pt"), _weights(out / "model.pt"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_checkpoint_saves_and_the_rerun_resumes(tmp_path):
+    from underfire.core.io import LOCK_NAME
+
+    args = [*TRAIN, "--steps", "300", "--checkpoint-every", "100000", "--seed", "2"]
+    out = tmp_path / "interrupted"
+    victim = spawn(*args, "--out", str(out), cwd=tmp_path)
+    line = victim.stderr.readline()  # "[train] digits: ... images": training starts now
+    assert line.startswith("[train] digits"), line
+    time.sleep(0.3)  # some steps, far from the 300 (and from any periodic checkpoint)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err and "Traceback" not in err
+    state = torch.load(out / "model.pt", weights_only=True)["trainer_state"]
+    assert not state["finished"] and 0 < state["step"] < 300
+    assert not (out / LOCK_NAME).exists()
+
+    again = run_cli(*args, "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    reference = run_cli(*args, "--out", str(tmp_path / "ref"), cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    assert _same(_weights(tmp_path / "ref" / "model.pt"), _weights(out / "model.pt"))

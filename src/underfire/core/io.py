@@ -101,6 +101,16 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _pid_runs_python(pid: int) -> bool:
+    """False only when ``pid`` is known (Linux /proc) to run something other than Python:
+    a pid recycled by an unrelated program after the holder died (e.g. after a reboot)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return True
+    return not cmdline or b"python" in cmdline or b"underfire" in cmdline
+
+
 def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
     """Create the output folder ``path`` if needed; refuse a file or an unwritable folder.
 
@@ -198,7 +208,11 @@ class RunLock:
                     f"`{holder.get('command', '?')}` (pid {pid} on {host}, started "
                     f"{holder.get('started', '?')})"
                 )
-                if host == record["host"] and isinstance(pid, int) and not _pid_alive(pid):
+                if (
+                    host == record["host"]
+                    and isinstance(pid, int)
+                    and not (_pid_alive(pid) and _pid_runs_python(pid))
+                ):
                     warnings.warn(
                         f"taking over the stale lock of {who} in {self.folder}: that process "
                         "no longer runs",
@@ -208,7 +222,8 @@ class RunLock:
                     self.path.unlink(missing_ok=True)
                     continue
                 hint = (
-                    "wait for it to finish or stop it"
+                    f"wait for it to finish or stop it (if it is not an underfire run, delete "
+                    f"{self.path})"
                     if host == record["host"]
                     else f"if it no longer runs on {host}, delete {self.path}"
                 )
