@@ -178,3 +178,25 @@ def test_diverging_training_stops_with_one_error_line_and_saves_nothing(tmp_path
     assert [line for line in lines if ": error: " in line] == [lines[-1]]
     assert "training loss became inf at step 1" in lines[-1] and "lower" in lines[-1]
     assert not (out / "model.pt").exists() and not (out / "train.json").exists()
+
+
+@pytest.mark.parametrize("bug", [RuntimeError("internal"), AssertionError("invariant")])
+def test_bugs_are_not_swallowed(monkeypatch, bug):
+    from underfire.cli import main
+    from underfire.commands import evaluate
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setattr(evaluate, "run", broken)
+    with pytest.raises(type(bug)):
+        main(["evaluate", "--checkpoint", "x.pt"])
+
+
+def test_traceback_of_a_user_error_on_request(monkeypatch):
+    from underfire.checkpoint import CheckpointError
+    from underfire.cli import main
+
+    monkeypatch.setenv("UNDERFIRE_TRACEBACK", "1")
+    with pytest.raises(CheckpointError, match="not found"):
+        main(["evaluate", "--checkpoint", "/nonexistent/model.pt"])
