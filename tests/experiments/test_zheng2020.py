@@ -236,6 +236,7 @@ def test_config_profiles_and_validation() -> None:
     assert Zheng2020Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
-def test_cli_rejects_ross_only_options(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="ross2018 only"):
-        _cli(tmp_path, "--profile", "test", "--paper-lambda", "3")
+def test_cli_rejects_ross_only_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _cli(tmp_path, "--profile", "test", "--paper-lambda", "3") == 2
+    assert "--paper-lambda applies to ross2018 only" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()

@@ -149,32 +149,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_zheng2020(args: argparse.Namespace) -> int:
+    from underfire.cli import CommandError
     from underfire.experiments.zheng2020 import run_zheng2020
     from underfire.experiments.zheng2020_report import outcome_sentence
 
     if args.paper_lambda is not None:
-        raise SystemExit("--paper-lambda applies to ross2018 only")
+        raise CommandError("--paper-lambda applies to ross2018 only")
     profile = args.profile or ("quick" if args.quick else "full")
-    out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
-    t0 = time.perf_counter()
-    results = run_zheng2020(
-        args.dataset,
-        profile=profile,
-        out=out,
-        data_root=args.data_root,
-        device=device_of(args),
-        progress=True,
-        log=lambda m: say(f"[reproduce] {m}"),
-        seeds=args.seeds,
-        gan_steps=args.gan_steps,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        n_eval=args.n_eval,
-    )
-    print(
-        outcome_sentence(results["comparison"], len(results["config"]["seeds"])).replace("**", "")
-    )
-    say(
-        f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-    )
+    out = args.out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
+    with guarded_output(args, "reproduce", _RESULTS):
+        t0 = time.perf_counter()
+        results = run_zheng2020(
+            args.dataset,
+            profile=profile,
+            out=out,
+            data_root=args.data_root,
+            device=device_of(args),
+            progress=True,
+            log=lambda m: say(f"[reproduce] {m}"),
+            seeds=args.seeds,
+            gan_steps=args.gan_steps,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            n_eval=args.n_eval,
+        )
+        seeds = len(results["config"]["seeds"])
+        print(outcome_sentence(results["comparison"], seeds).replace("**", ""))
+        say(
+            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
+        )
     return 0

@@ -165,8 +165,10 @@ def interpretgan_figure(
     layers = list(pictures["clean"])
     k = pictures["x"].shape[0]
     cols = 1 + len(layers)
-    fig = new_figure(1.35 * cols, 1.45 * 2 * k + 0.5)
+    height = 1.45 * 2 * k + 0.5
+    fig = new_figure(1.35 * cols, height)
     axes = fig.subplots(2 * k, cols, squeeze=False)
+    fig.subplots_adjust(top=1 - 0.55 / height, hspace=0.35)  # a tall grid: keep the title close
     for i in range(k):
         y = int(pictures["y"][i])
         for row, kind, src in ((2 * i, "clean", "x"), (2 * i + 1, "adv", "x_adv")):
@@ -187,7 +189,7 @@ def interpretgan_figure(
                     fontsize=7,
                     color="green" if lab == y else "red",
                 )
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1 - 0.1 / height)
     return save_figure(fig, path)
 
 
