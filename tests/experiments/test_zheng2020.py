@@ -212,6 +212,8 @@ def test_outcome_sentence_is_chosen_by_the_verdict() -> None:
     assert yes.startswith("**Yes") and "FGSM +0.300" in yes
     assert no.startswith("**No") and "FGSM -0.300" in no
     assert tie.startswith("**Not established")
+    one = {k: v for k, v in per(0.2, 0.5).items() if k.endswith("seed0")}
+    assert outcome_sentence(compare_variants(one, [0], [0.0, 0.1]), 1).startswith("**Not decidable")
 
 
 def test_config_profiles_and_validation() -> None:

@@ -39,6 +39,11 @@ def outcome_sentence(comparison: dict[str, Any], n_seeds: int) -> str:
         f"({f['seeds_favouring_avg']}/{n_seeds} seeds favour average pooling), PGD "
         f"{p['difference']:+.3f} ({p['seeds_favouring_avg']}/{n_seeds})"
     )
+    if n_seeds < 2:
+        return (
+            "**Not decidable with one seed**: the seed spread is unknown; rerun with several "
+            f"`--seeds` ({nums})."
+        )
     text = {
         "avg": "**Yes: average pooling came out more robust here**, under both FGSM and PGD, and "
         "the difference exceeds the seed spread (every average-pooling seed above every "
