@@ -22,6 +22,8 @@ COMMANDS = [
     "reproduce",
     "explain",
     "train_rts",
+    "train_interpretgan",
+    "diagnose",
     "audit",
 ]
 

@@ -21,6 +21,7 @@ from underfire.experiments import (
     demo_attacks,
     demo_classifier,
     demo_defenses,
+    demo_diagnosis,
     demo_interpreters,
 )
 from underfire.experiments.demo_context import DemoContext
@@ -34,6 +35,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("defenses", demo_defenses.section),
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
+    ("diagnosis", demo_diagnosis.section),
 ]
 
 
