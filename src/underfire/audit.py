@@ -24,6 +24,7 @@ the same arguments continues where it stopped; ``n`` and ``time_budget`` bound t
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import time
@@ -254,7 +255,7 @@ def _clean(run: _Run) -> dict[str, Any]:
 def _bounded_attack(run: _Run, name: str, source: nn.Module) -> dict[str, Any]:
     """Per-sample correctness of ``run.model`` on examples crafted on ``source`` at each ε."""
     attack = _build_attack(name, run.config, max(run.eps))
-    correct = {e: [] for e in run.eps}
+    correct: dict[float, list[torch.Tensor]] = {e: [] for e in run.eps}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AttackWarning)
         for a, b in run.batches(f"{name} ε-sweep"):
@@ -268,6 +269,11 @@ def _bounded_attack(run: _Run, name: str, source: nn.Module) -> dict[str, Any]:
         "correct": [per_eps[e].tolist() for e in run.eps],
         "warnings": sorted({f"{type(w.message).__name__}: {w.message}" for w in caught})[:5],
     }
+
+
+def _bounded_on_model(run: _Run, name: str) -> dict[str, Any]:
+    """White-box: examples crafted on the audited model itself."""
+    return _bounded_attack(run, name, run.model)
 
 
 def _minimal_attack(run: _Run, name: str) -> dict[str, Any]:
@@ -561,16 +567,16 @@ def audit(
         assert clean is not None
         for name in config.attacks:
             if name in MINIMAL:
-                _part(run, f"attack-{name}", lambda r, a=name: _minimal_attack(r, a))
+                _part(run, f"attack-{name}", functools.partial(_minimal_attack, name=name))
             else:
-                _part(run, f"attack-{name}", lambda r, a=name: _bounded_attack(r, a, r.model))
+                _part(run, f"attack-{name}", functools.partial(_bounded_on_model, name=name))
         run.results["worst_case"] = _worst_case(run, clean["correct"])
         if config.surrogate:
             _part(run, "transfer", _transfer)
         _part(run, "unbounded", _unbounded)
         _part(run, "gradients", _gradients)
         for name in config.interpreters:
-            _part(run, f"maps-{name}", lambda r, i=name: _maps(r, i))
+            _part(run, f"maps-{name}", functools.partial(_maps, name=name))
         if importlib.util.find_spec("underfire.diagnosis") is not None:
             _part(run, "diagnosis", _diagnosis)
     run.results["soundness"] = _soundness(run)

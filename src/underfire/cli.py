@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def one_line(message: object) -> str:
         return " ".join(str(message).split())
 
-    def show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"underfire {args.command}: warning: {one_line(message)}", file=sys.stderr)
 
     previous_showwarning = warnings.showwarning

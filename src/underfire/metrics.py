@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from underfire.core.validation import check_float, check_labels
+
 __all__ = [
     "DEFAULT_KS",
     "accuracy",
@@ -26,7 +28,16 @@ __all__ = [
 DEFAULT_KS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def _pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(
+    a: torch.Tensor, b: torch.Tensor, *, finite: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    for name, m in (("a", a), ("b", b)):
+        if not isinstance(m, torch.Tensor):
+            raise TypeError(f"map {name} must be a torch.Tensor, got {type(m).__name__}")
+        if not m.is_floating_point():
+            raise TypeError(f"map {name} must be a floating tensor, got dtype {m.dtype}")
+        if finite and m.numel() and not bool(torch.isfinite(m.detach()).all()):
+            raise ValueError(f"map {name} contains NaN or infinite values")
     if a.shape != b.shape:
         raise ValueError(
             f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -51,9 +62,12 @@ def l1_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def topk_mask(m: torch.Tensor, k: float) -> torch.Tensor:
     """Boolean (N, P) mask of the ⌈k·P⌉ largest entries of each flattened map (ties: lowest index)."""
+    k = check_float(k, "k", low=0.0, high=1.0, low_inclusive=False)
+    if m.dim() < 2:
+        raise ValueError(f"maps must be batched (N, ...), got shape {tuple(m.shape)}")
     flat = m.flatten(1)
-    if not 0 < k <= 1:
-        raise ValueError(f"k must be a fraction in (0, 1], got {k}")
+    if flat.shape[1] == 0:
+        raise ValueError("maps have no pixels; top-k needs at least one")
     count = max(1, math.ceil(k * flat.shape[1] - 1e-9))
     idx = flat.topk(count, dim=1, sorted=False).indices
     return torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, True)
@@ -71,10 +85,13 @@ def topk_iou(
     Returns:
         (N,) mean IoU in [0, 1] (1 = the same most-important pixels). Not differentiable.
     """
-    fa, fb = _pair(a, b)
+    fa, fb = _pair(a, b, finite=True)
     ks = [ks] if isinstance(ks, (int, float)) else list(ks)
     if not ks:
         raise ValueError("ks must hold at least one fraction")
+    ks = [
+        check_float(k, f"ks[{i}]", low=0.0, high=1.0, low_inclusive=False) for i, k in enumerate(ks)
+    ]
     total = torch.zeros(fa.shape[0], device=fa.device, dtype=torch.float32)
     for k in ks:
         ma, mb = topk_mask(fa.detach(), k), topk_mask(fb.detach(), k)
@@ -99,7 +116,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         (N,) values in [−1, 1]; 0 where a map is constant. Not differentiable.
     """
-    fa, fb = _pair(a, b)
+    fa, fb = _pair(a, b, finite=True)
     ra, rb = rank(fa.detach()), rank(fb.detach())
     ra = ra - ra.mean(1, keepdim=True)
     rb = rb - rb.mean(1, keepdim=True)
@@ -120,15 +137,35 @@ def map_metrics(
     }
 
 
+def _check_scores(logits: object, y: object, target: object = None) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ValueError(
+            "logits must be a (N, K) tensor, got "
+            + (
+                f"shape {tuple(logits.shape)}"
+                if isinstance(logits, torch.Tensor)
+                else type(logits).__name__
+            )
+        )
+    k = logits.shape[1]
+    check_labels(y, logits.shape[0], "y", num_classes=k)
+    if target is not None:
+        check_labels(target, logits.shape[0], "target", num_classes=k)
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of rows of ``logits`` (N, K) whose argmax equals ``y``."""
+    """Fraction of rows of ``logits`` (N, K) whose argmax equals ``y`` (NaN for N = 0)."""
+    _check_scores(logits, y)
     return float((logits.argmax(1) == y).float().mean()) if y.numel() else float("nan")
 
 
 def success_rate(
     logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
 ) -> float:
-    """Attack success: prediction equals ``target`` (targeted) or differs from ``y`` (untargeted)."""
+    """Attack success: prediction equals ``target`` (targeted) or differs from ``y`` (untargeted).
+
+    NaN for N = 0."""
+    _check_scores(logits, y, target)
     pred = logits.argmax(1)
     hit = pred == target if target is not None else pred != y
     return float(hit.float().mean()) if hit.numel() else float("nan")

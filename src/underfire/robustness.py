@@ -24,6 +24,15 @@ from torch import nn
 
 from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
 from underfire.attacks.fgsm import FGSM
+from underfire.core.forward import checked_forward
+from underfire.core.state import model_state
+from underfire.core.validation import (
+    check_eps,
+    check_images,
+    check_int,
+    check_labels,
+    check_same_device,
+)
 
 __all__ = ["robust_accuracy", "transfer_matrix"]
 
@@ -39,15 +48,33 @@ def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError(
             f"data must be an ImageDataset or an (x, y) tuple of tensors, got {type(data).__name__}"
         )
-    if (
-        not isinstance(x, torch.Tensor)
-        or not isinstance(y, torch.Tensor)
-        or x.shape[0] != y.shape[0]
-    ):
-        raise ValueError("data must hold tensors x (N, C, H, W) and y (N,) with the same N")
+    check_images(x, "data x")
+    check_labels(y, x.shape[0], "data y")
     if x.shape[0] == 0:
-        raise ValueError("cannot evaluate on empty data")
+        raise ValueError("cannot evaluate on empty data: an accuracy needs at least one sample")
     return x, y
+
+
+def _check_model(model: object, what: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _check_attack(attack: object) -> Attack:
+    if not isinstance(attack, Attack):
+        raise TypeError(f"attack must be an underfire Attack, got {type(attack).__name__}")
+    return attack
+
+
+def _check_target(target: object, n: int) -> torch.Tensor | str | None:
+    if isinstance(target, torch.Tensor):
+        check_labels(target, n, "target")
+    elif target is not None and not isinstance(target, str):
+        raise TypeError(
+            f"target must be None, a rule name or a tensor of N classes, got {type(target).__name__}"
+        )
+    return target
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -64,25 +91,24 @@ def _batches(
 
 @torch.no_grad()
 def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    try:
+    with model_state(model), checked_forward(model, who="robustness evaluation"):
         return model(x.to(_device(model))).argmax(1).to(x.device)
-    finally:
-        model.train(was)
 
 
 def _eps_list(attack: Attack, eps: Sequence[float] | float | None) -> list[float | None]:
     if eps is None:
         return [attack.eps]
-    values = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
-    if not values:
-        raise ValueError("eps must list at least one value")
     if attack.eps is None:
         raise ValueError(
             f"{type(attack).__name__} has no ε (it is not an Lp-ball attack); call without eps"
         )
-    return values  # type: ignore[return-value]
+    if isinstance(eps, str) or not isinstance(eps, (int, float, Sequence, torch.Tensor)):
+        raise TypeError(f"eps must be a number or a sequence of numbers, got {type(eps).__name__}")
+    raw = [eps] if isinstance(eps, (int, float)) else list(eps)
+    if not raw:
+        raise ValueError("eps must list at least one value")
+    norm = attack.norm or "linf"
+    return [check_eps(e, norm, f"eps[{i}]") for i, e in enumerate(raw)]
 
 
 def _sweep(
@@ -93,10 +119,11 @@ def _sweep(
     eps: list[float | None],
     target: Any,
 ) -> Iterator[torch.Tensor]:
-    if eps == [attack.eps]:
+    values = [e for e in eps if e is not None]
+    if len(values) != len(eps) or eps == [attack.eps]:  # no ε to sweep, or just the attack's own
         yield attack(model, x, y, target)
     else:
-        yield from attack.sweep(model, x, y, eps, target)  # type: ignore[arg-type]
+        yield from attack.sweep(model, x, y, values, target)
 
 
 def _check_monotone(eps: list[float | None], acc: list[float], n: int, what: str) -> None:
@@ -144,10 +171,16 @@ def robust_accuracy(
         "random" rule, misclassified), ``clean_accuracy``,
         ``n``, and ``examples`` ({"x", "y", "x_adv": (len(eps), k, C, H, W)}) when asked.
     """
+    _check_model(model)
+    _check_attack(attack)
     x_all, y_all = _tensors(data)
     eps_l = _eps_list(attack, eps)
+    batch_size = check_int(batch_size, "batch_size")
+    keep_examples = check_int(keep_examples, "keep_examples", minimum=0)
     device = _device(model)
+    check_same_device(model, x_all[:0].to(device))  # dtype: float64 data, float32 model
     n = x_all.shape[0]
+    target = _check_target(target, n)
     correct = torch.zeros(len(eps_l), dtype=torch.long)
     success = torch.zeros(len(eps_l), dtype=torch.long)
     clean = 0
@@ -210,13 +243,8 @@ def _resolved_target(
     rule = t if t is not None else attack.default_target
     if rule == "random":  # the attack drew its own targets: an empty tensor says "unknown"
         return y.new_empty(0)
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            res = resolve_target(model, x, y, rule)
-        finally:
-            model.train(was)
+    with torch.no_grad(), model_state(model):
+        res = resolve_target(model, x, y, rule)
     assert res is not None
     return res
 
@@ -240,13 +268,14 @@ def _check_single_step(
     ):
         return
     t_eff = t if t is not None else attack.default_target
+    values = [e for e in eps if e is not None]
     fgsm = FGSM(eps=attack.eps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         single = [
             float((_predict(model, xa) == y).float().mean())
-            for xa in fgsm.sweep(model, x, y, eps, t_eff)
-        ]  # type: ignore[arg-type]
+            for xa in fgsm.sweep(model, x, y, values, t_eff)
+        ]
     tol = max(0.02, 1.0 / x.shape[0])
     for e, s, m in zip(eps, single, multi, strict=False):
         if m > s + tol:
@@ -263,12 +292,16 @@ def _check_single_step(
 def _named(
     models: Mapping[str, nn.Module] | Sequence[nn.Module], what: str
 ) -> dict[str, nn.Module]:
+    if isinstance(models, nn.Module):
+        raise TypeError(f"{what}s must be a mapping or a sequence of models, not one model")
     if isinstance(models, Mapping):
         out = dict(models)
     else:
         out = {f"{what}{i}": m for i, m in enumerate(models)}
     if not out:
         raise ValueError(f"need at least one {what} model")
+    for name, m in out.items():
+        _check_model(m, f"{what} {name!r}")
     return out
 
 
@@ -292,11 +325,16 @@ def transfer_matrix(
         ``[source][victim][eps]``, ``clean_accuracy`` per victim, ``n`` and ``attack``.
     """
     srcs, vics = _named(sources, "source"), _named(victims, "victim")
+    _check_attack(attack)
     x_all, y_all = _tensors(data)
     eps_l = _eps_list(attack, eps)
+    batch_size = check_int(batch_size, "batch_size")
     n = x_all.shape[0]
+    target = _check_target(target, n)
     correct = torch.zeros(len(srcs), len(vics), len(eps_l), dtype=torch.long)
     clean = torch.zeros(len(vics), dtype=torch.long)
+    for m in [*srcs.values(), *vics.values()]:
+        check_same_device(m, x_all[:0].to(_device(m)))  # dtype: float64 data, float32 model
     for j, vm in enumerate(vics.values()):
         for x, y in _batches(x_all, y_all, batch_size, _device(vm)):
             clean[j] += int((_predict(vm, x) == y).sum())

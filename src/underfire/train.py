@@ -111,7 +111,7 @@ def batches(
     data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation)."""
-    n = len(data)  # type: ignore[arg-type]
+    n = len(data)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
     order = (
         torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         if shuffle
@@ -308,7 +308,7 @@ class Trainer:
         info = getattr(train, "info", None)
         if info is not None and "dataset" not in self.meta:
             self.meta["dataset"] = info.name  # so evaluate/attack can find the data later
-        n = len(train)  # type: ignore[arg-type]
+        n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         if n == 0:
             raise ValueError("the training set is empty")
         per_epoch = math.ceil(n / cfg.batch_size)

@@ -19,6 +19,7 @@ from underfire.attacks import (
     GradientMaskingWarning,
     SubstituteAttack,
 )
+from underfire.core.errors import NonFiniteError
 
 N = 120
 
@@ -127,7 +128,7 @@ def test_masked_gradients_warn_and_tgsm_still_works(digits_model, test_xy):
     assert accuracy(model, x_tgsm, y) < accuracy(model, x_fgsm, y) - 0.3
 
 
-def test_nan_gradients_warn(test_xy):
+def test_nan_logits_are_refused(test_xy):
     class NaNModel(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -137,8 +138,30 @@ def test_nan_gradients_warn(test_xy):
             return x.flatten(1) @ self.w * float("nan")
 
     x, y = test_xy
-    with pytest.warns(GradientMaskingWarning, match="NaN"):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         PGD(eps=0.1, steps=1)(NaNModel(), x, y)
+
+
+def test_nan_gradients_warn_then_raise(test_xy):
+    class NaNGradModel(nn.Module):
+        """Finite logits, NaN input gradients: 0·sqrt(x − x) has derivative 0·∞."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(64, 10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) @ self.w + 0 * (x - x).flatten(1).sqrt().sum(1, keepdim=True)
+
+    x, y = test_xy
+    with pytest.warns(GradientMaskingWarning, match="NaN"):  # L∞: sign(NaN) = 0, x stays
+        x_adv = PGD(eps=0.1, steps=1, random_start=False)(NaNGradModel(), x, y)
+    assert torch.equal(x_adv, x)
+    with (  # L2: the step itself is NaN, and a NaN example is never returned
+        pytest.warns(GradientMaskingWarning, match="NaN"),
+        pytest.raises(NonFiniteError, match="NaN or infinite values"),
+    ):
+        PGD(eps=0.5, steps=1, norm="l2")(NaNGradModel(), x, y)
 
 
 @pytest.mark.shared_data

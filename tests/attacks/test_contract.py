@@ -120,7 +120,7 @@ def test_constructor_is_keyword_only(name):
         (lambda: A.PGD(step_size=0.0), "step_size must be > 0"),
         (lambda: A.PGD(restarts=3, random_start=False), "set random_start=True"),
         (lambda: A.JSMA(theta=0), "theta must be a nonzero number"),
-        (lambda: A.JSMA(gamma=1.5), "gamma must be in"),
+        (lambda: A.JSMA(gamma=1.5), "gamma must be ≤ 1"),
         (lambda: A.TGSM(target="nearest"), "target rule must be"),
         (lambda: A.CW(lr=0), "lr must be > 0"),
         (lambda: A.SubstituteAttack(rounds=0), "rounds must be ≥ 1"),

@@ -22,12 +22,15 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core.errors import NonFiniteError
+from underfire.core.forward import checked_forward
 from underfire.core.norms import NORMS, get_norm
 from underfire.core.registry import Registry
 from underfire.core.state import model_state
@@ -158,6 +161,17 @@ def check_gradient(grad: torch.Tensor, attack: str, *, stacklevel: int = 3) -> N
         )
 
 
+def check_finite_result(x_adv: torch.Tensor, attack: str) -> torch.Tensor:
+    """Raise :class:`NonFiniteError` when an attack's result holds NaN or inf."""
+    if not bool(torch.isfinite(x_adv).all()):
+        raise NonFiniteError(
+            f"{attack} produced NaN or infinite values (the model's input gradients are not "
+            "finite); check the model for operations that are not differentiable everywhere "
+            "(sqrt, log, division) on inputs in [0, 1]"
+        )
+    return x_adv
+
+
 def num_classes_of(model: nn.Module, x: torch.Tensor) -> int:
     k = getattr(model, "num_classes", None)
     if isinstance(k, int) and k > 0:
@@ -173,8 +187,14 @@ def resolve_target(
     target: torch.Tensor | str | None,
     *,
     generator: torch.Generator | None = None,
+    logits: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Turn ``target`` (None, a tensor of classes, or a rule name) into (N,) int64 classes or None."""
+    """Turn ``target`` (None, a tensor of classes, or a rule name) into (N,) int64 classes or None.
+
+    ``"least-likely"`` is the class with the lowest clean logit among the classes other than
+    ``y`` (a target equal to ``y`` would be met without any perturbation). ``logits``, the
+    model's output on ``x`` when already computed, saves a forward pass.
+    """
     if target is None:
         return None
     if isinstance(target, str):
@@ -183,12 +203,16 @@ def resolve_target(
             raise ValueError(
                 f"unknown target rule {target!r}; use a tensor of classes or one of {', '.join(TARGET_RULES)}"
             )
-        if rule == "least-likely":
+        if logits is None:
             with torch.no_grad():
-                return model(x).argmin(1)
-        k = num_classes_of(model, x)
+                logits = model(x)
+        k = int(logits.shape[1])
         if k < 2:
             raise ValueError(f"targeted attacks need at least 2 classes, the model has {k}")
+        check_labels(y, x.shape[0], num_classes=k)
+        if rule == "least-likely":
+            own = F.one_hot(y.long(), k).bool()
+            return logits.detach().masked_fill(own, float("inf")).argmin(1)
         if rule == "next":
             return (y.long() + 1) % k
         shift = torch.randint(
@@ -203,7 +227,11 @@ def resolve_target(
         raise TypeError(
             f"target must be None, a tensor of class indices or one of {TARGET_RULES}, got {type(target).__name__}"
         )
-    check_labels(target, y.shape[0], name="target", num_classes=getattr(model, "num_classes", None))
+    declared = getattr(model, "num_classes", None)
+    k_known = int(logits.shape[1]) if logits is not None else declared
+    check_labels(
+        target, y.shape[0], name="target", num_classes=k_known if isinstance(k_known, int) else None
+    )
     if target.device != y.device:
         raise ValueError(
             f"target is on {target.device} but y is on {y.device}; move it with target.to(y.device)"
@@ -233,7 +261,7 @@ class Attack:
     """
 
     name: ClassVar[str] = ""
-    deterministic: ClassVar[bool] = True
+    deterministic: bool = True  # per instance where it depends on settings (PGD's random start)
     iterative: ClassVar[bool] = False
     eps: float | None = None
     norm: str | None = None
@@ -262,20 +290,59 @@ class Attack:
         x0 = x.detach()
         if x0.shape[0] == 0:
             return x0.clone()
-        with model_state(model):
-            t = resolve_target(model, x0, y, target, generator=self._generator(x0.device))
+        with self._borrow(model, x0, y, target) as t:
             x_adv = self._perturb(model, x0, y.long(), t)
             return self._finalize(x0, x_adv)
+
+    @contextmanager
+    def _borrow(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None
+    ) -> Iterator[torch.Tensor | None]:
+        """Borrow ``model`` (eval mode, parameters frozen, everything restored on exit), check
+        its output on the clean batch once and yield the resolved target classes (or None)."""
+        labels = {"y": y, "target": target if isinstance(target, torch.Tensor) else None}
+        with (
+            model_state(model),
+            checked_forward(model, labels=labels, min_classes=2, who=type(self).__name__) as seen,
+        ):
+            # the first forward pass (a target rule's, or the attack's own) is checked by the
+            # hook; paths that run none (ε = 0) get one extra clean pass so nothing goes unchecked
+            yield resolve_target(model, x, y, target, generator=self._generator(x.device))
+            if seen.num_classes is None:
+                with torch.no_grad():
+                    model(x)
 
     # -- hooks -------------------------------------------------------------------------
 
     def _check_call(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None
     ) -> torch.Tensor | str | None:
-        """Validate a call's data; returns ``target`` with the attack's default rule applied."""
+        """Validate a call's data; returns ``target`` with the attack's default rule applied.
+
+        Raises TypeError/ValueError for a non-module model, images that are not (N, C, H, W)
+        floats in [0, 1], labels of the wrong shape or dtype, tensors on another device or
+        of another floating dtype than the model, and explicit targets equal to ``y``.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_images(x)
         check_labels(y, x.shape[0])
         check_same_device(model, x, y)
+        if isinstance(target, torch.Tensor):
+            check_labels(target, x.shape[0], name="target")
+            if target.device != y.device:
+                raise ValueError(
+                    f"target is on {target.device} but y is on {y.device}; "
+                    "move it with target.to(y.device)"
+                )
+            same = int((target.long() == y.long()).sum())
+            if same:
+                raise ValueError(
+                    f"target equals the true label y for {same} of {x.shape[0]} samples; a "
+                    "targeted attack needs a class other than y (for those samples the attack "
+                    "would count as successful without changing anything): choose other targets, "
+                    "or a rule such as 'next'"
+                )
         return self.default_target if target is None else target
 
     def _perturb(
@@ -341,7 +408,7 @@ class Attack:
         return gen
 
     def _finalize(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        x_adv = x_adv.detach()
+        x_adv = check_finite_result(x_adv.detach(), type(self).__name__)
         if self.eps is not None and self.norm is not None:
             if self.eps == 0:
                 return x.clone()

@@ -62,12 +62,16 @@ class CW(Attack):
         self.binary_search_steps = check_int(binary_search_steps, "binary_search_steps")
         self.abort_early = bool(abort_early)
         self.max_const = check_positive(max_const, "max_const")
+        if self.max_const < self.const:
+            raise ValueError(
+                f"max_const ({self.max_const:g}) must be ≥ const ({self.const:g}), the first c tried"
+            )
 
     def _perturb(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> torch.Tensor:
         targeted = target is not None
-        labels = target if targeted else y
+        labels = target if target is not None else y
         n = x.shape[0]
         shape = (-1,) + (1,) * (x.dim() - 1)
         w0 = torch.atanh((2 * x - 1) * _TANH_SCALE)

@@ -16,12 +16,11 @@ from torch import nn
 from underfire.attacks.base import (
     ATTACKS,
     Attack,
+    check_finite_result,
     check_gradient,
     check_target_rule,
     loss_gradient,
-    resolve_target,
 )
-from underfire.core.state import model_state
 from underfire.core.validation import check_eps
 
 __all__ = ["FGSM", "TGSM"]
@@ -77,9 +76,12 @@ class FGSM(Attack):
         eps = [check_eps(e) for e in eps]
         target = self._check_call(model, x, y, target)
         x0 = x.detach()
-        with model_state(model):
-            t = resolve_target(model, x0, y, target)
-            step = self.direction(model, x0, y.long(), t)
+        if x0.shape[0] == 0:
+            for _ in eps:
+                yield x0.clone()
+            return
+        with self._borrow(model, x0, y, target) as t:
+            step = check_finite_result(self.direction(model, x0, y.long(), t), self.name)
         for e in eps:
             yield (x0 + e * step).clamp(0.0, 1.0) if e > 0 else x0.clone()
 

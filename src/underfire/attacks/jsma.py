@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import ATTACKS, Attack, check_target_rule
+from underfire.core.validation import check_float, check_int
 
 __all__ = ["JSMA", "saliency_pairs"]
 
@@ -77,24 +78,20 @@ class JSMA(Attack):
     def __init__(
         self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**22
     ) -> None:
-        if (
-            not isinstance(theta, (int, float))
-            or isinstance(theta, bool)
-            or not (0 < abs(theta) <= 1)
-        ):
-            raise ValueError(f"theta must be a nonzero number in [-1, 1], got {theta!r}")
-        if not isinstance(gamma, (int, float)) or not (0 < gamma <= 1):
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        theta = check_float(theta, "theta", low=-1.0, high=1.0)
+        if theta == 0:
+            raise ValueError(
+                "theta must be a nonzero number in [-1, 1] (θ > 0 increases features, θ < 0 "
+                "decreases them), got 0"
+            )
+        self.theta = theta
+        self.gamma = check_float(gamma, "gamma", low=0.0, high=1.0, low_inclusive=False)
         if target is None:
             raise ValueError(
                 "JSMA is a targeted attack: target must be one of 'next', 'random', 'least-likely'"
             )
-        self.theta = float(theta)
-        self.gamma = float(gamma)
         self.default_target = check_target_rule(target)
-        if not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
-        self.chunk = chunk
+        self.chunk = check_int(chunk, "chunk")
 
     def max_iterations(self, d: int) -> int:
         return math.floor(d * self.gamma / 2)
@@ -136,7 +133,9 @@ class JSMA(Attack):
                     dom[s : s + per_chunk],
                     increase=increase,
                 )
-                ps.append(p), qs.append(q), found.append(f)
+                ps.append(p)
+                qs.append(q)
+                found.append(f)
             p, q, f = torch.cat(ps), torch.cat(qs), torch.cat(found)
             rows = active[f]
             p, q = p[f], q[f]

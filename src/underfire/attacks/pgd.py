@@ -34,6 +34,12 @@ def random_start_point(
     return get_norm(norm).random_start(x, eps, generator)
 
 
+def check_step_size(step_size: object, norm: str) -> float:
+    """α > 0 and finite; an L∞ step above 1 crosses all of [0, 1] and is refused like ε."""
+    alpha = check_positive(step_size, "step_size")
+    return check_eps(alpha, norm, "step_size")
+
+
 @ATTACKS.register("pgd")
 class PGD(Attack):
     """Projected gradient descent on the cross-entropy (Madry et al. 2018), L∞ or L2.
@@ -72,7 +78,7 @@ class PGD(Attack):
     ) -> None:
         self.norm = check_norm(norm)
         self.eps = check_eps(eps, self.norm)
-        self.step_size = None if step_size is None else check_positive(step_size, "step_size")
+        self.step_size = None if step_size is None else check_step_size(step_size, self.norm)
         self.steps = check_int(steps, "steps", minimum=1)
         self.random_start = bool(random_start)
         self.restarts = check_int(restarts, "restarts", minimum=1)
@@ -82,7 +88,7 @@ class PGD(Attack):
             )
         self.early_stop = bool(early_stop)
         self.seed = check_seed(seed)
-        self.deterministic = not self.random_start  # type: ignore[misc]
+        self.deterministic = not self.random_start
 
     @property
     def alpha(self) -> float:
@@ -97,7 +103,7 @@ class PGD(Attack):
         if self.eps == 0:
             return x.clone()
         targeted = target is not None
-        labels = target if targeted else y
+        labels = target if target is not None else y
         gen = self._generator(x.device)
         if self.restarts == 1 and not self.early_stop:
             return self._run(model, x, labels, targeted, gen, check=True)
@@ -133,7 +139,8 @@ class PGD(Attack):
         """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
         eps, alpha, linf = float(self.eps or 0.0), self.alpha, self.norm == "linf"
         l2 = get_norm("l2")
-        x_adv = random_start_point(x, eps, self.norm, gen) if self.random_start else x.clone()
+        norm = self.norm or "linf"  # always set by the constructor
+        x_adv = random_start_point(x, eps, norm, gen) if self.random_start else x.clone()
         if linf:  # the intersection of the ε-box and [0, 1], computed once
             lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
         active: torch.Tensor | None = None  # indices still being attacked (early stop)

@@ -21,8 +21,16 @@ from torch import nn
 
 from underfire.attacks.base import ATTACKS, Attack, num_classes_of
 from underfire.attacks.fgsm import FGSM
+from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
-from underfire.core.validation import check_images, check_int, check_positive, check_seed
+from underfire.core.validation import (
+    check_float,
+    check_images,
+    check_int,
+    check_positive,
+    check_same_device,
+    check_seed,
+)
 
 __all__ = ["SubstituteAttack", "default_substitute"]
 
@@ -92,10 +100,16 @@ class SubstituteAttack(Attack):
         if attack is not None and not isinstance(attack, Attack):
             raise TypeError(f"attack must be an underfire Attack, got {type(attack).__name__}")
         self.attack = attack if attack is not None else FGSM(eps=0.3)
+        if substitute is not None and not callable(substitute):
+            raise TypeError(
+                "substitute must be a factory (input_shape, num_classes) -> nn.Module, got "
+                f"{type(substitute).__name__}"
+            )
         self.substitute = substitute or default_substitute
         self.n_seed = check_int(n_seed, "n_seed", minimum=2)
         self.rounds = check_int(rounds, "rounds")
-        self.lam = check_positive(lam, "lam")
+        # λ is a step on the [0, 1] input scale: above 1 every augmented point is a corner
+        self.lam = check_float(lam, "lam", low=0.0, high=1.0, low_inclusive=False)
         self.tau = None if tau is None else check_int(tau, "tau")
         self.epochs = check_int(epochs, "epochs")
         self.batch_size = check_int(batch_size, "batch_size")
@@ -106,7 +120,7 @@ class SubstituteAttack(Attack):
         self.agreement = float("nan")
         self._victim_id: int | None = None
 
-    @property  # type: ignore[override]
+    @property
     def eps(self) -> float | None:
         return self.attack.eps
 
@@ -115,9 +129,16 @@ class SubstituteAttack(Attack):
         if value is not None:
             self.attack = self.attack.with_eps(value)
 
-    @property  # type: ignore[override]
+    @property
     def norm(self) -> str | None:
         return self.attack.norm
+
+    @norm.setter
+    def norm(self, value: str | None) -> None:
+        if value != self.attack.norm:
+            raise AttributeError(
+                "SubstituteAttack's norm is its inner attack's; build the inner attack with it"
+            )
 
     @torch.no_grad()
     def _oracle(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -125,8 +146,16 @@ class SubstituteAttack(Attack):
 
     def fit(self, model: nn.Module, x_seed: torch.Tensor) -> SubstituteAttack:
         """Train the substitute against ``model`` (queried for labels only) from ``x_seed``."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_images(x_seed, "x_seed")
-        with model_state(model):
+        check_same_device(model, x_seed)
+        if x_seed.shape[0] == 0:
+            raise ValueError("x_seed is empty; the substitute needs at least one seed image")
+        with (
+            model_state(model),
+            checked_forward(model, min_classes=2, who="SubstituteAttack"),
+        ):
             self._fit(model, x_seed.detach()[: self.n_seed])
         return self
 
@@ -179,6 +208,11 @@ class SubstituteAttack(Attack):
         target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
         """Fit the substitute once, then sweep the inner attack's ε on it."""
+        self._check_call(model, x, y, target)
+        if x.shape[0] == 0:
+            for _ in eps:
+                yield x.detach().clone()
+            return
         if self.substitute_ is None or self._victim_id != id(model):
             self.fit(model, x)
         assert self.substitute_ is not None

@@ -151,7 +151,7 @@ def device_of(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
 
-def checkpoint_and_data(args: argparse.Namespace, split: str):  # type: ignore[no-untyped-def]
+def checkpoint_and_data(args: argparse.Namespace, split: str):
     """Load ``args.checkpoint`` on the chosen device and the split it is evaluated on.
 
     The dataset is ``args.dataset`` or the one the checkpoint records, with the checkpoint's

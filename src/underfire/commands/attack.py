@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 _RESULTS = ("results.json", "adversarial.pt", "attack.png")
 
 
-def _build(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _build(args: argparse.Namespace):
     from underfire.attacks import create
 
     kwargs: dict = {}

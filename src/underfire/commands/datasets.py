@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from underfire.data import dataset_info, dataset_status
 
-    rows = []
+    rows: list[dict[str, object]] = []
     problems = []
     for status in dataset_status(args.data_root, verify=not args.no_verify):
         info = dataset_info(status.name)

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _attack(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _attack(args: argparse.Namespace):
     from underfire.attacks import create
 
     name = args.attack.lower()

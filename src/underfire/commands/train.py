@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     objective = objective_from_namespace(args, batch_size=config.batch_size)
     model_kwargs = {"pooling": args.pooling} if args.pooling else {}
 
-    def new_model():  # type: ignore[no-untyped-def]
+    def new_model() -> Any:
         return model_for_dataset(args.model, args.dataset, **model_kwargs)
 
     new_model()  # unknown model, or one that does not fit the data set: fail before any output

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             f"train-interpretgan needs an in-memory dataset; {dataset} is read from disk per image"
         )
     test = load_dataset(dataset, "test", args.data_root, seed=int(ckpt.meta.get("data_seed", 0)))
+    assert isinstance(test, ImageDataset)  # same source as the in-memory train split above
     config = InterpretGANConfig(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -110,7 +110,7 @@ def check_float(
             value = value.item()
         else:
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    v = float(value)  # type: ignore[arg-type]
+    v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {v}")
     if low is not None and (v < low or (v == low and not low_inclusive)):

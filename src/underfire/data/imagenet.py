@@ -34,10 +34,10 @@ def load_image(path: Path, size: int = 224) -> torch.Tensor:
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            img = tf.resize(img, round(size * 256 / 224))
-            img = tf.center_crop(img, size)
-            return tf.pil_to_tensor(img).float().div_(255.0)
+            rgb = img.convert("RGB")
+            rgb = tf.resize(rgb, round(size * 256 / 224))
+            rgb = tf.center_crop(rgb, size)
+            return tf.pil_to_tensor(rgb).float().div_(255.0)
     except (OSError, UnidentifiedImageError) as err:
         raise DatasetNotFoundError(f"{path} is not a readable image ({err})") from err
 
@@ -105,8 +105,8 @@ class ImageNetSource:
                     f"the ImageNet sample in {sample} has one image per class and only a 'test' split; "
                     f"for {split!r} provide {folder}"
                 )
-            with open(sample / "labels.csv", newline="") as f:
-                rows = list(csv.DictReader(f))
+            with open(sample / "labels.csv", newline="") as fh:
+                rows = list(csv.DictReader(fh))
             missing = [r["file"] for r in rows if not (sample / "images" / r["file"]).exists()]
             if missing:
                 raise DatasetNotFoundError(

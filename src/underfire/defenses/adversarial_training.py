@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core.state import model_state
+from underfire.core.validation import check_float
 from underfire.defenses.base import DEFENSES
 from underfire.defenses.gradient_regularization import DEFAULT_LAM, GradientRegularization
 
@@ -71,8 +73,7 @@ class AdversarialTraining:
         inner: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         name: str | None = None,
     ) -> None:
-        if not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must be in [0, 1], got {ratio!r}")
+        ratio = check_float(ratio, "ratio", low=0.0, high=1.0)
         if labels not in ("predicted", "true"):
             raise ValueError(f"labels must be 'predicted' or 'true', got {labels!r}")
         if attack is None:
@@ -95,13 +96,8 @@ class AdversarialTraining:
     ) -> torch.Tensor:
         """``x_adv`` against the current model, detached (no gradient through the attack)."""
         if self.labels == "predicted":
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    y = model(x).argmax(dim=1)
-            finally:
-                model.train(was_training)
+            with model_state(model), torch.no_grad():
+                y = model(x).argmax(dim=1)
         return self.attack(model, x, y).detach()
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

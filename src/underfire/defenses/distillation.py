@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from underfire.core.state import model_state
+from underfire.core.validation import check_positive
 from underfire.defenses.base import DEFENSES
 from underfire.train import TrainConfig, Trainer
 
@@ -42,9 +44,7 @@ __all__ = [
 
 
 def _check_temperature(temperature: float) -> float:
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    return float(temperature)
+    return check_positive(temperature, "temperature")
 
 
 class TemperatureCrossEntropy:
@@ -93,13 +93,8 @@ class Distillation:
                 "Distillation needs a trained teacher: pass teacher=..., or train both stages "
                 "with underfire.defenses.distill(...)"
             )
-        was_training = self.teacher.training
-        self.teacher.eval()
-        try:
-            with torch.no_grad():
-                return F.softmax(self.teacher(x) / self.temperature, dim=1)
-        finally:
-            self.teacher.train(was_training)
+        with model_state(self.teacher), torch.no_grad():
+            return F.softmax(self.teacher(x) / self.temperature, dim=1)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         soft = self.soft_labels(x)

@@ -28,7 +28,6 @@ graph is built, an exact closed-form second derivative that replaces PyTorch's g
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from typing import Any
 
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.core.autograd.batchnorm import fast_batch_norm_double_backward
+from underfire.core.validation import check_int, check_positive
 from underfire.defenses.base import DEFENSES
 
 __all__ = [
@@ -57,10 +57,8 @@ def paper_lambda_to_lam(paper_lambda: float, batch_size: int) -> float:
     Returns:
         ``paper_lambda / (2 · batch_size)``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if not paper_lambda >= 0:
-        raise ValueError(f"paper_lambda must be ≥ 0, got {paper_lambda}")
+    batch_size = check_int(batch_size, "batch_size")
+    paper_lambda = check_positive(paper_lambda, "paper_lambda", allow_zero=True)
     return paper_lambda / (2.0 * batch_size)
 
 
@@ -142,9 +140,7 @@ class GradientRegularization:
         certainty_insensitive: bool = False,
         fast_batch_norm: bool = True,
     ) -> None:
-        if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"lam must be a finite number ≥ 0, got {lam!r}")
-        self.lam = float(lam)
+        self.lam = check_positive(lam, "lam", allow_zero=True)
         self.certainty_insensitive = bool(certainty_insensitive)
         self.fast_batch_norm = bool(fast_batch_norm)
         self.name = "certainty-insensitive" if certainty_insensitive else "gradreg"

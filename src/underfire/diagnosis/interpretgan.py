@@ -415,8 +415,10 @@ def train_interpretgan(
         n: FeatureGenerator(probe[n].shape[1:], image_shape, width=cfg.width).to(dev) for n in names
     }
     discs = {n: Discriminator(image_shape, width=cfg.discriminator_width).to(dev) for n in names}
-    opt_g = {n: torch.optim.Adam(gens[n].parameters(), cfg.lr, betas=(0.5, 0.999)) for n in names}
-    opt_d = {
+    opt_g: dict[str, torch.optim.Optimizer] = {
+        n: torch.optim.Adam(gens[n].parameters(), cfg.lr, betas=(0.5, 0.999)) for n in names
+    }
+    opt_d: dict[str, torch.optim.Optimizer] = {
         n: torch.optim.Adam(discs[n].parameters(), cfg.lr_discriminator, betas=(0.5, 0.999))
         for n in names
     }
@@ -428,7 +430,8 @@ def train_interpretgan(
         "feature_shapes": {n: list(probe[n].shape[1:]) for n in names},
     }
     gan = InterpretGAN(gens, discriminators=discs, meta=dict(meta or {}) | info)
-    step, history, seconds = 0, [], 0.0
+    history: list[dict[str, float]] = []
+    step, seconds = 0, 0.0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         step, history, seconds = _resume(path, gan, opt_g, opt_d, sampler, cfg, names, fingerprint)
@@ -454,7 +457,8 @@ def train_interpretgan(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc="interpretgan", unit="step", mininterval=1.0)
-    n_all, sums, count = x_all.shape[0], {}, 0
+    sums: dict[str, float] = {}
+    n_all, count = x_all.shape[0], 0
     t0 = time.perf_counter() - seconds
     d_params = {n: list(discs[n].parameters()) for n in names}
     g_params = {n: list(gens[n].parameters()) for n in names}

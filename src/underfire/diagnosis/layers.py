@@ -66,9 +66,8 @@ def default_layers(model: nn.Module) -> list[str]:
     name = (getattr(model, "config", None) or {}).get("name")
     if name in DEFAULT_LAYERS:
         return list(DEFAULT_LAYERS[name])
-    root, prefix = (
-        (model.net, "net.") if isinstance(getattr(model, "net", None), nn.Module) else (model, "")
-    )
+    net = getattr(model, "net", None)
+    root, prefix = (net, "net.") if isinstance(net, nn.Module) else (model, "")
     layers = [
         prefix + child
         for child, module in root.named_children()

@@ -64,7 +64,11 @@ def run_demo(
     train = load_dataset(dataset, "train", data_root, seed=seed)
     val = load_dataset(dataset, "val", data_root, seed=seed)
     test = load_dataset(dataset, "test", data_root, seed=seed)
-    if not isinstance(train, ImageDataset):
+    if not (
+        isinstance(train, ImageDataset)
+        and isinstance(val, ImageDataset)
+        and isinstance(test, ImageDataset)
+    ):
         raise TypeError(
             f"the demo needs an in-memory dataset; {dataset} is read from disk per image"
         )

@@ -29,7 +29,7 @@ LAM = 1.0  # per-example convention (= paper λ 512 at batch 256), a digits-size
 EPOCHS = 8
 
 
-def _train(ctx: DemoContext, objective, seed: int, name: str) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+def _train(ctx: DemoContext, objective, seed: int, name: str) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = model_for_dataset("ross-cnn", ctx.dataset)
     Trainer(

@@ -435,7 +435,7 @@ def _write_report(
     )
 
     r.section("Claims of the paper")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in results["claims"]:
         verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
         rows.append({"claim": f"{c['id']}. {c['claim']}", "verdict": verdict})

@@ -150,7 +150,7 @@ class Ross2018Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ross2018Config:
         names = {f.name for f in fields(cls)}
-        kwargs = {
+        kwargs: dict[str, Any] = {
             k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
         }
         return cls(**kwargs)

@@ -114,6 +114,8 @@ def input_gradients(
 ) -> torch.Tensor:
     """∂CE(f(x), labels)/∂x per example (N, C, H, W), model in eval mode; ``uniform`` uses the
     uniform label distribution (the certainty-insensitive loss)."""
+    if labels is None and not uniform:
+        raise ValueError("input_gradients needs labels unless uniform=True")
     was = model.training
     model.eval()
     try:
@@ -121,7 +123,7 @@ def input_gradients(
         logits = model(xx)
         loss = (
             -F.log_softmax(logits, 1).mean(1).sum()
-            if uniform
+            if uniform or labels is None
             else F.cross_entropy(logits, labels, reduction="sum")
         )
         (g,) = torch.autograd.grad(loss, xx)
@@ -193,6 +195,8 @@ def blackbox_accuracy(
             attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed
         )
         sub.fit(model, x[:seed_size])
+        substitute = sub.substitute_
+        assert substitute is not None  # set by fit
         fgsm = FGSM(eps=max(eps))
         white = [0] * len(eps)
         black = [0] * len(eps)
@@ -202,7 +206,7 @@ def blackbox_accuracy(
                 warnings.simplefilter("ignore", GradientMaskingWarning)
                 for i, xa in enumerate(fgsm.sweep(model, xb, yb, list(eps))):
                     white[i] += _correct(model, xa, yb)
-                for i, xa in enumerate(fgsm.sweep(sub.substitute_, xb, yb, list(eps))):
+                for i, xa in enumerate(fgsm.sweep(substitute, xb, yb, list(eps))):
                     black[i] += _correct(model, xa, yb)
         out[name] = {
             "white_box": [c / n for c in white],

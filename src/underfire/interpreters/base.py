@@ -9,7 +9,7 @@ parameters), so attacks (ADV²) and training objectives can backpropagate throug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core.errors import NonFiniteError
+from underfire.core.forward import checked_forward
 from underfire.core.registry import Registry
 from underfire.core.state import model_state
 from underfire.core.validation import check_images, check_labels, check_same_device
@@ -70,11 +72,13 @@ def reduce_channels(
     raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {how!r}")
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of (N, 1, h, w) maps to ``size`` (a no-op when already that size)."""
+def resize_maps(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear upsampling of (N, 1, h, w) maps to ``size`` = (H, W) (a no-op when already that size)."""
+    if len(size) != 2:
+        raise ValueError(f"size must be (H, W), got {tuple(size)}")
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
 def resolve_target(
@@ -85,9 +89,17 @@ def resolve_target(
     if target is None:
         with torch.no_grad():
             return model(x.detach()).argmax(dim=1)
-    if isinstance(target, int) and not isinstance(target, bool):
-        return torch.full((n,), target, dtype=torch.long, device=x.device)
+    if isinstance(target, bool) or not isinstance(target, (int, torch.Tensor)):
+        raise TypeError(
+            "target must be None (the predicted class), an int class for every image or a (N,) "
+            f"tensor of class indices, got {type(target).__name__}"
+        )
     num_classes = getattr(model, "num_classes", None)
+    if isinstance(target, int):
+        if target < 0 or (isinstance(num_classes, int) and target >= num_classes):
+            bound = f"[0, {num_classes - 1}]" if isinstance(num_classes, int) else "≥ 0"
+            raise ValueError(f"target must be a class index in {bound}, got {target}")
+        return torch.full((n,), target, dtype=torch.long, device=x.device)
     target = check_labels(
         target, n, "target", num_classes=num_classes if isinstance(num_classes, int) else None
     )
@@ -110,6 +122,8 @@ class Interpreter:
     name: str = ""
     reduce: Reduce = "max"
     absolute: bool = True
+    #: channels of :meth:`attribute`'s result for an empty batch (None: the input's channels)
+    empty_channels: int | None = None
 
     def __call__(
         self,
@@ -132,10 +146,12 @@ class Interpreter:
         Returns:
             (N, 1, H, W) maps, normalized per sample to [0, 1] unless ``raw``.
         """
-        with self._guard(model, x) as x_in:
-            t = resolve_target(model, x_in, target)
+        with self._guard(model, x, target) as (x_in, t):
+            if x_in.shape[0] == 0:
+                return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
             attr = self._attribute(model, x_in, t, create_graph)
             maps = self._to_map(attr, x_in)
+            check_finite_map(maps, type(self).__name__)
             if not raw:
                 maps = normalize_maps(maps)
         return maps if create_graph else maps.detach()
@@ -149,9 +165,11 @@ class Interpreter:
         create_graph: bool = False,
     ) -> torch.Tensor:
         """The method's native attribution (e.g. (N, C, H, W) gradients, (N, 1, h, w) CAM)."""
-        with self._guard(model, x) as x_in:
-            t = resolve_target(model, x_in, target)
+        with self._guard(model, x, target) as (x_in, t):
+            if x_in.shape[0] == 0:
+                return x_in.detach().new_zeros((0, self.empty_channels or x.shape[1], *x.shape[2:]))
             attr = self._attribute(model, x_in, t, create_graph)
+            check_finite_map(attr, type(self).__name__)
         return attr if create_graph else attr.detach()
 
     def _attribute(
@@ -165,15 +183,37 @@ class Interpreter:
         )
 
     @contextmanager
-    def _guard(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _guard(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Validate a call, borrow ``model`` and yield ``(x, target classes)``.
+
+        Raises TypeError/ValueError for a non-module model, images that are not (N, C, H, W)
+        floats in [0, 1], tensors on another device or of another floating dtype than the
+        model, targets of the wrong shape or outside the model's classes, and a model output
+        that is not (N, K) finite logits (probabilities only warn).
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_images(x)
         check_same_device(model, x)
+        if isinstance(target, torch.Tensor):
+            check_same_device(model, target)
+        labels: dict[str, torch.Tensor | None] = {}
         # eval mode for every submodule, restored exactly (also mixed train/eval states);
         # parameters stay differentiable so maps can carry a graph to them (create_graph).
-        with model_state(model, freeze=False):
+        with (
+            model_state(model, freeze=False),
+            checked_forward(model, labels=labels, who=type(self).__name__),
+        ):
+            if x.shape[0] == 0 and target is None:  # nothing to explain: no forward pass
+                t = x.new_zeros(0, dtype=torch.long)
+            else:
+                t = resolve_target(model, x, target)
+            labels["target"] = t  # checked against the class count at the first forward pass
             # x itself is never written to; subclasses differentiate w.r.t. input_leaf(x, ...), a
             # detached copy unless the caller asked for a graph to its own x (create_graph).
-            yield x
+            yield x, t
 
     def config(self) -> dict[str, object]:
         """Constructor arguments, for reports and results files."""
@@ -186,6 +226,22 @@ class Interpreter:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_finite_map(maps: torch.Tensor, who: str) -> None:
+    """Raise :class:`NonFiniteError` when an attribution holds NaN or inf."""
+    if not bool(torch.isfinite(maps.detach()).all()):
+        raise NonFiniteError(
+            f"{who} produced NaN or infinite attributions (the model's gradients are not "
+            "finite); check the model for operations that are not differentiable everywhere"
+        )
+
+
+def check_reduce(reduce: object) -> Reduce:
+    """The channel reduction of a map: "max", "sum" or "mean"."""
+    if reduce not in ("max", "sum", "mean"):
+        raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {reduce!r}")
+    return reduce
 
 
 def input_leaf(x: torch.Tensor, create_graph: bool) -> torch.Tensor:

@@ -42,6 +42,17 @@ def resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> nn.
     return get_layer(model, name)
 
 
+def check_layer_name(name: object, what: str) -> str | None:
+    """None (the model's default) or a non-empty module name."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(
+            f"{what} must be None or the name of a module (see model.layer_names()), got {name!r}"
+        )
+    return name
+
+
 def _feature_map(_name: str, out: torch.Tensor) -> None:
     if out.dim() != 4:
         raise ValueError(
@@ -88,10 +99,11 @@ class CAM(Interpreter):
 
     name = "cam"
     absolute = False
+    empty_channels = 1
 
     def __init__(self, *, target_layer: str | None = None, fc_layer: str | None = None) -> None:
-        self.target_layer = target_layer
-        self.fc_layer = fc_layer
+        self.target_layer = check_layer_name(target_layer, "target_layer")
+        self.fc_layer = check_layer_name(fc_layer, "fc_layer")
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
@@ -150,10 +162,13 @@ class GradCAM(Interpreter):
 
     name = "gradcam"
     absolute = False
+    empty_channels = 1
 
     def __init__(self, *, target_layer: str | None = None, relu: bool = True) -> None:
-        self.target_layer = target_layer
-        self.relu = bool(relu)
+        self.target_layer = check_layer_name(target_layer, "target_layer")
+        if not isinstance(relu, bool):
+            raise TypeError(f"relu must be True or False, got {type(relu).__name__}")
+        self.relu = relu
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from underfire.core.validation import check_float
 from underfire.interpreters.base import INTERPRETERS, Interpreter
 
 __all__ = ["Ensemble"]
@@ -29,6 +30,7 @@ class Ensemble(Interpreter):
 
     name = "ensemble"
     absolute = False
+    empty_channels = 1
 
     def __init__(
         self,
@@ -38,13 +40,24 @@ class Ensemble(Interpreter):
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member interpreter")
+        if isinstance(members, (str, Interpreter)):
+            raise TypeError("members must be a sequence of interpreters or names, e.g. ['grad']")
         self.members: list[Interpreter] = [
             INTERPRETERS.create(m) if isinstance(m, str) else m for m in members
         ]
+        for m in self.members:
+            if not isinstance(m, Interpreter):
+                raise TypeError(
+                    f"ensemble members must be interpreters or registry names, got {type(m).__name__}"
+                )
         if any(isinstance(m, Ensemble) for m in self.members):
             raise ValueError("ensembles cannot be nested")
-        w = [1.0] * len(self.members) if weights is None else [float(v) for v in weights]
-        if len(w) != len(self.members) or any(v < 0 for v in w) or sum(w) <= 0:
+        w = (
+            [1.0] * len(self.members)
+            if weights is None
+            else [check_float(v, f"weights[{i}]", low=0.0) for i, v in enumerate(weights)]
+        )
+        if len(w) != len(self.members) or not 0 < sum(w) < float("inf"):
             raise ValueError(
                 f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
             )

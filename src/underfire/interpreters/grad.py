@@ -8,7 +8,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores, input_leaf
+from underfire.interpreters.base import (
+    INTERPRETERS,
+    Interpreter,
+    Reduce,
+    check_reduce,
+    class_scores,
+    input_leaf,
+    reduce_channels,
+    resize_maps,
+)
 
 __all__ = ["Saliency", "input_gradients"]
 
@@ -50,9 +59,7 @@ class Saliency(Interpreter):
     name = "grad"
 
     def __init__(self, *, reduce: Reduce = "max", absolute: bool = True) -> None:
-        if reduce not in ("max", "sum", "mean"):
-            raise ValueError(f"reduce must be 'max', 'sum' or 'mean', got {reduce!r}")
-        self.reduce = reduce
+        self.reduce = check_reduce(reduce)
         self.absolute = bool(absolute)
 
     def _attribute(
@@ -62,6 +69,4 @@ class Saliency(Interpreter):
         return grad.abs() if self.absolute else grad
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        from underfire.interpreters.base import reduce_channels, resize_maps
-
         return resize_maps(reduce_channels(attr, self.reduce, absolute=True), tuple(x.shape[-2:]))

@@ -10,7 +10,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores
+from underfire.core.validation import check_float, check_int
+from underfire.interpreters.base import (
+    INTERPRETERS,
+    Interpreter,
+    Reduce,
+    check_reduce,
+    class_scores,
+)
 
 __all__ = ["IntegratedGradients", "quadrature"]
 
@@ -34,8 +41,7 @@ def quadrature(
     Returns:
         (alphas, weights), each of shape (steps,).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    check_int(steps, "steps")
     if method == "gausslegendre":
         k = torch.arange(1, steps, dtype=torch.float64)
         beta = k / torch.sqrt(4 * k * k - 1)
@@ -63,6 +69,27 @@ def quadrature(
     return alphas.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype)
 
 
+def check_baseline(baseline: object) -> float | torch.Tensor:
+    """An IG baseline: a number or a floating tensor, finite and in [0, 1] (inputs live there)."""
+    if isinstance(baseline, torch.Tensor):
+        if not baseline.is_floating_point():
+            raise TypeError(f"baseline must be a floating tensor, got dtype {baseline.dtype}")
+        if baseline.dim() > 4:
+            raise ValueError(
+                f"baseline must broadcast to (N, C, H, W), got shape {tuple(baseline.shape)}"
+            )
+        b = baseline.detach()
+        if b.numel() and not bool(torch.isfinite(b).all()):
+            raise ValueError("baseline contains NaN or infinite values")
+        if b.numel() and (float(b.min()) < 0 or float(b.max()) > 1):
+            raise ValueError(
+                f"baseline values must be in [0, 1] like the inputs, got [{float(b.min()):.4g}, "
+                f"{float(b.max()):.4g}]"
+            )
+        return b.clone()
+    return check_float(baseline, "baseline", low=0.0, high=1.0)
+
+
 @INTERPRETERS.register("ig")
 class IntegratedGradients(Interpreter):
     """Integrated gradients (Sundararajan et al. 2017) from a constant baseline.
@@ -73,7 +100,8 @@ class IntegratedGradients(Interpreter):
 
     Args:
         steps: number of quadrature points along the path.
-        baseline: constant baseline value x' (0 = black image).
+        baseline: the baseline x': a constant in [0, 1] (0 = black image) or a tensor of
+            values in [0, 1] broadcastable to (N, C, H, W), e.g. a (C, H, W) blurred image.
         method: quadrature rule, Captum's names; "gausslegendre" is Captum's default.
         batch_size: path points per forward pass, as a multiple of N images (None: all at once).
         reduce: channel reduction of |IG| for the map.
@@ -85,28 +113,46 @@ class IntegratedGradients(Interpreter):
         self,
         *,
         steps: int = 50,
-        baseline: float = 0.0,
+        baseline: float | torch.Tensor = 0.0,
         method: Method = "gausslegendre",
         batch_size: int | None = None,
         reduce: Reduce = "max",
     ) -> None:
         quadrature(method, steps)  # validates
         self.steps = int(steps)
-        self.baseline = float(baseline)
+        self.baseline = check_baseline(baseline)
         self.method = method
-        self.batch_size = batch_size
-        self.reduce = reduce
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+        self.reduce = check_reduce(reduce)
+
+    def _baseline_for(self, x: torch.Tensor) -> float | torch.Tensor:
+        if not isinstance(self.baseline, torch.Tensor):
+            return self.baseline
+        b = self.baseline.to(device=x.device, dtype=x.dtype)
+        try:
+            torch.broadcast_shapes(b.shape, x.shape)
+        except RuntimeError as err:
+            raise ValueError(
+                f"baseline of shape {tuple(b.shape)} does not broadcast to x of shape "
+                f"{tuple(x.shape)}; give a (C, H, W), (1, C, H, W) or (N, C, H, W) tensor"
+            ) from err
+        if torch.broadcast_shapes(b.shape, x.shape) != x.shape:
+            raise ValueError(
+                f"baseline of shape {tuple(b.shape)} would enlarge x of shape {tuple(x.shape)}"
+            )
+        return b
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
         alphas, weights = quadrature(self.method, self.steps, dtype=x.dtype, device=x.device)
         xs = x if create_graph and x.requires_grad else x.detach()
-        delta = xs - self.baseline
+        base = self._baseline_for(x)
+        delta = xs - base
         n = x.shape[0]
         view = (-1, 1, 1, 1, 1)
         # (steps, N, C, H, W) path points, step-major like Captum.
-        path = (self.baseline + alphas.view(view) * delta.unsqueeze(0)).reshape(-1, *x.shape[1:])
+        path = (base + alphas.view(view) * delta.unsqueeze(0)).reshape(-1, *x.shape[1:])
         if not (create_graph and x.requires_grad):
             path = path.detach().requires_grad_(True)
         t = target.repeat(self.steps)

@@ -30,8 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.core import io as _io
+from underfire.core.forward import checked_forward
+from underfire.core.state import model_state
+from underfire.core.validation import (
+    check_float,
+    check_images,
+    check_int,
+    check_labels,
+    check_positive,
+    check_same_device,
+    check_seed,
+)
 from underfire.interpreters.base import INTERPRETERS, Interpreter, resize_maps
-from underfire.interpreters.cam import capture_layer, resolve_layer
+from underfire.interpreters.cam import capture_layer, check_layer_name, resolve_layer
 from underfire.interpreters.mask import gaussian_blur
 
 __all__ = ["RTS", "MaskingNetwork", "RTSConfig", "evaluate_rts", "rts_objective", "train_rts"]
@@ -108,10 +119,22 @@ class RTSConfig:
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be ≥ 1")
-        if not 0 <= self.fake_prob < 1:
-            raise ValueError(f"fake_prob must be in [0, 1), got {self.fake_prob}")
+        check_int(self.steps, "steps")
+        check_int(self.batch_size, "batch_size")
+        check_int(self.width, "width")
+        check_seed(self.seed)
+        self.lr = check_positive(self.lr, "lr")
+        self.tv = check_positive(self.tv, "tv", allow_zero=True)
+        self.area = check_positive(self.area, "area", allow_zero=True)
+        self.destroy = check_positive(self.destroy, "destroy", allow_zero=True)
+        self.destroy_power = check_positive(self.destroy_power, "destroy_power")
+        self.fake_prob = check_float(
+            self.fake_prob, "fake_prob", low=0.0, high=1.0, high_inclusive=False
+        )
+        if self.blur_sigma is not None:
+            self.blur_sigma = check_positive(self.blur_sigma, "blur_sigma")
+        if self.max_seconds is not None:
+            self.max_seconds = check_positive(self.max_seconds, "max_seconds")
 
 
 def _tv(m: torch.Tensor) -> torch.Tensor:
@@ -166,6 +189,7 @@ class RTS(Interpreter):
 
     name = "rts"
     absolute = False
+    empty_channels = 1
 
     def __init__(
         self,
@@ -183,9 +207,12 @@ class RTS(Interpreter):
         if checkpoint is not None:
             loaded = RTS.load(checkpoint)
             network, target_layer, self.meta = loaded.network, loaded.target_layer, loaded.meta
-        assert network is not None
-        self.network = network
-        self.target_layer = target_layer
+        if not isinstance(network, MaskingNetwork):
+            raise TypeError(
+                f"network must be a trained MaskingNetwork, got {type(network).__name__}"
+            )
+        self.network: MaskingNetwork = network
+        self.target_layer: str | None = check_layer_name(target_layer, "target_layer")
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
@@ -194,16 +221,22 @@ class RTS(Interpreter):
         param = next(net.parameters())
         if param.device != x.device or param.dtype != x.dtype:
             net.to(device=x.device, dtype=x.dtype)
-        was = net.training
-        net.eval()
-        try:
-            layer = resolve_layer(model, self.target_layer)
-            with torch.set_grad_enabled(create_graph), capture_layer(layer) as outs:
-                model(x if create_graph else x.detach())
-                mask = net(outs[-1], target)
-        finally:
-            net.train(was)
-        return mask
+        layer = resolve_layer(model, self.target_layer)
+        with (
+            model_state(net, freeze=not create_graph),
+            torch.set_grad_enabled(create_graph),
+            capture_layer(layer) as outs,
+        ):
+            model(x if create_graph else x.detach())
+            feats = outs[-1]
+            expected = net.config["feat_channels"]
+            if feats.shape[1] != expected:
+                raise ValueError(
+                    f"the masking network was trained on {expected}-channel features but the "
+                    f"model's target layer gives {feats.shape[1]}; use the classifier it was "
+                    "trained with (and the same target_layer)"
+                )
+            return net(feats, target)
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return attr
@@ -237,10 +270,18 @@ class RTS(Interpreter):
             ) from err
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not an RTS checkpoint (no '{FORMAT}' marker)")
-        cfg = dict(payload["config"])
-        cfg["feat_size"], cfg["input_size"] = tuple(cfg["feat_size"]), tuple(cfg["input_size"])
-        net = MaskingNetwork(**cfg)
-        net.load_state_dict(payload["state_dict"])
+        try:
+            cfg = dict(payload["config"])
+            cfg["feat_size"] = tuple(cfg["feat_size"])
+            cfg["input_size"] = tuple(cfg["input_size"])
+            net = MaskingNetwork(**cfg)
+            net.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{path} is a damaged RTS checkpoint ({type(err).__name__}: {err}); train it again"
+            ) from err
+        if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values()):
+            raise CheckpointError(f"{path} holds NaN or infinite weights; train it again")
         net.to(device).eval()
         return cls(
             net, target_layer=payload.get("target_layer") or None, meta=payload.get("meta") or {}
@@ -278,21 +319,45 @@ def train_rts(
     """
     cfg = config or RTSConfig()
     x_all, y_all = (data.x, data.y) if hasattr(data, "x") else data
+    if not isinstance(cfg, RTSConfig):
+        raise TypeError(f"config must be an RTSConfig, got {type(cfg).__name__}")
+    check_images(x_all, "data.x")
+    check_labels(y_all, x_all.shape[0], "data.y")
+    if x_all.shape[0] == 0:
+        raise ValueError("cannot train RTS on an empty data set")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    check_same_device(model.to(dev), x_all[:0].to(dev))  # dtype: float64 data, float32 model
     model.to(dev)
-    was_training = model.training
-    model.eval()
+    # the classifier stays frozen in eval mode; its modes, flags and .grad come back exactly
+    with model_state(model), checked_forward(model, labels={"y": y_all}, who="train_rts"):
+        return _train_rts(model, x_all, y_all, cfg, target_layer, dev, progress)
+
+
+def _train_rts(
+    model: nn.Module,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    cfg: RTSConfig,
+    target_layer: str | None,
+    dev: torch.device,
+    progress: bool,
+) -> tuple[RTS, list[dict[str, float]]]:
     layer = resolve_layer(model, target_layer)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     probe = x_all[:2].to(dev)
     feats = _features(model, layer, probe)
     num_classes = int(getattr(model, "num_classes", 0) or model(probe).shape[1])
+    if num_classes < 2 and cfg.fake_prob > 0:
+        raise ValueError(
+            "RTS's fake-class objective needs a classifier with at least 2 classes; "
+            "set fake_prob=0 for a 1-class model"
+        )
     net = MaskingNetwork(
         feat_channels=feats.shape[1],
         num_classes=num_classes,
-        feat_size=tuple(feats.shape[-2:]),
-        input_size=tuple(probe.shape[-2:]),
+        feat_size=(feats.shape[-2], feats.shape[-1]),
+        input_size=(probe.shape[-2], probe.shape[-1]),
         width=cfg.width,
     ).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -342,7 +407,6 @@ def train_rts(
         net.eval()
         for p in params:
             p.grad = None
-        model.train(was_training)
     rts = RTS(
         net,
         target_layer=target_layer,
@@ -370,8 +434,17 @@ def evaluate_rts(
         ``blurred_kept``: the same for the fully blurred image (the empty-mask baseline);
         ``area``: mean mask area.
     """
-    model.eval()
-    with torch.no_grad():
+    check_images(x)
+    check_same_device(model, x)
+    if x.shape[0] == 0:
+        raise ValueError("cannot evaluate RTS on an empty batch")
+    if y is not None:
+        check_labels(y, x.shape[0])
+    with (
+        model_state(model),
+        checked_forward(model, labels={"y": y}, who="evaluate_rts"),
+        torch.no_grad(),
+    ):
         target = model(x).argmax(1) if y is None else y
         mask = rts(model, x, target, raw=True)
         ref = gaussian_blur(x, _sigma(blur_sigma, x))

@@ -7,8 +7,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from underfire.core.validation import check_positive
-from underfire.interpreters.base import INTERPRETERS, Interpreter, Reduce, class_scores
+from underfire.core.validation import check_float, check_int, check_seed
+from underfire.interpreters.base import (
+    INTERPRETERS,
+    Interpreter,
+    Reduce,
+    check_reduce,
+    class_scores,
+)
 
 __all__ = ["SmoothGrad"]
 
@@ -46,13 +52,12 @@ class SmoothGrad(Interpreter):
         seed: int | None = None,
         reduce: Reduce = "max",
     ) -> None:
-        if samples < 1:
-            raise ValueError(f"samples must be ≥ 1, got {samples}")
-        self.samples = int(samples)
-        self.stdev = check_positive(stdev, "stdev", allow_zero=True)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.reduce = reduce
+        self.samples = check_int(samples, "samples")
+        # σ is on the [0, 1] input scale (Smilkov et al.: 10–20 % of the range, i.e. 0.1–0.2)
+        self.stdev = check_float(stdev, "stdev", low=0.0, high=1.0)
+        self.batch_size = None if batch_size is None else check_int(batch_size, "batch_size")
+        self.seed = check_seed(seed)
+        self.reduce = check_reduce(reduce)
 
     def _noise(self, shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
         gen = None

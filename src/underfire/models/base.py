@@ -19,6 +19,9 @@ MODELS: Registry[ImageClassifier] = Registry("model")
 class Normalize(nn.Module):
     """(x − mean) / std per channel, as a layer so every model takes [0, 1] inputs."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):

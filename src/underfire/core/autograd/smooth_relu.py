@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from underfire.core.validation import check_positive
+
 __all__ = [
     "DEFAULT_TAU",
     "SmoothReLU",
@@ -61,13 +63,13 @@ class _SmoothReLUFunction(torch.autograd.Function):
     # input, so with create_graph=True autograd records it and a second backward sees h'(z).
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:
         ctx.save_for_backward(z)
         ctx.tau = tau
         return z.clamp_min(0)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (z,) = ctx.saved_tensors
         return grad_output * smooth_relu_derivative(z, ctx.tau), None
 
@@ -82,9 +84,7 @@ class SmoothReLU(nn.Module):
 
     def __init__(self, tau: float = DEFAULT_TAU) -> None:
         super().__init__()
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
-        self.tau = float(tau)
+        self.tau = check_positive(tau, "tau")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return smooth_relu_function(z, self.tau)
@@ -111,8 +111,7 @@ def smooth_relu(model: nn.Module, tau: float = DEFAULT_TAU) -> Iterator[nn.Modul
     Yields:
         The same ``model``.
     """
-    if not tau > 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    tau = check_positive(tau, "tau")
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
     replacement: dict[int, SmoothReLU] = {}
     for parent in model.modules():
