@@ -20,6 +20,7 @@ resumes) and finished sections in ``out/sections`` (reused when their settings m
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,7 +195,8 @@ def diagnose_all(
             result[name] = cached(
                 out / "sections" / f"diagnosis-{name}.json",
                 key,
-                lambda model=model, seed=seed: diagnose_model(
+                functools.partial(
+                    diagnose_model,
                     model,
                     x,
                     y,
@@ -381,7 +383,8 @@ def run_zheng2020(
     timings["diagnosis"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
-    gan_numbers, gan_pictures = {}, {}
+    gan_numbers: dict[str, Any] = {}
+    gan_pictures: dict[str, Any] = {}
     if cfg.gan_steps > 0:
         gan_numbers, gan_pictures = interpretgans(
             cfg, models, train, test, out, device=device, progress=progress, log=log
