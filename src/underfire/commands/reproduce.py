@@ -159,7 +159,9 @@ def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
     overrides: dict[str, object] = {"n_eval": args.n_images or args.n_eval}
     if weights is not None:
         if dataset != "imagenet":
-            raise SystemExit("--weights is for --dataset imagenet (other datasets train their classifiers)")
+            raise SystemExit(
+                "--weights is for --dataset imagenet (other datasets train their classifiers)"
+            )
         # without a file for DenseNet-169, only the supplied classifiers run
         overrides |= {
             "weights": weights,

@@ -74,7 +74,9 @@ def load_data(
         info = ds.info  # type: ignore[attr-defined]
         test = ImageDataset(x[: cfg.n_eval].contiguous(), y[: cfg.n_eval], info, "test")
         rest = x[cfg.n_eval :]
-        train = ImageDataset(rest.contiguous(), y[cfg.n_eval :], info, "train") if len(rest) else None
+        train = (
+            ImageDataset(rest.contiguous(), y[cfg.n_eval :], info, "train") if len(rest) else None
+        )
         return train, None, test
     splits = []
     for split in ("train", "val", "test"):
@@ -245,10 +247,15 @@ def evaluate_classifier(
     res: dict[str, Any] = {"timings": {}}
     t_all = time.perf_counter()
 
-    x, y, chosen = _select(model, test.x.to(device), test.y.to(device), cfg.n_eval, cfg.eval_batch)
+    pool = slice(
+        0, max(20 * cfg.n_eval, 500)
+    )  # enough candidates without classifying the whole test set
+    x, y, chosen = _select(
+        model, test.x[pool].to(device), test.y[pool].to(device), cfg.n_eval, cfg.eval_batch
+    )
     t = random_targets(y, num_classes, cfg.seed).to(device)
     res["n_eval"], res["images"] = int(x.shape[0]), chosen
-    batch = cfg.eval_batch
+    batch, size = cfg.eval_batch, int(x.shape[-1])
 
     # RTS (trained on the training images, used as an interpreter and as an ensemble member)
     rts = None
@@ -265,10 +272,15 @@ def evaluate_classifier(
         )
     interps, notes = build_interpreters(cfg, model, x, rts)
     res["interpreters"], res["notes"] = list(interps), notes
-    n_of = {k: (min(cfg.mask_eval or x.shape[0], x.shape[0]) if k == "mask" else x.shape[0]) for k in interps}
+    n_of = {
+        k: (min(cfg.mask_eval or x.shape[0], x.shape[0]) if k == "mask" else x.shape[0])
+        for k in interps
+    }
     res["n_per_interpreter"] = n_of
 
-    def all_maps(x_in: torch.Tensor, target: torch.Tensor | None, n_max: int | None = None) -> dict[str, torch.Tensor]:
+    def all_maps(
+        x_in: torch.Tensor, target: torch.Tensor | None, n_max: int | None = None
+    ) -> dict[str, torch.Tensor]:
         maps = {}
         for k, g in interps.items():
             n = min(n_of[k], x_in.shape[0] if n_max is None else n_max)
@@ -300,7 +312,9 @@ def evaluate_classifier(
         res["noise"][k] = {
             "l1": summarize(mm["l1"]),
             "iou": summarize(mm["iou"]),
-            "l1_q90": float(torch.quantile(mm["l1"].double(), 0.9)) if mm["l1"].numel() else float("nan"),
+            "l1_q90": float(torch.quantile(mm["l1"].double(), 0.9))
+            if mm["l1"].numel()
+            else float("nan"),
         }
     res["timings"]["benign"] = round(time.perf_counter() - t0, 2)
 
@@ -325,7 +339,7 @@ def evaluate_classifier(
 
             def adv_part(k: str = k, g: Interpreter = g) -> dict[str, Any]:
                 n = n_of[k]
-                attack, kwargs = adv2_attack(g, cfg, cfg.seed)
+                attack, _ = adv2_attack(g, cfg, cfg.seed, size)
                 ta = time.perf_counter()
                 x_adv, records = run_attack(attack, model, x[:n], y[:n], t[:n], batch)
                 return {
@@ -333,16 +347,17 @@ def evaluate_classifier(
                     "maps": all_maps(x_adv, None, n),
                     "seconds": torch.tensor(time.perf_counter() - ta),
                     "record": _records(records),
-                    "kwargs": {kk: torch.tensor(float(v)) for kk, v in kwargs.items()},
                 }
 
             part, reused = store.cached(f"adv2-{k}", adv_part)
             adv_parts[k] = part
-            row = _measure(model, part["x_adv"].to(device), t[: n_of[k]], benign, part["maps"], batch)
+            row = _measure(
+                model, part["x_adv"].to(device), t[: n_of[k]], benign, part["maps"], batch
+            )
             row["seconds"] = float(part["seconds"])
             row["seconds_per_image"] = float(part["seconds"]) / max(1, n_of[k])
             row["attack_record"] = {kk: summarize(v) for kk, v in part["record"].items()}
-            row["settings"] = {kk: float(v) for kk, v in part["kwargs"].items()}
+            row["settings"] = adv2_attack(g, cfg, cfg.seed, size)[1]
             row["reused"] = reused
             res["adv2"][k] = row
     except ImportError as err:
@@ -363,7 +378,24 @@ def evaluate_classifier(
     if rts is not None and "rts" in adv_parts and cfg.rtsa_train > 0 and train is not None:
         t0 = time.perf_counter()
         log(f"{name}: RTS^A (RTS retrained with ADV² examples of {cfg.rtsa_train} training images)")
-        res["rtsa"] = _rtsa(cfg, store, name, model, rts, train, x, y, t, benign, pgd, adv_parts, out, device, progress, batch)
+        res["rtsa"] = _rtsa(
+            cfg,
+            store,
+            name,
+            model,
+            rts,
+            train,
+            x,
+            y,
+            t,
+            benign,
+            pgd,
+            adv_parts,
+            out,
+            device,
+            progress,
+            batch,
+        )
         res["timings"]["rtsa"] = round(time.perf_counter() - t0, 2)
     res["timings"]["total"] = round(time.perf_counter() - t_all, 2)
 
@@ -413,10 +445,15 @@ def _ensemble(
             for m in members
             if m in adv_parts
         }
-        attack, _ = adv2_attack(ens, cfg, cfg.seed)
+        attack, _ = adv2_attack(ens, cfg, cfg.seed, int(x.shape[-1]))
         x_e, _ = run_attack(attack, model, x, y, t, batch)
-        member_maps = {m: maps_of(g, model, x_e, None, batch) for m, g in zip(members, ens.members, strict=True)}
-        member_benign = {m: maps_of(g, model, x, y, batch) for m, g in zip(members, ens.members, strict=True)}
+        member_maps = {
+            m: maps_of(g, model, x_e, None, batch)
+            for m, g in zip(members, ens.members, strict=True)
+        }
+        member_benign = {
+            m: maps_of(g, model, x, y, batch) for m, g in zip(members, ens.members, strict=True)
+        }
         return {
             "benign": benign,
             "on_member": on_member,
@@ -451,7 +488,8 @@ def _ensemble(
         "ensemble_l1": summarize(e["l1"]),
         "ensemble_iou": summarize(e["iou"]),
         "member_l1": {
-            m: summarize(map_measures(p["member_benign"][m], p["member_maps"][m])["l1"]) for m in members
+            m: summarize(map_measures(p["member_benign"][m], p["member_maps"][m])["l1"])
+            for m in members
         },
     }
     return out
@@ -479,9 +517,12 @@ def _rtsa(
 
     def train_adv() -> dict[str, Any]:
         # ADV²-RTS examples of training images (never the evaluation images)
-        xs, ys, sel = _select(model, train.x.to(device), train.y.to(device), cfg.rtsa_train, batch)
+        pool = slice(max(0, len(train) - max(20 * cfg.rtsa_train, 500)), len(train))
+        xs, ys, _ = _select(
+            model, train.x[pool].to(device), train.y[pool].to(device), cfg.rtsa_train, batch
+        )
         ts = random_targets(ys, num_classes, cfg.seed + 1).to(device)
-        attack, _ = adv2_attack(rts, cfg, cfg.seed + 1)
+        attack, _ = adv2_attack(rts, cfg, cfg.seed + 1, int(x.shape[-1]))
         xa, _ = run_attack(attack, model, xs, ys, ts, batch)
         return {"x_adv": xa, "t": ts}
 
@@ -500,9 +541,15 @@ def _rtsa(
         b = maps_of(rtsa, model, x, y, batch)
         p_maps = maps_of(rtsa, model, pgd["x_adv"].to(device), None, batch)
         old = maps_of(rtsa, model, adv_parts["rts"]["x_adv"].to(device), None, batch)
-        attack, _ = adv2_attack(rtsa, cfg, cfg.seed)
+        attack, _ = adv2_attack(rtsa, cfg, cfg.seed, int(x.shape[-1]))
         xa, _ = run_attack(attack, model, x, y, t, batch)
-        return {"benign": b, "pgd": p_maps, "old_adv": old, "x_adv": xa, "adv": maps_of(rtsa, model, xa, None, batch)}
+        return {
+            "benign": b,
+            "pgd": p_maps,
+            "old_adv": old,
+            "x_adv": xa,
+            "adv": maps_of(rtsa, model, xa, None, batch),
+        }
 
     p, _ = store.cached("rtsa-eval", evaluate_part)
     a = attack_measures(model, p["x_adv"].to(device), t, batch)
@@ -520,7 +567,9 @@ def _rtsa(
     return {
         "training": info,
         "n_train_adv": int(tr["x_adv"].shape[0]),
-        "train_adv_success": summarize(attack_measures(model, tr["x_adv"].to(device), tr["t"].to(device), batch)["success"]),
+        "train_adv_success": summarize(
+            attack_measures(model, tr["x_adv"].to(device), tr["t"].to(device), batch)["success"]
+        ),
         "rts": gap(benign["rts"], pgd["maps"]["rts"], adv_parts["rts"]["maps"]["rts"]),
         "rtsa": gap(p["benign"], p["pgd"], p["adv"]),
         "rtsa_on_rts_attack_l1": summarize(map_measures(p["benign"], p["old_adv"])["l1"]),
@@ -587,7 +636,11 @@ def run_zhang2020(
     }
     tensors: dict[str, Any] = {}
     for name in cfg.classifiers:
-        log(f"classifier {name}: training ({cfg.train_steps} steps)" if cfg.dataset != "imagenet" else f"classifier {name}: weights {cfg.weights[name]}")
+        log(
+            f"classifier {name}: training ({cfg.train_steps} steps)"
+            if cfg.dataset != "imagenet"
+            else f"classifier {name}: weights {cfg.weights[name]}"
+        )
         model, info = train_classifier(cfg, name, train, val, out, device=device, progress=progress)
         entry: dict[str, Any] = {"training": info}
         entry["test_accuracy"] = evaluate(model, test, device=device)["accuracy"]

@@ -6,7 +6,6 @@ per-sample measures and a resumable store for the expensive parts.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +74,9 @@ class PartStore:
         _io.atomic_write(self.path(key), lambda f: torch.save(_cpu(payload), f))
         return payload
 
-    def cached(self, key: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def cached(
+        self, key: str, compute: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
         """(the part, whether it came from disk)."""
         got = self.get(key)
         if got is not None:
@@ -183,28 +184,41 @@ def pgd_attack(cfg: Zhang2020Config, seed: int) -> Any:
 
 
 def adv2_attack(
-    interp: Interpreter, cfg: Zhang2020Config, seed: int
+    interp: Interpreter, cfg: Zhang2020Config, seed: int, image_size: int
 ) -> tuple[Any, dict[str, Any]]:
-    """ADV² against ``interp`` with the profile's settings; (attack, the arguments passed).
+    """ADV² against ``interp``: the preset of ``cfg.adv2_preset`` (by image size if None) with
+    its step counts scaled by ``cfg.adv2_scale``; (attack, the settings used).
 
     Raises:
         ImportError: ADV² is not available in this installation.
     """
     from underfire.attacks import ADV2  # type: ignore[attr-defined]
 
-    params = inspect.signature(ADV2).parameters
-    wanted = {
+    preset = cfg.adv2_preset or ("imagenet" if image_size >= 128 else "small")
+    common: dict[str, Any] = {
         "eps": cfg.eps,
         "step_size": cfg.step_size,
-        "warm_steps": cfg.adv2_warm_steps,
-        "pgd_steps": cfg.adv2_warm_steps,
-        "steps": cfg.adv2_steps,
-        "kappa": cfg.adv2_kappa,
+        "preset": preset,
         "seed": seed,
-        "mask_reset": 50,
     }
-    kwargs = {k: v for k, v in wanted.items() if k in params}
-    return ADV2(interp, **kwargs), kwargs
+    if cfg.adv2_kappa is not None:
+        common["kappa"] = cfg.adv2_kappa
+    base = ADV2(interp, **common)
+    steps = base.steps if isinstance(base.steps, tuple) else (base.steps,)
+    scaled = tuple(max(1, round(s * cfg.adv2_scale)) for s in steps)
+    kwargs = common | {
+        "warm_steps": max(1, round(base.warm_steps * cfg.adv2_scale)),
+        "steps": scaled if len(scaled) > 1 else scaled[0],
+    }
+    attack = ADV2(interp, **kwargs)
+    info = {
+        "preset": preset,
+        "warm_steps": attack.warm_steps,
+        "joint_steps": sum(scaled),
+        "kappa": attack.kappa,
+        "lam": list(attack.lam) if isinstance(attack.lam, tuple) else [attack.lam],
+    }
+    return attack, info
 
 
 def run_attack(

@@ -63,12 +63,23 @@ def metrics_figure(path: Path, results: dict[str, Any]) -> Path:
                 adv = [r["adv2"][k][key] if k in r.get("adv2", {}) else float("nan") for k in names]
             else:
                 pgd = [r["pgd"]["maps"][k][key] for k in names]
-                adv = [r["adv2"][k]["maps"][k][key] if k in r.get("adv2", {}) else float("nan") for k in names]
+                adv = [
+                    r["adv2"][k]["maps"][k][key] if k in r.get("adv2", {}) else float("nan")
+                    for k in names
+                ]
             ax.bar([x - 0.2 for x in xs], pgd, 0.4, color=PGD_COLOR, label="PGD")
             ax.bar([x + 0.2 for x in xs], adv, 0.4, color=ADV2_COLOR, label="ADV²")
             if key in ("l1", "iou"):
                 noise = [r["noise"][k][key] for k in names]
-                ax.scatter(list(xs), noise, marker="_", s=400, color=NOISE_COLOR, label="benign ±ε noise", zorder=3)
+                ax.scatter(
+                    list(xs),
+                    noise,
+                    marker="_",
+                    s=400,
+                    color=NOISE_COLOR,
+                    label="benign ±ε noise",
+                    zorder=3,
+                )
             ax.set_xticks(list(xs))
             ax.set_xticklabels(names)
             ax.set_ylim(0, 1.05)
@@ -81,7 +92,9 @@ def metrics_figure(path: Path, results: dict[str, Any]) -> Path:
     return out
 
 
-def samples_figure(path: Path, name: str, t: dict[str, Any], classes: tuple[str, ...] | list[str]) -> Path:
+def samples_figure(
+    path: Path, name: str, t: dict[str, Any], classes: tuple[str, ...] | list[str]
+) -> Path:
     """Per interpreter, a row of images (benign | PGD | ADV²) and a row of their maps."""
     plt = _plt()
     interps = list(t["benign"])
@@ -93,9 +106,16 @@ def samples_figure(path: Path, name: str, t: dict[str, Any], classes: tuple[str,
         for s in range(n):
             cells = [
                 ("benign", t["x"][s], t["benign"][k][s] if s < t["benign"][k].shape[0] else None),
-                ("PGD", t["pgd_x"][s], t["pgd_maps"][k][s] if s < t["pgd_maps"][k].shape[0] else None),
-                ("ADV²", adv[0][s] if adv is not None and s < adv[0].shape[0] else None,
-                 adv[1][s] if adv is not None and s < adv[1].shape[0] else None),
+                (
+                    "PGD",
+                    t["pgd_x"][s],
+                    t["pgd_maps"][k][s] if s < t["pgd_maps"][k].shape[0] else None,
+                ),
+                (
+                    "ADV²",
+                    adv[0][s] if adv is not None and s < adv[0].shape[0] else None,
+                    adv[1][s] if adv is not None and s < adv[1].shape[0] else None,
+                ),
             ]
             for j, (label, img, m) in enumerate(cells):
                 ax_i, ax_m = axes[2 * i][3 * s + j], axes[2 * i + 1][3 * s + j]
@@ -110,7 +130,9 @@ def samples_figure(path: Path, name: str, t: dict[str, Any], classes: tuple[str,
                     _map(ax_m, m)
                 if i == 0:
                     cls = classes[int(t["y"][s])] if label == "benign" else classes[int(t["t"][s])]
-                    ax_i.set_title(f"{label}\n{'y' if label == 'benign' else 't'}={cls}", fontsize=8)
+                    ax_i.set_title(
+                        f"{label}\n{'y' if label == 'benign' else 't'}={cls}", fontsize=8
+                    )
             axes[2 * i + 1][0].set_ylabel(k, fontsize=10)
     fig.suptitle(f"{name}: images (odd rows) and maps (even rows), per interpreter", fontsize=11)
     fig.tight_layout()
@@ -137,7 +159,15 @@ def transfer_figure(path: Path, results: dict[str, Any]) -> Path:
             for b in range(len(cols)):
                 v = float(mat[a, b])
                 if v == v:
-                    ax.text(b, a, f"{v:.3f}", ha="center", va="center", fontsize=8, color="black" if v < float(mat.nan_to_num(0).max()) * 0.6 else "white")
+                    ax.text(
+                        b,
+                        a,
+                        f"{v:.3f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="black" if v < float(mat.nan_to_num(0).max()) * 0.6 else "white",
+                    )
         ax.set_xticks(range(len(cols)))
         ax.set_xticklabels(cols)
         ax.set_yticks(range(len(rows)))
@@ -164,12 +194,16 @@ def countermeasures_figure(path: Path, results: dict[str, Any]) -> Path | None:
         e = r.get("ensemble")
         if e:
             names = list(e["attack_on_member"]) + ["ensemble"]
-            member = [e["attack_on_member"][m]["member_l1"] for m in e["attack_on_member"]] + [float("nan")]
+            member = [e["attack_on_member"][m]["member_l1"] for m in e["attack_on_member"]] + [
+                float("nan")
+            ]
             ens = [e["attack_on_member"][m]["ensemble_l1"] for m in e["attack_on_member"]] + [
                 e["attack_on_ensemble"]["ensemble_l1"]
             ]
             xs = range(len(names))
-            ax.bar([x - 0.2 for x in xs], member, 0.4, color=ADV2_COLOR, label="attacked member's map")
+            ax.bar(
+                [x - 0.2 for x in xs], member, 0.4, color=ADV2_COLOR, label="attacked member's map"
+            )
             ax.bar([x + 0.2 for x in xs], ens, 0.4, color="#2ca02c", label="ensemble map")
             ax.axhline(e["pgd"]["ensemble_l1"], color=PGD_COLOR, ls="--", label="ensemble map, PGD")
             ax.set_xticks(list(xs))
@@ -183,8 +217,20 @@ def countermeasures_figure(path: Path, results: dict[str, Any]) -> Path | None:
         a = r.get("rtsa")
         if a:
             xs = [0, 1]
-            ax.bar([x - 0.2 for x in xs], [a["rts"]["pgd_l1"], a["rtsa"]["pgd_l1"]], 0.4, color=PGD_COLOR, label="PGD")
-            ax.bar([x + 0.2 for x in xs], [a["rts"]["adv2_l1"], a["rtsa"]["adv2_l1"]], 0.4, color=ADV2_COLOR, label="ADV²")
+            ax.bar(
+                [x - 0.2 for x in xs],
+                [a["rts"]["pgd_l1"], a["rtsa"]["pgd_l1"]],
+                0.4,
+                color=PGD_COLOR,
+                label="PGD",
+            )
+            ax.bar(
+                [x + 0.2 for x in xs],
+                [a["rts"]["adv2_l1"], a["rtsa"]["adv2_l1"]],
+                0.4,
+                color=ADV2_COLOR,
+                label="ADV²",
+            )
             ax.set_xticks(xs)
             ax.set_xticklabels(["RTS", "RTS^A"])
             ax.set_ylabel("L1 to benign map")

@@ -24,13 +24,16 @@ def _paper_rate(clf: str, interp: str) -> str:
     return f"{r50:.0%} / {d169:.0%}"
 
 
-def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs: dict[str, Path]) -> None:
+def write_report(
+    out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs: dict[str, Path]
+) -> None:
     r = Report(f"Reproduction of Zhang et al. (USENIX Security 2020), ADV², on {cfg.dataset}")
     r.text(
         f"underfire {__version__}, profile `{cfg.profile}`, seed {cfg.seed}, device `{results['device']}`. "
         f"Attacks: targeted, random target class ≠ true class, L∞ ε = {cfg.eps:g}, step {cfg.step_size:.4g}; "
-        f"PGD baseline {cfg.pgd_steps} steps; ADV² {cfg.adv2_warm_steps} PGD warm-start steps then "
-        f"{cfg.adv2_steps} joint steps (confidence κ = {cfg.adv2_kappa:g}). MASK: {cfg.mask_steps} iterations "
+        f"PGD baseline {cfg.pgd_steps} steps; ADV²: a targeted PGD warm start then the joint loss, with the "
+        f"`{cfg.adv2_preset or 'by image size'}` preset of `underfire.attacks.adv2.PRESETS` and its step counts "
+        f"× {cfg.adv2_scale:g} (per-interpreter settings in the table below). MASK: {cfg.mask_steps} iterations "
         f"on the first {cfg.mask_eval or cfg.n_eval} images; RTS trained {cfg.rts_steps} steps. "
         "Maps are [0, 1]-normalized; L1 = mean absolute difference between the benign and the "
         "adversarial map (the adversarial map explains the class predicted on the adversarial "
@@ -52,7 +55,12 @@ def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs:
         )
 
     r.section("Findings of the paper")
-    r.table([{"finding": f"{c['id']}. {c['claim']}", "verdict": VERDICT[c["held"]]} for c in results["claims"]])
+    r.table(
+        [
+            {"finding": f"{c['id']}. {c['claim']}", "verdict": VERDICT[c["held"]]}
+            for c in results["claims"]
+        ]
+    )
     for c in results["claims"]:
         r.text(
             f"**Finding {c['id']}** — {c['claim']} Rule: {c['rule']}. Numbers: `{json.dumps(c['evidence'])}`. "
@@ -109,7 +117,24 @@ def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs:
         f"({cfg.dataset} here), classifiers trained here for {cfg.train_steps} steps rather than "
         "pretrained ImageNet models, and far fewer attack iterations in the reduced profiles."
     )
-    r.figure(figs["metrics"], "PGD (grey) vs ADV² (red) per interpreter; blue ticks: benign ±ε noise")
+    r.figure(
+        figs["metrics"], "PGD (grey) vs ADV² (red) per interpreter; blue ticks: benign ±ε noise"
+    )
+    settings = [
+        {
+            "classifier": c,
+            "interpreter": k,
+            **a["settings"],
+            "attack record (vs target map)": a["attack_record"],
+        }
+        for c, v in results["classifiers"].items()
+        for k, a in v.get("adv2", {}).items()
+    ]
+    if settings:
+        r.text(
+            "ADV² settings as run, and the attack's own per-sample record averaged (L1/IoU to its target map):"
+        )
+        r.table(settings)
 
     r.section("Transfer across interpreters")
     r.text(
@@ -127,7 +152,10 @@ def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs:
                 for a, row in table.items()
             ]
         )
-    r.figure(figs["transfer"], "L1 between benign and adversarial maps, attack target × judging interpreter")
+    r.figure(
+        figs["transfer"],
+        "L1 between benign and adversarial maps, attack target × judging interpreter",
+    )
 
     r.section("Countermeasure 1: ensemble interpretation")
     any_ens = False
@@ -151,15 +179,22 @@ def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs:
         rows.append(
             {
                 "attack": "ADV² → ensemble",
-                "attacked member's L1": "; ".join(f"{m} {x:.3f}" for m, x in w["member_l1"].items()),
+                "attacked member's L1": "; ".join(
+                    f"{m} {x:.3f}" for m, x in w["member_l1"].items()
+                ),
                 "ensemble L1": w["ensemble_l1"],
                 "ensemble IoU": w["ensemble_iou"],
                 "success": w["success"],
             }
         )
         rows.append(
-            {"attack": "PGD", "attacked member's L1": "—", "ensemble L1": e["pgd"]["ensemble_l1"],
-             "ensemble IoU": e["pgd"]["ensemble_iou"], "success": v["pgd"]["success"]}
+            {
+                "attack": "PGD",
+                "attacked member's L1": "—",
+                "ensemble L1": e["pgd"]["ensemble_l1"],
+                "ensemble IoU": e["pgd"]["ensemble_iou"],
+                "success": v["pgd"]["success"],
+            }
         )
         r.table(rows)
     if not any_ens:
@@ -195,8 +230,13 @@ def write_report(out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs:
     for c in results["classifiers"]:
         key = f"samples_{c}"
         if key in figs:
-            r.figure(figs[key], f"{c}: benign, PGD and ADV² images (top rows) and their maps (bottom rows), per interpreter")
+            r.figure(
+                figs[key],
+                f"{c}: benign, PGD and ADV² images (top rows) and their maps (bottom rows), per interpreter",
+            )
 
     timing = {c: v["timings"] for c, v in results["classifiers"].items()}
-    r.text(f"Run time: {results['timings']['total']:.1f} s in all; per classifier (s): `{json.dumps(timing)}`.")
+    r.text(
+        f"Run time: {results['timings']['total']:.1f} s in all; per classifier (s): `{json.dumps(timing)}`."
+    )
     r.write(out)
