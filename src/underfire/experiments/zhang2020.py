@@ -130,7 +130,7 @@ def train_classifier(
             checkpoint=ckpt,
             progress=progress,
             meta={"dataset": cfg.dataset, "experiment": "zhang2020", "model": name},
-        ).fit(train, val)
+        ).fit(train, val.subset(1000) if val is not None and len(val) > 1000 else val)
         info = {"checkpoint": str(ckpt.relative_to(out)), "steps": cfg.train_steps}
     model.to(device).eval()
     for p in model.parameters():
@@ -371,7 +371,10 @@ def evaluate_classifier(
         t0 = time.perf_counter()
         log(f"{name}: ensemble countermeasure ({' + '.join(members)})")
         ens = Ensemble([interps[m] for m in members])
-        res["ensemble"] = _ensemble(cfg, store, model, ens, members, x, y, t, adv_parts, pgd, batch)
+        ne = min(cfg.ensemble_eval or x.shape[0], x.shape[0])
+        res["ensemble"] = _ensemble(
+            cfg, store, model, ens, members, x[:ne], y[:ne], t[:ne], adv_parts, pgd, batch
+        )
         res["timings"]["ensemble"] = round(time.perf_counter() - t0, 2)
 
     # countermeasure 2: adversarial interpretation (RTS^A)
@@ -438,10 +441,12 @@ def _ensemble(
     pgd: dict[str, Any],
     batch: int,
 ) -> dict[str, Any]:
+    n = x.shape[0]
+
     def part() -> dict[str, Any]:
         benign = maps_of(ens, model, x, y, batch)
         on_member = {
-            m: maps_of(ens, model, adv_parts[m]["x_adv"].to(x.device), None, batch)
+            m: maps_of(ens, model, adv_parts[m]["x_adv"][:n].to(x.device), None, batch)
             for m in members
             if m in adv_parts
         }
@@ -457,7 +462,7 @@ def _ensemble(
         return {
             "benign": benign,
             "on_member": on_member,
-            "pgd": maps_of(ens, model, pgd["x_adv"].to(x.device), None, batch),
+            "pgd": maps_of(ens, model, pgd["x_adv"][:n].to(x.device), None, batch),
             "x_ens": x_e,
             "ens_map": maps_of(ens, model, x_e, None, batch),
             "member_maps": member_maps,

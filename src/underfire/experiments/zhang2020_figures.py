@@ -28,15 +28,15 @@ def _plt() -> Any:
 def _image(ax: Any, x: torch.Tensor) -> None:
     x = x.detach().cpu().float()
     if x.shape[0] == 1:
-        ax.imshow(x[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(x[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
-        ax.imshow(x.permute(1, 2, 0).clamp(0, 1))
+        ax.imshow(x.permute(1, 2, 0).clamp(0, 1).numpy())
     ax.set_xticks([])
     ax.set_yticks([])
 
 
 def _map(ax: Any, m: torch.Tensor) -> None:
-    ax.imshow(m.detach().cpu().float()[0], cmap="jet", vmin=0, vmax=1)
+    ax.imshow(m.detach().cpu().float()[0].numpy(), cmap="jet", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -154,7 +154,9 @@ def transfer_figure(path: Path, results: dict[str, Any]) -> Path:
             [[table[r].get(b, {}).get("l1", float("nan")) for b in cols] for r in rows]
         )
         ax = axes[0][i]
-        im = ax.imshow(mat, cmap="magma_r", vmin=0, vmax=max(0.05, float(mat.nan_to_num(0).max())))
+        im = ax.imshow(
+            mat.numpy(), cmap="magma_r", vmin=0, vmax=max(0.05, float(mat.nan_to_num(0).max()))
+        )
         for a in range(len(rows)):
             for b in range(len(cols)):
                 v = float(mat[a, b])
