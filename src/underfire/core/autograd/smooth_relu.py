@@ -60,10 +60,12 @@ def smooth_relu_derivative(z: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.T
 
 
 def _h_and_slope(z: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """h(z) and h'(z) = τ / (z² + τ)^{3/2}, from one reciprocal square root."""
-    r = torch.rsqrt(z * z + tau)
-    h = z * r + (z < 0).to(z.dtype)
-    return h, tau * r * r * r
+    """h(z) and h'(z) = τ / (z² + τ)^{3/2}, from one reciprocal square root (few passes: on a
+    CPU these elementwise passes, not the convolutions, dominate a double backward)."""
+    r = torch.addcmul(z.new_tensor(tau), z, z).rsqrt_()
+    h = (z * r).add_(z.lt(0))  # the bool adds in the kernel, without a float copy of the mask
+    slope = r.pow_(3).mul_(tau)
+    return h, slope
 
 
 class _SmoothReLUFunction(torch.autograd.Function):
@@ -90,22 +92,25 @@ class _SmoothReLUFunction(torch.autograd.Function):
 class _SmoothReLUBackward(torch.autograd.Function):
     """``(g, z) ↦ g·h(z)``; backward: ∂/∂g = G·h(z), ∂/∂z = G·g·h'(z).
 
-    The backward is written with differentiable ops on the saved tensors, so a third
-    derivative (rarely needed) is still exact, just not fused.
+    h and h' are computed once, in the forward, and saved: the double backward is then two
+    multiplications. When that backward is itself being differentiated (a third derivative),
+    it is rebuilt from z with differentiable ops, so every order stays exact.
     """
 
     @staticmethod
     def forward(ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(g, z)
+        h, slope = _h_and_slope(z, tau)
+        ctx.save_for_backward(g, z, h, slope)
         ctx.tau = tau
-        r = torch.rsqrt(z * z + tau)
-        return g * (z * r + (z < 0).to(z.dtype))
+        return g * h
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        g, z = ctx.saved_tensors
+        g, z, h, slope = ctx.saved_tensors
         need_g, need_z = ctx.needs_input_grad[:2]
-        h, slope = _h_and_slope(z, ctx.tau)
+        if torch.is_grad_enabled() and (z.requires_grad or g.requires_grad or grad.requires_grad):
+            h = smooth_relu_derivative(z, ctx.tau)
+            slope = ctx.tau * (z * z + ctx.tau).pow(-1.5)
         return (grad * h if need_g else None, grad * g * slope if need_z else None, None)
 
 
