@@ -233,6 +233,15 @@ def test_batched_equals_per_sample(tiny_model, batch):
     torch.testing.assert_close(whole, single, atol=1e-6, rtol=0)
 
 
+def test_auto_preset_follows_the_input_size(tiny_model, batch):
+    x, y = batch
+    a = ADV2("grad", eps=0.1, step_size=0.02, steps=3)
+    assert a.preset == "auto" and a.warm_steps == 300  # before a call: the ImageNet values
+    a(tiny_model, x, y, target="next")
+    assert a.preset_ == "small" and a.warm_steps == 20 and a.lam == (0.05, 0.2, 1.0)
+    assert a.steps == 3  # what the user set stays
+
+
 def test_empty_batch_and_eps_zero(tiny_model, batch):
     x, y = batch
     empty = ADV2("grad", **FAST)(tiny_model, x[:0], y[:0], target="next")
