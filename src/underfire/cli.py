@@ -19,6 +19,7 @@ COMMANDS = [
     "reproduce",
     "explain",
     "train_rts",
+    "audit",
 ]
 
 

@@ -433,7 +433,7 @@ class ADV2(Attack):
 
     Settings left as None come from :data:`PRESETS` for the interpreter's family (gradient
     maps; CAM-like forward maps; MASK) and ``preset`` ("imagenet": the authors' settings;
-    "small": CPU settings for 8×8–32×32 images).
+    "small": CPU settings for 8×8–32×32 images; "auto", the default: chosen by input size).
 
     Args:
         interpreter: an :class:`~underfire.interpreters.Interpreter` or a registered name.
@@ -460,7 +460,9 @@ class ADV2(Attack):
         mask_lr: step size of the unrolled (plain gradient) mask steps (None: MASK's lr).
         encoder: an extra classifier whose prediction is pushed to t (RTS's encoder when it is a
             separate network); its cross-entropy enters with ``encoder_weight``.
-        preset: "imagenet" or "small", the source of the unset settings.
+        preset: the source of the unset settings: "imagenet", "small", or "auto" (at each
+            call, "imagenet" for inputs of 128 px and more, else "small"; before any call
+            the attributes show the "imagenet" values).
         seed: seeds the "random" target rule and the choice of reference images.
 
     After each call, :attr:`result` (an :class:`ADV2Result`) holds the per-sample record.
@@ -493,7 +495,7 @@ class ADV2(Attack):
         mask_lr: float | None = None,
         encoder: nn.Module | None = None,
         encoder_weight: float = 1.0,
-        preset: Literal["imagenet", "small"] = "imagenet",
+        preset: Literal["auto", "imagenet", "small"] = "auto",
         seed: int | None = None,
     ) -> None:
         if isinstance(interpreter, str):
@@ -503,43 +505,25 @@ class ADV2(Attack):
                 f"interpreter must be an underfire Interpreter or a registered name "
                 f"({', '.join(INTERPRETERS.names())}), got {type(interpreter).__name__}"
             )
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+        if preset != "auto" and preset not in PRESETS:
+            raise ValueError(f"preset must be 'auto' or one of {tuple(PRESETS)}, got {preset!r}")
         self.interpreter = interpreter
         self.preset = preset
-        family = "mask" if any(isinstance(m, Mask) for m in _members(interpreter)) else None
-        base = PRESETS[preset][family or _family(interpreter)]
-
-        def pick(value: Any, key: str) -> Any:
-            return base[key] if value is None else value
-
         self.norm = "linf"
         self.eps = check_eps(eps, "linf")
         self.step_size = check_positive(step_size, "step_size")
-        self.warm_steps = check_int(pick(warm_steps, "warm_steps"), "warm_steps", minimum=0)
-        steps_t = tuple(check_int(s, "steps", minimum=0) for s in _as_tuple(pick(steps, "steps")))
-        lam_t = tuple(
-            check_positive(v, "lam", allow_zero=True) for v in _as_tuple(pick(lam, "lam"))
-        )
-        self.schedule: Schedule = pick(schedule, "schedule")
-        if self.schedule not in ("stages", "linear"):
-            raise ValueError(f"schedule must be 'stages' or 'linear', got {self.schedule!r}")
-        if len(steps_t) > 1 and len(steps_t) != len(lam_t):
-            raise ValueError(
-                f"steps per stage {steps_t} and lam {lam_t} must have the same length "
-                "(or give steps as one int)"
-            )
-        self.steps = steps_t if len(steps_t) > 1 else steps_t[0]
-        self.lam = lam_t if len(lam_t) > 1 else lam_t[0]
-        self.kappa = check_float(pick(kappa, "kappa"), "kappa", low=0.0, high=1.0)
-        self.label_smoothing = check_float(
-            pick(label_smoothing, "label_smoothing"), "label_smoothing", low=0.0, high=1.0
-        )
-        self.distance: Distance = pick(distance, "distance")
-        if self.distance not in ("sse", "mse"):
-            raise ValueError(f"distance must be 'sse' or 'mse', got {self.distance!r}")
-        self.pool = check_int(pick(pool, "pool"), "pool", minimum=1)
-        self.check_every = check_int(pick(check_every, "check_every"), "check_every", minimum=1)
+        self._given = {
+            "warm_steps": warm_steps,
+            "steps": steps,
+            "lam": lam,
+            "schedule": schedule,
+            "kappa": kappa,
+            "label_smoothing": label_smoothing,
+            "distance": distance,
+            "pool": pool,
+            "check_every": check_every,
+        }
+        self._apply_preset("imagenet" if preset == "auto" else preset)
         if isinstance(target_map, str):
             if target_map not in ("benign", "class"):
                 raise ValueError(
@@ -569,11 +553,45 @@ class ADV2(Attack):
 
     # -- settings ----------------------------------------------------------------------
 
+    def _apply_preset(self, preset: str) -> None:
+        """Resolve the settings left unset from ``PRESETS[preset]`` (and validate them all)."""
+        family = "mask" if any(isinstance(m, Mask) for m in _members(self.interpreter)) else None
+        base = PRESETS[preset][family or _family(self.interpreter)]
+
+        def pick(key: str) -> Any:
+            value = self._given[key]
+            return base[key] if value is None else value
+
+        self.preset_ = preset
+        self.warm_steps = check_int(pick("warm_steps"), "warm_steps", minimum=0)
+        steps_t = tuple(check_int(s, "steps", minimum=0) for s in _as_tuple(pick("steps")))
+        lam_t = tuple(check_positive(v, "lam", allow_zero=True) for v in _as_tuple(pick("lam")))
+        self.schedule: Schedule = pick("schedule")
+        if self.schedule not in ("stages", "linear"):
+            raise ValueError(f"schedule must be 'stages' or 'linear', got {self.schedule!r}")
+        if len(steps_t) > 1 and len(steps_t) != len(lam_t):
+            raise ValueError(
+                f"steps per stage {steps_t} and lam {lam_t} must have the same length "
+                "(or give steps as one int)"
+            )
+        self.steps = steps_t if len(steps_t) > 1 else steps_t[0]
+        self.lam = lam_t if len(lam_t) > 1 else lam_t[0]
+        self.kappa = check_float(pick("kappa"), "kappa", low=0.0, high=1.0)
+        self.label_smoothing = check_float(
+            pick("label_smoothing"), "label_smoothing", low=0.0, high=1.0
+        )
+        self.distance: Distance = pick("distance")
+        if self.distance not in ("sse", "mse"):
+            raise ValueError(f"distance must be 'sse' or 'mse', got {self.distance!r}")
+        self.pool = check_int(pick("pool"), "pool", minimum=1)
+        self.check_every = check_int(pick("check_every"), "check_every", minimum=1)
+
     @classmethod
     def for_interpreter(
         cls, interpreter: Interpreter | str, *, image_size: int = 224, **overrides: Any
     ) -> ADV2:
-        """ADV² with the preset that fits ``image_size`` ("imagenet" from 128 px, else "small")."""
+        """ADV² with the preset that fits ``image_size`` ("imagenet" from 128 px, else "small"),
+        fixed at construction (``preset="auto"`` decides at each call instead)."""
         preset = "imagenet" if image_size >= 128 else "small"
         return cls(interpreter, preset=overrides.pop("preset", preset), **overrides)
 
@@ -648,6 +666,8 @@ class ADV2(Attack):
                 "('next', 'random', 'least-likely')"
             )
         target = super()._check_call(model, x, y, target)
+        if self.preset == "auto":  # settings by input size: the authors' from 128 px up
+            self._apply_preset("imagenet" if min(x.shape[-2:]) >= 128 else "small")
         if self.encoder is not None:
             check_same_device(self.encoder, x)
         maps = self._call_map if self._call_map is not None else self.target_map

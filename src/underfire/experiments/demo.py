@@ -18,6 +18,7 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.experiments import (
+    demo_adv2,
     demo_attacks,
     demo_classifier,
     demo_defenses,
@@ -26,7 +27,7 @@ from underfire.experiments import (
 from underfire.experiments.demo_context import DemoContext
 from underfire.models import model_for_dataset
 from underfire.report import Report
-from underfire.train import TrainConfig, Trainer, seed_everything
+from underfire.train import TrainConfig, Trainer, evaluate, seed_everything
 
 # Each capability adds one (name, section) here; they run in order after training.
 SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
@@ -34,6 +35,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("defenses", demo_defenses.section),
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
+    ("adv2", demo_adv2.section),
 ]
 
 
@@ -98,6 +100,8 @@ def run_demo(
         "train_seconds": result.seconds,
         "history": result.history,
         "checkpoint": "model.pt",
+        # every section and the CLI may quote it, also when the classifier section is skipped
+        "test_accuracy": evaluate(model, test, device=device)["accuracy"],
     }
     timings: dict[str, float] = {}
     for name, section in SECTIONS:
