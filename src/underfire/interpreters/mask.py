@@ -400,10 +400,11 @@ class Mask(Interpreter):
             create_graph: unroll the steps differentiably: the result is a differentiable
                 function of ``x`` (and of ``init``) through every step. Use few steps: memory
                 grows linearly with them.
-            optimizer: "adam" (the interpreter's; Adam's first step is ≈ lr·sign(g), whose
-                derivative w.r.t. x vanishes, so a short unrolled Adam carries little
-                gradient) or "sgd": m ← clamp(m − sgd_lr·g, 0, 1), whose derivative is
-                −sgd_lr·∂g/∂x (the usual choice for unrolled inner loops).
+            optimizer: "adam" (the interpreter's own steps, so a detached and an unrolled
+                run agree) or "sgd": m ← clamp(m − sgd_lr·g, 0, 1), whose derivative w.r.t.
+                x is −sgd_lr·∂g/∂x (the usual choice for unrolled inner loops). Adam's step
+                g/√v is scale-invariant: its derivative w.r.t. x is ≈ 0 where |g| ≫ 1e-8 on
+                the first step and very large where |g| ~ 1e-8, a poorly conditioned signal.
             sgd_lr: step size for ``optimizer="sgd"`` (default ``self.lr``).
         """
         steps = self.steps if steps is None else check_int(steps, "steps", minimum=0)
