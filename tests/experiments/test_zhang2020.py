@@ -68,6 +68,9 @@ def test_outputs_are_complete(run: tuple[Path, dict, list[str]]) -> None:
         # the attack's own record agrees with the reproduction's success measure
         assert a["attack_record"]["success"] == pytest.approx(a["success"])
     assert r["n_per_interpreter"]["mask"] == results["config"]["mask_eval"]
+    # MASK's own "deletion found" flags are kept for benign, PGD and every ADV² run
+    assert {"benign", "pgd", "adv2-mask"} <= set(r["mask_found"])
+    assert all(0 <= v <= 1 for v in r["mask_found"].values())
     assert set(r["ensemble"]["attack_on_member"]) == {"grad", "gradcam", "rts"}
     assert {"rts", "rtsa"} <= set(r["rtsa"]) and r["rtsa"]["n_train_adv"] > 0
     claims = results["claims"]

@@ -282,15 +282,25 @@ def evaluate_classifier(
         x_in: torch.Tensor, target: torch.Tensor | None, n_max: int | None = None
     ) -> dict[str, torch.Tensor]:
         maps = {}
+        last_found.clear()
         for k, g in interps.items():
             n = min(n_of[k], x_in.shape[0] if n_max is None else n_max)
-            maps[k] = maps_of(g, model, x_in[:n], None if target is None else target[:n], batch)
+            flags: list[torch.Tensor] = []
+            maps[k] = maps_of(
+                g, model, x_in[:n], None if target is None else target[:n], batch, flags
+            )
+            if flags:
+                # MASK flags the maps where it found no deletion (all-zero maps)
+                last_found[k] = torch.cat(flags).float()
         return maps
+
+    last_found: dict[str, torch.Tensor] = {}
 
     # benign maps (the images' own class) and a benign-noise baseline (random ±ε signs)
     t0 = time.perf_counter()
     log(f"{name}: benign maps and the ±ε noise baseline")
-    part, _ = store.cached("benign", lambda: {"maps": all_maps(x, y)})
+    part, _ = store.cached("benign", lambda: {"maps": all_maps(x, y), "found": dict(last_found)})
+    found = {"benign": part.get("found", {})}
     benign = part["maps"]
 
     def noise_part() -> dict[str, Any]:
@@ -324,9 +334,10 @@ def evaluate_classifier(
 
     def pgd_part() -> dict[str, Any]:
         x_adv, _ = run_attack(pgd_attack(cfg, cfg.seed), model, x, y, t, batch)
-        return {"x_adv": x_adv, "maps": all_maps(x_adv, None)}
+        return {"x_adv": x_adv, "maps": all_maps(x_adv, None), "found": dict(last_found)}
 
     pgd, _ = store.cached("pgd", pgd_part)
+    found["pgd"] = pgd.get("found", {})
     res["pgd"] = _measure(model, pgd["x_adv"].to(device), t, benign, pgd["maps"], batch)
     res["timings"]["pgd"] = round(time.perf_counter() - t0, 2)
 
@@ -345,12 +356,14 @@ def evaluate_classifier(
                 return {
                     "x_adv": x_adv,
                     "maps": all_maps(x_adv, None, n),
+                    "found": dict(last_found),
                     "seconds": torch.tensor(time.perf_counter() - ta),
                     "record": _records(records),
                 }
 
             part, reused = store.cached(f"adv2-{k}", adv_part)
             adv_parts[k] = part
+            found[f"adv2-{k}"] = part.get("found", {})
             row = _measure(
                 model, part["x_adv"].to(device), t[: n_of[k]], benign, part["maps"], batch
             )
@@ -364,6 +377,12 @@ def evaluate_classifier(
         res["adv2_skipped"] = f"ADV² unavailable in this installation ({err})"
         log(f"{name}: {res['adv2_skipped']}")
     res["timings"]["adv2"] = round(time.perf_counter() - t0, 2)
+    # share of MASK maps for which MASK found a deletion (the others are all-zero maps)
+    res["mask_found"] = {
+        src: float(f["mask"].mean())
+        for src, f in found.items()
+        if "mask" in f and f["mask"].numel()
+    }
 
     # countermeasure 1: ensemble interpretation
     members = ensemble_members(cfg, interps)

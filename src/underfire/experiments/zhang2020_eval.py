@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from underfire.core import io as _io
 from underfire.experiments.zhang2020_config import Zhang2020Config
 from underfire.interpreters import create_interpreter
 from underfire.interpreters.base import Interpreter
+from underfire.interpreters.mask import MaskWarning
 from underfire.metrics import l1_distance, topk_iou
 
 __all__ = [
@@ -158,12 +160,22 @@ def maps_of(
     x: torch.Tensor,
     target: torch.Tensor | None,
     batch: int,
+    found: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """[0, 1] maps (N, 1, H, W) of ``x`` for ``target`` (None: the model's prediction)."""
+    """[0, 1] maps (N, 1, H, W) of ``x`` for ``target`` (None: the model's prediction).
+
+    For MASK, the per-sample "a deletion was found" flags of ``Mask.last_result`` are appended
+    to ``found`` (MASK's own warning is silenced: the flags are reported instead).
+    """
     out = []
     for sl in batched(x.shape[0], batch):
         t = None if target is None else target[sl]
-        out.append(interp(model, x[sl], t).detach())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MaskWarning)
+            out.append(interp(model, x[sl], t).detach())
+        result = getattr(interp, "last_result", None)
+        if found is not None and result is not None:
+            found.append(result.found.detach().cpu())
     return torch.cat(out) if out else x.new_zeros((0, 1, *x.shape[-2:]))
 
 

@@ -84,6 +84,13 @@ def write_report(
     for c, v in results["classifiers"].items():
         for k, note in v.get("notes", {}).items():
             r.text(f"{c}, {k}: {note}.")
+        if v.get("mask_found"):
+            r.text(
+                f"{c}, MASK found a deletion (a map that explains something; the others are all-zero "
+                "maps) for: "
+                + ", ".join(f"{src} {frac:.0%}" for src, frac in v["mask_found"].items())
+                + " of the images."
+            )
         if "adv2_skipped" in v:
             r.text(f"{c}: {v['adv2_skipped']}; only the PGD baseline ran.")
 
