@@ -667,7 +667,9 @@ def run_zhang2020(
         )
         model, info = train_classifier(cfg, name, train, val, out, device=device, progress=progress)
         entry: dict[str, Any] = {"training": info}
-        entry["test_accuracy"] = evaluate(model, test, device=device)["accuracy"]
+        scored = test.subset(cfg.n_test) if cfg.n_test else test
+        entry["test_accuracy"] = evaluate(model, scored, device=device)["accuracy"]
+        entry["test_images"] = len(scored)
         log(f"{name}: test accuracy {entry['test_accuracy']:.3f}")
         res, tensors[name] = evaluate_classifier(
             cfg, name, model, test, train, out, device=device, progress=progress, log=log

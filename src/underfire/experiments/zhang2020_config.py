@@ -72,6 +72,7 @@ class Zhang2020Config:
         lr: learning rate (SGD with momentum and cosine decay for the CIFAR-10 networks, Adam
             for the Ross CNN).
         n_train: training images used (None: all).
+        n_test: test images for the clean accuracy (None: the whole test set).
         interpreters: interpreters attacked (``cam`` becomes ``gradcam`` for networks without
             a GAP head).
         n_eval: correctly classified test images attacked.
@@ -106,6 +107,7 @@ class Zhang2020Config:
     batch_size: int = 128
     lr: float = 0.1
     n_train: int | None = None
+    n_test: int | None = None
     interpreters: tuple[str, ...] = ("grad", "cam", "mask", "rts")
     n_eval: int = 1000
     eps: float = 0.031
@@ -219,6 +221,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "eval_batch": 16,
         },
         "cifar10": {
+            "n_test": 2000,
             "train_steps": 800,
             "batch_size": 64,
             "lr": 0.05,
@@ -245,7 +248,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_figure": 4,
             "eval_batch": 24,
         },
-        "cifar10": {"train_steps": 200, "batch_size": 64, "lr": 0.05, "n_train": 5000},
+        "cifar10": {
+            "train_steps": 200,
+            "batch_size": 64,
+            "lr": 0.05,
+            "n_train": 5000,
+            "n_test": 2000,
+        },
         "mnist": {"train_steps": 300, "lr": 2e-3, "batch_size": 64},
         "digits": {"train_steps": 300, "lr": 2e-3, "batch_size": 64},
         "imagenet": {"n_eval": 2, "rtsa_train": 0, "mask_eval": 1},
@@ -263,7 +272,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_figure": 2,
             "eval_batch": 8,
         },
-        "cifar10": {"train_steps": 20, "batch_size": 32, "lr": 0.05, "n_train": 600},
+        "cifar10": {
+            "train_steps": 20,
+            "batch_size": 32,
+            "lr": 0.05,
+            "n_train": 600,
+            "n_test": 500,
+        },
         "mnist": {"train_steps": 60, "lr": 3e-3, "batch_size": 64, "n_train": 2000},
         "digits": {"train_steps": 150, "lr": 3e-3, "batch_size": 64},
         "imagenet": {

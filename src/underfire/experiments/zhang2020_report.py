@@ -73,6 +73,7 @@ def write_report(
             {
                 "classifier": c,
                 "test accuracy": v["test_accuracy"],
+                "test images": v.get("test_images", "—"),
                 "attacked images": v["n_eval"],
                 "which": v["images"],
                 "interpreters": ", ".join(v["interpreters"]),
