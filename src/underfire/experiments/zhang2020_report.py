@@ -90,7 +90,8 @@ def write_report(
                 f"{c}, MASK found a deletion (a map that explains something; the others are all-zero "
                 "maps) for: "
                 + ", ".join(f"{src} {frac:.0%}" for src, frac in v["mask_found"].items())
-                + " of the images."
+                + " of the images. Where it found none the map is all zeros, and two all-zero maps "
+                "compare as identical (L1 0, IoU 1): MASK's rows flatter both attacks by that share."
             )
         if "adv2_skipped" in v:
             r.text(f"{c}: {v['adv2_skipped']}; only the PGD baseline ran.")
