@@ -502,16 +502,23 @@ def _maps(run: _Run, name: str) -> dict[str, Any]:
 
 
 def _diagnosis(run: _Run) -> dict[str, Any]:
+    """Per-layer amplification, patching and information loss (docs/diagnosis.md)."""
     diagnosis = importlib.import_module("underfire.diagnosis")
-
     n = min(64, run.x.shape[0])
     x, y = run.x[:n].to(run.device), run.y[:n].to(run.device)
-    x_adv = ATTACKS.create(
-        "pgd", eps=run.eps[len(run.eps) // 2], steps=run.config.pgd_steps, seed=run.config.seed
-    )(run.model, x, y)
-    layers = diagnosis.default_layers(run.model)
-    result = diagnosis.layer_vulnerability(run.model, x, x_adv, layers)
-    return {"layers": layers, "table": result.rows() if hasattr(result, "rows") else result}
+    eps = run.eps[len(run.eps) // 2]
+    x_adv = ATTACKS.create("pgd", eps=eps, steps=run.config.pgd_steps, seed=run.config.seed)(
+        run.model, x, y
+    )
+    try:
+        result = diagnosis.layer_vulnerability(run.model, x, x_adv, y=y)
+    except ValueError as err:  # a user's model with no default layer list
+        return {"skipped": f"per-layer diagnosis not run: {err}"}
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in result.rows()
+    ]
+    return {"eps": eps, "n": n, "table": rows}
 
 
 def audit(
@@ -786,12 +793,21 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                 f"{n}: images, their benign maps, and the maps of attacked images (titles: pred (true))",
             )
 
-    if "diagnosis" in results:
+    diag = results.get("diagnosis")
+    if diag and "table" in diag:
         rep.section("Per-layer diagnosis")
-        rep.text("Which layers amplify the adversarial perturbation (see docs/diagnosis.md).")
-        table = results["diagnosis"]["table"]
-        if isinstance(table, list):
-            rep.table(table)
+        rep.text(
+            f"How a PGD perturbation (ε = {diag['eps']:.3g}, {diag['n']} images) grows through the "
+            "layers: amplification is the relative change of a layer's features, restored is the "
+            "share of the correct prediction that comes back when that layer is patched with clean "
+            "activations (docs/diagnosis.md defines each column); layers with high amplification "
+            "and low information kept are where the model is most vulnerable."
+        )
+        rep.table(diag["table"])
+    elif diag:
+        run_notes = results.setdefault("notes", [])
+        if diag["skipped"] not in run_notes:
+            run_notes.append(diag["skipped"])
     if results.get("notes"):
         rep.section("Notes")
         rep.text("\n".join(f"- {n}" for n in results["notes"]))

@@ -237,3 +237,26 @@ def test_warm_start_and_unrolled_gradient(digits_small, batch):
     # the model's parameters' .grad are left as they were
     for p, before in zip(digits_small.parameters(), grads, strict=True):
         assert (p.grad is None) if before is None else torch.equal(p.grad, before)
+
+
+@pytest.mark.parametrize("score", ["prob", "logit"])
+def test_objective_is_the_papers(digits_small, batch, score):
+    x, y = batch
+    mask = Mask(score=score)
+    s, sigma, _ = mask.sizes(x)
+    m = torch.rand(8, 1, s, s, generator=torch.Generator().manual_seed(0))
+    ref = gaussian_blur(x, sigma)
+    value = mask.objective(digits_small, x, ref, m, y, shift=(0.5, -1.0))
+    padded = F.pad(torch.cat([x, ref], 1), (3,) * 4, mode="replicate")
+    moved = shift_images(padded, 3, (0.5, -1.0), (8, 8))
+    keep = mask.upsample(m, (8, 8))
+    with torch.no_grad():
+        logits = digits_small(moved[:, :1] * keep + moved[:, 1:] * (1 - keep))
+    f = logits.softmax(1) if score == "prob" else logits
+    l1, tv = mask.weights(s)
+    expected = (
+        f[torch.arange(8), y]
+        + l1 * (1 - m).abs().sum(dim=(1, 2, 3))
+        + tv * total_variation(m, mask.tv_beta)
+    )
+    torch.testing.assert_close(value.detach(), expected)

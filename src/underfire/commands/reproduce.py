@@ -6,7 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from underfire.commands._common import add_device, device_of, positive_int, say
+from underfire.commands._common import (
+    add_device,
+    add_force,
+    device_of,
+    guarded_output,
+    positive_float,
+    positive_int,
+    say,
+)
 
 STUDIES = ("ross2018", "zhang2020")
 
@@ -69,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--paper-lambda",
-        type=float,
+        type=positive_float,
         default=None,
         help="gradient-regularization λ in the paper's convention",
     )
@@ -93,8 +101,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy, shared CPU)",
     )
+    add_force(
+        p,
+        "replace the results of a different reproduction already in --out (trained models "
+        "with other settings must still be deleted by hand)",
+    )
     add_device(p)
     p.set_defaults(func=run)
+
+
+_RESULTS = ("results.json", "config.json", "report.html", "report.md")
 
 
 def _weights(values: list[str] | None) -> dict[str, str] | None:
@@ -124,28 +140,29 @@ def run(args: argparse.Namespace) -> int:
     from underfire.experiments.ross2018 import run_ross2018
 
     args.dataset = args.dataset or "mnist"
-    out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
-    t0 = time.perf_counter()
-    results = run_ross2018(
-        args.dataset,
-        profile=profile,
-        out=out,
-        data_root=args.data_root,
-        device=device_of(args),
-        progress=True,
-        log=lambda m: say(f"[reproduce] {m}"),
-        seed=args.seed,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        n_eval=args.n_eval,
-        paper_lambda=args.paper_lambda,
-    )
-    for c in results["claims"]:
-        verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-        print(f"claim {c['id']}: {verdict} — {c['claim']}")
-    say(
-        f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-    )
+    out = args.out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
+    with guarded_output(args, "reproduce", _RESULTS):
+        t0 = time.perf_counter()
+        results = run_ross2018(
+            args.dataset,
+            profile=profile,
+            out=out,
+            data_root=args.data_root,
+            device=device_of(args),
+            progress=True,
+            log=lambda m: say(f"[reproduce] {m}"),
+            seed=args.seed,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            n_eval=args.n_eval,
+            paper_lambda=args.paper_lambda,
+        )
+        for c in results["claims"]:
+            verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
+            print(f"claim {c['id']}: {verdict} — {c['claim']}")
+        say(
+            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
+        )
     return 0
 
 
@@ -154,12 +171,12 @@ def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
     from underfire.experiments.zhang2020_config import CLASSIFIERS
 
     dataset = args.dataset or "cifar10"
-    out = args.out or Path("runs") / f"zhang2020-{dataset}"
+    out = args.out = args.out or Path("runs") / f"zhang2020-{dataset}"
     weights = _weights(args.weights)
     overrides: dict[str, object] = {"n_eval": args.n_images or args.n_eval}
     if weights is not None:
         if dataset != "imagenet":
-            raise SystemExit(
+            raise ValueError(
                 "--weights is for --dataset imagenet (other datasets train their classifiers)"
             )
         # without a file for DenseNet-169, only the supplied classifiers run
@@ -171,8 +188,8 @@ def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
         overrides["train_steps"] = args.steps
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    t0 = time.perf_counter()
-    try:
+    with guarded_output(args, "reproduce", _RESULTS):
+        t0 = time.perf_counter()
         results = run_zhang2020(
             dataset,
             profile=profile,
@@ -184,12 +201,10 @@ def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
             seed=args.seed,
             **overrides,
         )
-    except ValueError as err:
-        raise SystemExit(f"underfire reproduce zhang2020: {err}") from err
-    for c in results["claims"]:
-        verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-        print(f"finding {c['id']}: {verdict} — {c['claim']}")
-    say(
-        f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-    )
+        for c in results["claims"]:
+            verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
+            print(f"finding {c['id']}: {verdict} — {c['claim']}")
+        say(
+            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
+        )
     return 0

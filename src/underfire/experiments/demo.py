@@ -22,6 +22,7 @@ from underfire.experiments import (
     demo_attacks,
     demo_classifier,
     demo_defenses,
+    demo_diagnosis,
     demo_interpreters,
 )
 from underfire.experiments.demo_context import DemoContext
@@ -36,6 +37,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
     ("adv2", demo_adv2.section),
+    ("diagnosis", demo_diagnosis.section),
 ]
 
 
