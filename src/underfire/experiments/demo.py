@@ -18,6 +18,7 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.experiments import (
+    demo_adv2,
     demo_attacks,
     demo_classifier,
     demo_defenses,
@@ -35,6 +36,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("defenses", demo_defenses.section),
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
+    ("adv2", demo_adv2.section),
     ("diagnosis", demo_diagnosis.section),
 ]
 
