@@ -332,7 +332,7 @@ class _MaskState:
             sgd_lr=self.lr,
         )
         self.masks[key] = m.detach()
-        return normalize_maps(mask.mask_to_map(m, tuple(x.shape[-2:])))
+        return normalize_maps(mask.mask_to_map(m, (x.shape[-2], x.shape[-1])))
 
 
 def _attack_map(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from underfire.commands._common import (
     add_data,
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _adv2_attack(args: argparse.Namespace, side: int):  # type: ignore[no-untyped-def]
+def _adv2_attack(args: argparse.Namespace, side: int) -> Any:
     from underfire.attacks import ADV2
     from underfire.cli import CommandError
     from underfire.interpreters import create_interpreter, interpreter_names
@@ -264,7 +265,8 @@ def run_adv2(args: argparse.Namespace) -> int:
     device = next(model.parameters()).device
     torch.manual_seed(args.seed)
     say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
-    records, keep = [], {"x": [], "x_adv": [], "benign_map": [], "adv_map": []}
+    records: list[dict[str, Any]] = []
+    keep: dict[str, list[Any]] = {"x": [], "x_adv": [], "benign_map": [], "adv_map": []}
     batch = min(args.batch_size, 64)
     for start in range(0, len(data), batch):
         x = data.x[start : start + batch].to(device)

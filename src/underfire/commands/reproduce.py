@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from underfire.commands._common import (
     add_device,
@@ -224,7 +225,7 @@ def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
     dataset = args.dataset or "cifar10"
     out = args.out = args.out or Path("runs") / f"zhang2020-{dataset}"
     weights = _weights(args.weights)
-    overrides: dict[str, object] = {"n_eval": args.n_images or args.n_eval}
+    overrides: dict[str, Any] = {"n_eval": args.n_images or args.n_eval}
     if weights is not None:
         if dataset != "imagenet":
             raise ValueError(

@@ -32,7 +32,7 @@ from torch import nn
 
 from underfire._version import __version__
 from underfire.core import io as _io
-from underfire.data import ImageDataset, load_dataset
+from underfire.data import ImageDataset, ImageFolderDataset, load_dataset
 from underfire.experiments.zhang2020_config import Zhang2020Config, resolve_config
 from underfire.experiments.zhang2020_eval import (
     PartStore,
@@ -70,8 +70,10 @@ def load_data(
     if cfg.dataset == "imagenet":
         ds = load_dataset("imagenet", "test", root, seed=cfg.seed)
         n_needed = cfg.n_eval + max(cfg.rts_batch, 16)
-        x, y = ds.tensors(min(len(ds), n_needed))  # type: ignore[attr-defined]
-        info = ds.info  # type: ignore[attr-defined]
+        if not isinstance(ds, ImageFolderDataset):
+            raise TypeError(f"expected the ImageNet sample as image files, got {type(ds).__name__}")
+        x, y = ds.tensors(min(len(ds), n_needed))
+        info = ds.info
         test = ImageDataset(x[: cfg.n_eval].contiguous(), y[: cfg.n_eval], info, "test")
         rest = x[cfg.n_eval :]
         train = (
@@ -305,7 +307,8 @@ def evaluate_classifier(
 
     def noise_part() -> dict[str, Any]:
         gen = torch.Generator().manual_seed(cfg.seed + 7)
-        xs, maps = [], {k: [] for k in interps}
+        xs: list[torch.Tensor] = []
+        maps: dict[str, list[torch.Tensor]] = {k: [] for k in interps}
         for _ in range(cfg.noise_samples):
             sign = torch.randint(0, 2, x.shape, generator=gen).to(x) * 2 - 1
             xn = (x + cfg.eps * sign).clamp(0, 1)

@@ -187,7 +187,7 @@ class Zhang2020Config:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Zhang2020Config:
         names = {f.name for f in fields(cls)}
-        kwargs = {
+        kwargs: dict[str, Any] = {
             k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
         }
         return cls(**kwargs)

@@ -204,7 +204,7 @@ def adv2_attack(
     Raises:
         ImportError: ADV² is not available in this installation.
     """
-    from underfire.attacks import ADV2  # type: ignore[attr-defined]
+    from underfire.attacks import ADV2
 
     preset = cfg.adv2_preset or ("imagenet" if image_size >= 128 else "small")
     common: dict[str, Any] = {

@@ -3,6 +3,7 @@ sample images with their maps, the interpreter transfer table and the countermea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ def countermeasures_figure(path: Path, results: dict[str, Any]) -> Path | None:
             ens = [e["attack_on_member"][m]["ensemble_l1"] for m in e["attack_on_member"]] + [
                 e["attack_on_ensemble"]["ensemble_l1"]
             ]
-            xs = range(len(names))
+            xs: Sequence[int] = range(len(names))
             ax.bar(
                 [x - 0.2 for x in xs], member, 0.4, color=ADV2_COLOR, label="attacked member's map"
             )

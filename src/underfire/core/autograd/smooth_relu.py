@@ -100,14 +100,14 @@ class _SmoothReLUBackward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:
         h, slope = _h_and_slope(z, tau)
         ctx.save_for_backward(g, z, h, slope)
         ctx.tau = tau
         return g * h
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         g, z, h, slope = ctx.saved_tensors
         need_g, need_z = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled() and (z.requires_grad or g.requires_grad or grad.requires_grad):
