@@ -240,12 +240,20 @@ def test_float64_input_into_a_float32_model(model, xy):
 
 def test_wrong_spatial_size_is_one_value_error(model):
     x, y = torch.rand(2, 1, 5, 5), torch.tensor([0, 1])
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))  # fails inside torch on 5×5 input
     for call in (
         lambda: PGD(eps=0.1, steps=1)(model, x, y),
         lambda: Saliency()(model, x),
         lambda: IntegratedGradients(steps=2)(model, x),
     ):
-        with pytest.raises(ValueError, match=r"cannot run on input of shape \(2, 1, 5, 5\)"):
+        with pytest.raises(ValueError, match=r"input of shape \(N, 1, 8, 8\), got \(2, 1, 5, 5\)"):
+            call()
+    for call in (
+        lambda: PGD(eps=0.1, steps=1)(plain, x, y),
+        lambda: Saliency()(plain, x),
+        lambda: SmoothGrad(samples=2)(plain, x, 0),
+    ):
+        with pytest.raises(ValueError, match=r"cannot run on input of shape \(\d+, 1, 5, 5\)"):
             call()
 
 

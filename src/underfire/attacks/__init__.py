@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from underfire.attacks.adv2 import ADV2, ADV2Result
 from underfire.attacks.base import (
     ATTACKS,
     TARGET_RULES,
@@ -32,6 +33,7 @@ from underfire.attacks.pgd import BIM, PGD
 from underfire.attacks.substitute import SubstituteAttack
 
 __all__ = [
+    "ADV2",
     "ATTACKS",
     "BIM",
     "CW",
@@ -40,6 +42,7 @@ __all__ = [
     "PGD",
     "TARGET_RULES",
     "TGSM",
+    "ADV2Result",
     "Attack",
     "AttackWarning",
     "GradientMaskingWarning",

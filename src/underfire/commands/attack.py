@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
+    finite_float,
     float_list,
+    guarded_output,
     positive_int,
     print_table,
     say,
@@ -39,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated radii, e.g. 0.1,0.2,0.3 (L∞ unless --norm l2; not for cw/jsma)",
     )
     p.add_argument("--steps", type=positive_int, default=None, help="iterations (bim, pgd, cw)")
-    p.add_argument("--step-size", type=float, default=None, help="step size α (bim, pgd)")
+    p.add_argument("--step-size", type=finite_float, default=None, help="step size α (bim, pgd)")
     p.add_argument(
         "--norm", choices=["linf", "l2"], default=None, help="norm of pgd (default: linf)"
     )
@@ -63,10 +67,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="adversarial examples saved per ε (default: 64)",
     )
     p.add_argument("--seed", type=int, default=0)
+    adv2 = p.add_argument_group(
+        "adv2 (ADV², Zhang et al. 2020: fool the classifier and its interpreter)"
+    )
+    adv2.add_argument(
+        "--interpreter",
+        default=None,
+        help="interpreter attacked by adv2: grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble",
+    )
+    adv2.add_argument(
+        "--rts-checkpoint",
+        type=Path,
+        default=None,
+        help="masking network from `underfire train-rts` (for --interpreter rts)",
+    )
+    adv2.add_argument(
+        "--warm-steps", type=int, default=None, help="PGD warm-start steps (default: the preset's)"
+    )
+    adv2.add_argument(
+        "--lam",
+        type=float_list,
+        default=None,
+        help="λ per stage, e.g. 0.05,0.2,1 (default: preset)",
+    )
+    adv2.add_argument(
+        "--preset",
+        choices=["imagenet", "small"],
+        default=None,
+        help="settings source (default: imagenet from 128 px, else small)",
+    )
     add_data(p)
     add_out(p, "runs/attack")
+    add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.set_defaults(func=run)
+
+
+_RESULTS = ("results.json", "adversarial.pt", "attack.png")
 
 
 def _build(args: argparse.Namespace):
@@ -94,6 +131,9 @@ def _build(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.attack.lower() == "adv2":
+        return run_adv2(args)
+
     from underfire.core import io as _io
     from underfire.plotting import new_figure, save_figure
     from underfire.robustness import robust_accuracy
@@ -101,47 +141,172 @@ def run(args: argparse.Namespace) -> int:
     attack = _build(args)
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     data = data.subset(args.n)
-    torch.manual_seed(args.seed)
-    say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
-    result = robust_accuracy(
-        ckpt.model.eval(),
-        attack,
-        data,
-        eps=args.eps,
-        target=args.target,
-        batch_size=args.batch_size,
-        keep_examples=args.save,
-    )
-    examples = result.pop("examples")
-    eps = result["eps"]
-    rows = [
-        {"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
-        for e, a, s in zip(eps, result["accuracy"], result["success_rate"], strict=False)
-    ]
-    if hasattr(attack, "queries"):  # black-box: report the oracle's cost
-        result["oracle_queries"] = int(attack.queries)
-        result["substitute_agreement"] = float(attack.agreement)
-    extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
-    print(
-        f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})"
-    )
-    print_table(rows)
+    with guarded_output(args, "attack", _RESULTS) as out:
+        torch.manual_seed(args.seed)
+        say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
+        result = robust_accuracy(
+            ckpt.model.eval(),
+            attack,
+            data,
+            eps=args.eps,
+            target=args.target,
+            batch_size=args.batch_size,
+            keep_examples=args.save,
+        )
+        examples = result.pop("examples")
+        eps = result["eps"]
+        rows = [
+            {"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
+            for e, a, s in zip(eps, result["accuracy"], result["success_rate"], strict=False)
+        ]
+        if hasattr(attack, "queries"):  # black-box: report the oracle's cost
+            result["oracle_queries"] = int(attack.queries)
+            result["substitute_agreement"] = float(attack.agreement)
+        extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
+        print(
+            f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})"
+        )
+        print_table(rows)
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
+        saved = {
             "x": examples["x"],
             "y": examples["y"],
             "x_adv": examples["x_adv"],
             "eps": torch.tensor([float("nan") if e is None else e for e in eps]),
-        },
-        out / "adversarial.pt",
-    )
+        }
+        _io.atomic_write(out / "adversarial.pt", lambda f: torch.save(saved, f))
+        _io.write_json(
+            out / "results.json",
+            result
+            | {
+                "checkpoint": str(args.checkpoint),
+                "dataset": dataset,
+                "split": args.split,
+                "target": args.target,
+            },
+        )
+        k = min(8, examples["x"].shape[0])
+        fig = new_figure(1.1 * k + 1.5, 1.2 * (len(eps) + 1) + 2.5)
+        grid = fig.add_gridspec(len(eps) + 2, k)
+        ax = fig.add_subplot(grid[:1, :])
+        if eps[0] is not None and len(eps) > 1:
+            ax.plot(eps, result["accuracy"], marker="o")
+            ax.set(xlabel="ε", ylabel="accuracy", ylim=(-0.02, 1.02))
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"accuracy {result['accuracy'][0]:.3f}", ha="center", va="center")
+        rows_img = [("clean", examples["x"])] + [
+            (f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
+            for i, e in enumerate(eps)
+        ]
+        for r, (label, imgs) in enumerate(rows_img):
+            for c in range(k):
+                a = fig.add_subplot(grid[r + 1, c])
+                img = imgs[c].permute(1, 2, 0).numpy()
+                a.imshow(
+                    img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1
+                )
+                a.set_xticks([]), a.set_yticks([])
+                if c == 0:
+                    a.set_ylabel(label, fontsize=7)
+        save_figure(fig, out / "attack.png")
+        say(
+            f"[attack] wrote {out / 'results.json'}, {out / 'adversarial.pt'}, {out / 'attack.png'}"
+        )
+    return 0
+
+
+def _adv2_attack(args: argparse.Namespace, side: int) -> Any:
+    from underfire.attacks import ADV2
+    from underfire.cli import CommandError
+    from underfire.interpreters import create_interpreter, interpreter_names
+
+    if not args.interpreter:
+        raise CommandError(
+            f"--attack adv2 needs --interpreter NAME ({', '.join(interpreter_names())})"
+        )
+    if args.target is None:
+        raise CommandError("adv2 is a targeted attack: pass --target next, random or least-likely")
+    if args.eps is not None and len(args.eps) != 1:
+        raise CommandError("adv2 takes one --eps value")
+    name = args.interpreter.lower()
+    kwargs: dict = {}
+    if name == "rts":
+        if args.rts_checkpoint is None:
+            raise CommandError(
+                "--interpreter rts needs --rts-checkpoint (train one with `underfire train-rts`)"
+            )
+        kwargs["checkpoint"] = args.rts_checkpoint
+    interpreter = create_interpreter(name, **kwargs)
+    settings: dict = {"preset": args.preset or ("imagenet" if side >= 128 else "small")}
+    for key, value in (
+        ("eps", args.eps[0] if args.eps else None),
+        ("steps", args.steps),
+        ("step_size", args.step_size),
+        ("warm_steps", args.warm_steps),
+        ("lam", tuple(args.lam) if args.lam else None),
+    ):
+        if value is not None:
+            settings[key] = value
+    return ADV2(interpreter, seed=args.seed, **settings)
+
+
+def run_adv2(args: argparse.Namespace) -> int:
+    """ADV² against a checkpoint + interpreter: success, confidence, map L1 and IoU."""
+    import torch
+
+    from underfire.core import io as _io
+    from underfire.plotting import new_figure, save_figure
+
+    ckpt, dataset, data = checkpoint_and_data(args, args.split)
+    data = data.subset(args.n)
+    model = ckpt.model.eval()
+    attack = _adv2_attack(args, int(data.x.shape[-1]))
+    device = next(model.parameters()).device
+    torch.manual_seed(args.seed)
+    say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
+    records: list[dict[str, Any]] = []
+    keep: dict[str, list[Any]] = {"x": [], "x_adv": [], "benign_map": [], "adv_map": []}
+    batch = min(args.batch_size, 64)
+    for start in range(0, len(data), batch):
+        x = data.x[start : start + batch].to(device)
+        y = data.y[start : start + batch].to(device)
+        x_adv = attack(model, x, y, target=args.target)
+        assert attack.result is not None
+        records.append(attack.result)
+        if sum(t.shape[0] for t in keep["x"]) < args.save:
+            with torch.no_grad():
+                pred = model(x).argmax(1)
+            keep["x"].append(x.cpu())
+            keep["x_adv"].append(x_adv.cpu())
+            keep["benign_map"].append(attack.interpreter(model, x, pred).cpu())
+            keep["adv_map"].append(attack.interpreter(model, x_adv, attack.result.target).cpu())
+        say(f"[attack] {min(start + batch, len(data))}/{len(data)} images")
+    per_sample = {
+        key: torch.cat([getattr(r, key) for r in records]).cpu()
+        for key in ("target", "prediction", "success", "confidence", "l1", "iou")
+    }
+    n = int(per_sample["success"].numel())
+    summary = {
+        "n": n,
+        "success_rate": float(per_sample["success"].float().mean()),
+        "confidence": float(per_sample["confidence"].mean()),
+        "l1": float(per_sample["l1"].mean()),
+        "iou": float(per_sample["iou"].mean()),
+    }
+    print(f"adv2 ({attack.interpreter.name}) on {dataset} ({n} images, target {args.target})")
+    print_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}])
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    examples = {k: torch.cat(v)[: args.save] for k, v in keep.items()}
+    _io.atomic_write(out / "adversarial.pt", lambda f: torch.save(examples, f))
     _io.write_json(
         out / "results.json",
-        result
-        | {
+        {
+            "attack": attack.config(),
+            "interpreter": attack.interpreter.config() | {"name": attack.interpreter.name},
+            **summary,
+            "per_sample": {k: v.tolist() for k, v in per_sample.items()},
             "checkpoint": str(args.checkpoint),
             "dataset": dataset,
             "split": args.split,
@@ -149,24 +314,23 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     k = min(8, examples["x"].shape[0])
-    fig = new_figure(1.1 * k + 1.5, 1.2 * (len(eps) + 1) + 2.5)
-    grid = fig.add_gridspec(len(eps) + 2, k)
-    ax = fig.add_subplot(grid[:1, :])
-    if eps[0] is not None and len(eps) > 1:
-        ax.plot(eps, result["accuracy"], marker="o")
-        ax.set(xlabel="ε", ylabel="accuracy", ylim=(-0.02, 1.02))
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"accuracy {result['accuracy'][0]:.3f}", ha="center", va="center")
-    rows_img = [("clean", examples["x"])] + [
-        (f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
-        for i, e in enumerate(eps)
+    fig = new_figure(1.1 * k + 1.5, 5.4)
+    rows = [
+        ("clean", examples["x"], False),
+        ("benign map", examples["benign_map"], True),
+        ("ADV²", examples["x_adv"], False),
+        ("ADV² map", examples["adv_map"], True),
     ]
-    for r, (label, imgs) in enumerate(rows_img):
+    for r, (label, imgs, is_map) in enumerate(rows):
         for c in range(k):
-            a = fig.add_subplot(grid[r + 1, c])
+            a = fig.add_subplot(len(rows), k, r * k + c + 1)
             img = imgs[c].permute(1, 2, 0).numpy()
-            a.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            a.imshow(
+                img.squeeze(-1) if img.shape[-1] == 1 else img,
+                cmap="inferno" if is_map else "gray",
+                vmin=0,
+                vmax=1,
+            )
             a.set_xticks([]), a.set_yticks([])
             if c == 0:
                 a.set_ylabel(label, fontsize=7)

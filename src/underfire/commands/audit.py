@@ -8,9 +8,11 @@ from pathlib import Path
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
     float_list,
+    guarded_output,
     positive_float,
     positive_int,
     say,
@@ -69,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data(p)
     add_device(p)
     add_out(p, "runs/audit")
+    add_force(
+        p,
+        "replace the report of a different run already in --out (an unfinished audit with "
+        "other settings must still be deleted by hand)",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     )
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     say(f"auditing {args.checkpoint} on {dataset} ({args.split}, n ≤ {args.n}) → {args.out}")
-    results = audit(ckpt.model, data, config=config, out=args.out, progress=True)
+    with guarded_output(args, "audit", ("results.json", "report.html", "report.md")):
+        results = audit(ckpt.model, data, config=config, out=args.out, progress=True)
     worst = results["worst_case"]
     say(
         f"clean accuracy {results['clean']['accuracy']:.3f}; worst-case robust accuracy "

@@ -18,9 +18,11 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.experiments import (
+    demo_adv2,
     demo_attacks,
     demo_classifier,
     demo_defenses,
+    demo_diagnosis,
     demo_interpreters,
 )
 from underfire.experiments.demo_context import DemoContext
@@ -34,6 +36,8 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("defenses", demo_defenses.section),
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
+    ("adv2", demo_adv2.section),
+    ("diagnosis", demo_diagnosis.section),
 ]
 
 

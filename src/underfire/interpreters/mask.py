@@ -66,7 +66,6 @@ from underfire.interpreters.base import (
     class_scores,
     normalize_maps,
     resize_maps,
-    resolve_target,
 )
 
 __all__ = [
@@ -201,7 +200,7 @@ def shift_images(
 def perturb(x: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Φ(x, m) = x ⊙ M + reference ⊙ (1 − M), M = mask upsampled bilinearly to x's size (no mask
     blur; :meth:`Mask.upsample` gives the interpreter's M)."""
-    up = resize_maps(mask, tuple(x.shape[-2:]))
+    up = resize_maps(mask, (x.shape[-2], x.shape[-1]))
     return x * up + reference * (1 - up)
 
 
@@ -327,7 +326,7 @@ class Mask(Interpreter):
     def mask_to_map(self, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Coarse keep-masks (N, 1, s, s) → deleted region 1 − M, (N, 1, H, W) in [0, 1]
         (differentiable; not normalized)."""
-        return 1 - self.upsample(mask, tuple(size))
+        return 1 - self.upsample(mask, (size[0], size[1]))
 
     def objective(
         self,
@@ -342,10 +341,10 @@ class Mask(Interpreter):
         images shifted by ``shift`` under the fixed mask (a convenience; :meth:`optimize`
         inlines the same computation with precomputed operators)."""
         size = mask.shape[-1]
-        a_h, a_w = self.operators(size, tuple(x.shape[-2:]), x.dtype, x.device)
+        a_h, a_w = self.operators(size, (x.shape[-2], x.shape[-1]), x.dtype, x.device)
         pad = math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1
         xp = F.pad(torch.cat([x, reference], 1), (pad,) * 4, mode="replicate")
-        win = shift_images(xp, pad, shift, tuple(x.shape[-2:]))
+        win = shift_images(xp, pad, shift, (x.shape[-2], x.shape[-1]))
         c = x.shape[1]
         return self._objective(model, win[:, :c], win[:, c:], mask, a_h, a_w, target, size)
 
@@ -471,7 +470,7 @@ class Mask(Interpreter):
             x = x.detach()
             m = mask.detach()
             reference = gaussian_blur(x, sigma)
-            keep = self.upsample(m, tuple(x.shape[-2:]))
+            keep = self.upsample(m, (x.shape[-2], x.shape[-1]))
             logits = model(torch.cat([x, reference + (x - reference) * keep, reference]))
             probs = logits.softmax(dim=1).view(3, x.shape[0], -1)
             t = target.view(1, -1, 1).expand(3, -1, 1)
@@ -502,8 +501,7 @@ class Mask(Interpreter):
     ) -> MaskResult:
         """Optimize the masks and return the per-sample :class:`MaskResult` (also stored in
         :attr:`last_result`; warns with :class:`MaskWarning` where no deletion was found)."""
-        with self._guard(model, x) as x_in:
-            t = resolve_target(model, x_in, target)
+        with self._guard(model, x, target) as (x_in, t):
             m = self.optimize(model, x_in, t)
             return self._record(model, x_in, t, m)
 
@@ -537,11 +535,12 @@ class Mask(Interpreter):
     ) -> torch.Tensor:
         """Maps (N, 1, H, W): the deleted region 1 − M, normalized per sample unless ``raw``;
         all zeros (normalized) where no deletion was found (see :attr:`last_result`)."""
-        with self._guard(model, x) as x_in:
-            t = resolve_target(model, x_in, target)
+        with self._guard(model, x, target) as (x_in, t):
+            if x_in.shape[0] == 0:
+                return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
             m = self.optimize(model, x_in, t, create_graph=create_graph)
             result = self._record(model, x_in, t, m)
-            maps = self.mask_to_map(m, tuple(x_in.shape[-2:]))
+            maps = self.mask_to_map(m, (x_in.shape[-2], x_in.shape[-1]))
             if not raw:
                 keep = result.found.to(maps.dtype).view(-1, 1, 1, 1)
                 maps = normalize_maps(maps) * keep

@@ -1,0 +1,279 @@
+"""Building blocks of the ADV² reproduction (Zhang et al., USENIX Security 2020): the
+interpreters of a classifier, batched maps, the attacks (targeted PGD baseline and ADV²),
+per-sample measures and a resumable store for the expensive parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from underfire.core import io as _io
+from underfire.experiments.zhang2020_config import Zhang2020Config
+from underfire.interpreters import create_interpreter
+from underfire.interpreters.base import Interpreter
+from underfire.interpreters.mask import MaskWarning
+from underfire.metrics import l1_distance, topk_iou
+
+__all__ = [
+    "PartStore",
+    "adv2_attack",
+    "attack_measures",
+    "batched",
+    "build_interpreters",
+    "has_gap_head",
+    "map_measures",
+    "maps_of",
+    "pgd_attack",
+    "random_targets",
+    "summarize",
+]
+
+
+# ----------------------------------------------------------------------------- resumable parts
+
+
+class PartStore:
+    """Tensors of finished parts under ``root`` (``torch.save``; read back with ``weights_only``).
+
+    A part is recomputed when its file is missing or was written under another configuration
+    (``fingerprint``): a resumed run never mixes results of two settings.
+    """
+
+    def __init__(self, root: Path, cfg: Zhang2020Config) -> None:
+        self.root = Path(root)
+        d = cfg.to_dict()
+        for k in ("profile", "n_figure"):
+            d.pop(k, None)
+        self.fingerprint = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        try:
+            data = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # a torn or foreign file: recompute it
+            return None
+        if not isinstance(data, dict) or data.get("fingerprint") != self.fingerprint:
+            return None
+        return data
+
+    def put(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        payload = {**data, "fingerprint": self.fingerprint}
+        self.path(key).parent.mkdir(parents=True, exist_ok=True)
+        _io.atomic_write(self.path(key), lambda f: torch.save(_cpu(payload), f))
+        return payload
+
+    def cached(
+        self, key: str, compute: Callable[[], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
+        """(the part, whether it came from disk)."""
+        got = self.get(key)
+        if got is not None:
+            return got, True
+        return self.put(key, compute()), False
+
+
+def _cpu(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu()
+    if isinstance(v, dict):
+        return {k: _cpu(x) for k, x in v.items()}
+    return v
+
+
+# ----------------------------------------------------------------------------- interpreters
+
+
+def has_gap_head(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether CAM applies (last conv features → global average pooling → one linear layer)."""
+    try:
+        create_interpreter("cam")(model, x[:1])
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def build_interpreters(
+    cfg: Zhang2020Config, model: nn.Module, probe: torch.Tensor, rts: Interpreter | None
+) -> tuple[dict[str, Interpreter], dict[str, str]]:
+    """The interpreters of ``cfg.interpreters`` for ``model`` and notes on substitutions.
+
+    CAM needs a GAP head: on networks without one (the Ross CNN) Grad-CAM, its
+    generalization to any architecture, stands in under the name ``gradcam``. RTS needs the
+    trained masking network ``rts``.
+    """
+    out: dict[str, Interpreter] = {}
+    notes: dict[str, str] = {}
+    gap = has_gap_head(model, probe)
+    for name in cfg.interpreters:
+        if name == "cam" and not gap:
+            notes["cam"] = "no GAP head: Grad-CAM (CAM's generalization) stands in for CAM"
+            name = "gradcam"
+        if name in out:
+            continue
+        if name == "rts":
+            if rts is None:
+                notes["rts"] = "RTS not trained (no training images)"
+                continue
+            out["rts"] = rts
+        elif name == "mask":
+            out["mask"] = create_interpreter("mask", steps=cfg.mask_steps, seed=cfg.seed)
+        else:
+            out[name] = create_interpreter(name)
+    return out, notes
+
+
+def ensemble_members(cfg: Zhang2020Config, interps: dict[str, Interpreter]) -> list[str]:
+    """Members of the ensemble countermeasure that this classifier has (cam ↔ gradcam)."""
+    names = []
+    for m in cfg.ensemble:
+        if m not in interps and m == "cam" and "gradcam" in interps:
+            m = "gradcam"
+        if m in interps and m not in names:
+            names.append(m)
+    return names
+
+
+# ----------------------------------------------------------------------------- maps and attacks
+
+
+def batched(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def maps_of(
+    interp: Interpreter,
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    batch: int,
+    found: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """[0, 1] maps (N, 1, H, W) of ``x`` for ``target`` (None: the model's prediction).
+
+    For MASK, the per-sample "a deletion was found" flags of ``Mask.last_result`` are appended
+    to ``found`` (MASK's own warning is silenced: the flags are reported instead).
+    """
+    out = []
+    for sl in batched(x.shape[0], batch):
+        t = None if target is None else target[sl]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MaskWarning)
+            out.append(interp(model, x[sl], t).detach())
+        result = getattr(interp, "last_result", None)
+        if found is not None and result is not None:
+            found.append(result.found.detach().cpu())
+    return torch.cat(out) if out else x.new_zeros((0, 1, *x.shape[-2:]))
+
+
+def random_targets(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A uniformly random class ≠ y per sample (the paper's random targets), seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, num_classes, (y.shape[0],), generator=gen)
+    return (y.cpu() + shift) % num_classes
+
+
+def pgd_attack(cfg: Zhang2020Config, seed: int) -> Any:
+    """The baseline: targeted L∞ PGD alone, with ADV²'s ε and step."""
+    from underfire.attacks import PGD
+
+    return PGD(
+        eps=cfg.eps, step_size=cfg.step_size, steps=cfg.pgd_steps, random_start=False, seed=seed
+    )
+
+
+def adv2_attack(
+    interp: Interpreter, cfg: Zhang2020Config, seed: int, image_size: int
+) -> tuple[Any, dict[str, Any]]:
+    """ADV² against ``interp``: the preset of ``cfg.adv2_preset`` (by image size if None) with
+    its step counts scaled by ``cfg.adv2_scale``; (attack, the settings used).
+
+    Raises:
+        ImportError: ADV² is not available in this installation.
+    """
+    from underfire.attacks import ADV2
+
+    preset = cfg.adv2_preset or ("imagenet" if image_size >= 128 else "small")
+    common: dict[str, Any] = {
+        "eps": cfg.eps,
+        "step_size": cfg.step_size,
+        "preset": preset,
+        "seed": seed,
+    }
+    if cfg.adv2_kappa is not None:
+        common["kappa"] = cfg.adv2_kappa
+    base = ADV2(interp, **common)
+    steps = base.steps if isinstance(base.steps, tuple) else (base.steps,)
+    scaled = tuple(max(1, round(s * cfg.adv2_scale)) for s in steps)
+    kwargs = common | {
+        "warm_steps": max(1, round(base.warm_steps * cfg.adv2_scale)),
+        "steps": scaled if len(scaled) > 1 else scaled[0],
+    }
+    attack = ADV2(interp, **kwargs)
+    info = {
+        "preset": preset,
+        "warm_steps": attack.warm_steps,
+        "joint_steps": sum(scaled),
+        "kappa": attack.kappa,
+        "lam": list(attack.lam) if isinstance(attack.lam, tuple) else [attack.lam],
+    }
+    return attack, info
+
+
+def run_attack(
+    attack: Any,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor,
+    batch: int,
+    tick: Callable[[], None] = lambda: None,
+) -> tuple[torch.Tensor, list[Any]]:
+    """x_adv in batches and the attack's per-batch ``result`` records (if it keeps one)."""
+    outs, records = [], []
+    for sl in batched(x.shape[0], batch):
+        outs.append(attack(model, x[sl], y[sl], target=t[sl]).detach())
+        records.append(getattr(attack, "result", None))
+        tick()
+    return torch.cat(outs), records
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def attack_measures(
+    model: nn.Module, x_adv: torch.Tensor, t: torch.Tensor, batch: int
+) -> dict[str, torch.Tensor]:
+    """Per sample: success (prediction = target) and the softmax probability of the target."""
+    preds, conf = [], []
+    with torch.no_grad():
+        for sl in batched(x_adv.shape[0], batch):
+            p = F.softmax(model(x_adv[sl]), dim=1)
+            preds.append(p.argmax(1))
+            conf.append(p.gather(1, t[sl, None].to(p.device)).squeeze(1))
+    pred = torch.cat(preds).cpu()
+    return {"success": pred == t.cpu(), "confidence": torch.cat(conf).cpu(), "pred": pred}
+
+
+def map_measures(benign: torch.Tensor, other: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per sample: L1 distance and mean top-k IoU of two batches of [0, 1] maps."""
+    n = min(benign.shape[0], other.shape[0])
+    a, b = benign[:n].float().cpu(), other[:n].float().cpu()
+    return {"l1": l1_distance(a, b), "iou": topk_iou(a, b)}
+
+
+def summarize(v: torch.Tensor) -> float:
+    return float(v.float().mean()) if v.numel() else float("nan")

@@ -1,0 +1,223 @@
+"""Configuration of the Zheng, Zhang, Lee & Prakash (2020) reproduction: one dataclass, profiles as data.
+
+The study compares max- and average-pooling variants of the same CNN (``ross-cnn``: two
+conv blocks, each followed by a 2×2 pooling, then FC → FC), trained with the same budget from
+the same initialization per seed, on MNIST, CIFAR-10 and (beyond the paper, offline)
+scikit-learn's digits. The paper's training settings are not public: every value here is a
+project choice, recorded in ``config.json``.
+
+Profiles (a profile is a dict of settings; some values differ per dataset, see
+:data:`DATASET_PROFILES`):
+
+- ``full``: 5 seeds, long training, the whole test set attacked (use a GPU).
+- ``cpu``: ≤ 90 min on a 2-core CPU for MNIST or CIFAR-10 (timed in docs/zheng2020.md).
+- ``quick``: ≤ 3 min on a CPU for ``digits`` (run in CI).
+- ``test``: seconds, for the test suite only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = [
+    "DATASETS",
+    "DATASET_DEFAULTS",
+    "DATASET_PROFILES",
+    "POOLINGS",
+    "PROFILES",
+    "Zheng2020Config",
+    "resolve_config",
+]
+
+DATASETS = ("mnist", "cifar10", "digits")
+
+#: The variants compared, in display order.
+POOLINGS = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class Zheng2020Config:
+    """Everything that determines a reproduction run (saved as ``config.json`` next to results).
+
+    Attributes:
+        dataset: one of :data:`DATASETS`.
+        profile: the profile name the run started from.
+        seeds: one model per pooling variant and seed; both variants of a seed share the
+            initialization and the batch order (pooling has no parameters).
+        data_seed: seeds the train/val/test split (the same for every model).
+        steps: Adam steps per model (the same for both variants).
+        batch_size: training batch size.
+        lr: Adam learning rate (cosine-decayed to 0).
+        hidden: width of the CNN's fully connected layer (Ross & Doshi-Velez's CNN: 1024).
+        eps: L∞ radii of the FGSM and PGD sweeps (increasing, in [0, 1], starting at 0).
+        pgd_steps: PGD iterations (step 2.5·ε/steps, random start; Madry et al. 2018).
+        n_eval: test images attacked (None: the whole test set); clean accuracy always uses
+            the whole test set.
+        eval_batch: batch size of the attacks.
+        diag_eps: ε of the PGD examples diagnosed layer by layer.
+        n_diag: test images diagnosed.
+        layers: layers diagnosed (None: the diagnosis library's default list for the model).
+        gan_steps: InterpretGAN training steps (every layer's generator takes one step per
+            step) for the first seed's model of each variant (0: no InterpretGAN).
+        gan_batch: InterpretGAN batch size.
+        n_gan_images: test images shown clean vs adversarial in the InterpretGAN figure.
+    """
+
+    dataset: str = "mnist"
+    profile: str = "full"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    data_seed: int = 0
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 1e-3
+    hidden: int = 1024
+    eps: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+    pgd_steps: int = 40
+    n_eval: int | None = None
+    eval_batch: int = 500
+    diag_eps: float = 0.1
+    n_diag: int = 1000
+    layers: tuple[str, ...] | None = None
+    gan_steps: int = 3000
+    gan_batch: int = 128
+    n_gan_images: int = 4
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if any(int(s) != s or s < 0 for s in self.seeds):
+            raise ValueError(f"seeds must be non-negative integers, got {self.seeds}")
+        for name in ("steps", "batch_size", "hidden", "pgd_steps", "eval_batch", "gan_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("gan_steps", "n_gan_images", "data_seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if (
+            len(self.eps) < 2
+            or self.eps[0] != 0
+            or any(e < 0 or e > 1 for e in self.eps)
+            or list(self.eps) != sorted(set(self.eps))
+        ):
+            raise ValueError(
+                f"eps must be a strictly increasing list in [0, 1] starting at 0 with at least one "
+                f"ε > 0, got {self.eps}"
+            )
+        if not 0 < self.diag_eps <= 1:
+            raise ValueError(f"diag_eps must be in (0, 1], got {self.diag_eps}")
+        if self.n_eval is not None and self.n_eval < 2:
+            raise ValueError("n_eval must be ≥ 2 (or None for the whole test set)")
+        if self.n_diag < 2:
+            raise ValueError(f"n_diag must be ≥ 2, got {self.n_diag}")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers must name at least one layer (or be None for the default)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"], d["eps"] = list(self.seeds), list(self.eps)
+        d["layers"] = None if self.layers is None else list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Zheng2020Config:
+        names = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
+        }
+        return cls(**kwargs)
+
+
+#: Per-dataset settings every profile starts from: the ε grid (L∞, inputs in [0, 1]) and
+#: the diagnosed ε. MNIST/digits: the usual 0–0.3 range; CIFAR-10: 0–8/255.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mnist": {"eps": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), "diag_eps": 0.1},
+    "digits": {"eps": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), "diag_eps": 0.1},
+    "cifar10": {
+        "eps": (0.0, 1 / 255, 2 / 255, 3 / 255, 4 / 255, 6 / 255, 8 / 255),
+        "diag_eps": 2 / 255,
+    },
+}
+
+#: Profile name → settings shared by every dataset.
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "cpu": {"seeds": (0, 1, 2), "pgd_steps": 20, "eval_batch": 250},
+    "quick": {
+        "seeds": (0, 1, 2),
+        "steps": 300,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "hidden": 256,
+        "pgd_steps": 10,
+        "n_eval": 359,
+        "n_diag": 200,
+        "gan_steps": 80,
+        "gan_batch": 32,
+    },
+    "test": {
+        "seeds": (0, 1),
+        "steps": 40,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "hidden": 64,
+        "eps": (0.0, 0.1, 0.3),
+        "pgd_steps": 3,
+        "n_eval": 60,
+        "n_diag": 40,
+        "gan_steps": 20,
+        "gan_batch": 32,
+        "n_gan_images": 2,
+    },
+}
+
+#: (profile, dataset) → settings applied after :data:`PROFILES` (budgets sized by timing).
+DATASET_PROFILES: dict[tuple[str, str], dict[str, Any]] = {
+    ("full", "cifar10"): {"steps": 30_000},
+    ("cpu", "mnist"): {
+        "steps": 1000,
+        "batch_size": 64,
+        "n_eval": 500,
+        "n_diag": 200,
+        "gan_steps": 150,
+        "gan_batch": 32,
+    },
+    ("cpu", "cifar10"): {
+        "steps": 1200,
+        "batch_size": 64,
+        "hidden": 256,
+        "n_eval": 400,
+        "n_diag": 200,
+        "gan_steps": 100,
+        "gan_batch": 32,
+    },
+    ("cpu", "digits"): {"steps": 1000, "batch_size": 64, "hidden": 256, "n_diag": 359},
+}
+
+
+def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Zheng2020Config:
+    """The configuration of ``profile`` for ``dataset``, with explicit ``overrides`` applied last.
+
+    Raises:
+        ValueError: unknown profile/dataset or invalid values.
+    """
+    dataset = dataset.lower().replace("_", "-").replace("cifar-10", "cifar10")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    settings: dict[str, Any] = {"dataset": dataset, "profile": profile}
+    settings |= DATASET_DEFAULTS[dataset]
+    settings |= PROFILES[profile]
+    settings |= DATASET_PROFILES.get((profile, dataset), {})
+    settings |= {k: v for k, v in overrides.items() if v is not None}
+    for key in ("eps", "seeds", "layers"):
+        if settings.get(key) is not None:
+            settings[key] = tuple(settings[key])
+    if "eps" in settings:
+        settings["eps"] = tuple(float(e) for e in settings["eps"])
+    return replace(Zheng2020Config(), **settings)

@@ -1,0 +1,244 @@
+"""The Zheng et al. (2020) reproduction: `--quick` on digits end to end (as CI runs it), resuming,
+the computed verdicts, the configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from underfire.experiments.zheng2020_config import (
+    DATASETS,
+    PROFILES,
+    Zheng2020Config,
+    resolve_config,
+)
+from underfire.experiments.zheng2020_eval import headline, robust_score, seed_stats, verdict
+
+FIGURES = [
+    "robust_accuracy.png",
+    "seed_scores.png",
+    "layer_diagnosis.png",
+    "interpretgan_max-seed0.png",
+    "interpretgan_avg-seed0.png",
+]
+
+
+def _cli(out: Path, *args: str) -> int:
+    from underfire.cli import main
+
+    threads = torch.get_num_threads()
+    try:  # one thread: tiny models on a shared 2-core machine
+        return main(
+            ["reproduce", "zheng2020", "--dataset", "digits", *args, "--out", str(out)]
+            + ["--device", "cpu", "--threads", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("zheng2020")
+    assert _cli(out, "--quick") == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_writes_results_report_and_figures(quick: tuple[Path, dict]) -> None:
+    out, results = quick
+    cfg = Zheng2020Config.from_dict(json.loads((out / "config.json").read_text()))
+    assert cfg == resolve_config("digits", "quick")
+    for name in ("results.json", "config.json", "report.md", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    for fig in FIGURES:
+        assert (out / "figures" / fig).stat().st_size > 5000, fig
+    names = {f"{p}-seed{s}" for p in ("max", "avg") for s in cfg.seeds}
+    assert set(results["models"]) == names
+    assert {p.stem for p in (out / "models").glob("*.pt")} == names
+    for name, m in results["models"].items():
+        assert len(m["fgsm"]) == len(m["pgd"]) == len(cfg.eps)
+        # ε = 0 leaves the attacked images unchanged; the models learned digits
+        assert m["fgsm"][0] == m["pgd"][0] > 0.9 and m["clean"] > 0.9, name
+        # both attacks hurt at the largest ε, PGD at least as much as FGSM (small tolerance)
+        assert m["pgd"][-1] < 0.5 * m["pgd"][0]
+        assert all(p <= f + 0.03 for p, f in zip(m["pgd"], m["fgsm"], strict=True)), name
+    comp = results["comparison"]
+    for key in ("clean", "fgsm", "pgd"):
+        v = comp[key]
+        assert v["winner"] in ("avg", "max", "within spread")
+        # the stored verdict is the rule applied to the stored numbers
+        score = (
+            (lambda r: r["clean"])
+            if key == "clean"
+            else (lambda r, k=key: robust_score(r[k], cfg.eps))
+        )
+        avg = [score(results["models"][f"avg-seed{s}"]) for s in cfg.seeds]
+        mx = [score(results["models"][f"max-seed{s}"]) for s in cfg.seeds]
+        assert verdict(avg, mx)["winner"] == v["winner"]
+        assert v["difference"] == pytest.approx(sum(avg) / len(avg) - sum(mx) / len(mx))
+    assert comp["headline"] == headline(comp["fgsm"]["winner"], comp["pgd"]["winner"])
+
+    diag = results["diagnosis"]
+    layers = diag["summary"]["layers"]
+    assert [n.rsplit(".", 1)[-1] for n in layers[:4]] == ["block1", "pool1", "block2", "pool2"]
+    for name, d in diag["models"].items():
+        assert d["layers"] == layers and d["n"] == cfg.n_diag
+        assert all(0 <= v < 1.5 for v in d["information_loss"]), name
+        # a linear probe recovers more of the input from early layers than from the last one
+        assert d["information_loss"][0] < d["information_loss"][-1]
+        assert d["adversarial_accuracy"] < d["clean_accuracy"]
+    for pool in ("max", "avg"):
+        assert all(s is not None for s in diag["summary"]["stats"][pool]["information_loss"])
+    # InterpretGAN of each variant's first-seed model: every layer, images the classifier
+    # labels as it labels the source far above chance (10 classes) at the first layer
+    assert set(diag["interpretgan"]) == {"max-seed0", "avg-seed0"}
+    for name, g in diag["interpretgan"].items():
+        assert (out / "interpretgan" / f"{name}.pt").exists()
+        assert list(g["layers"]) == layers
+        first = g["layers"][layers[0]]
+        assert first["clean_consistency"] > 0.5, (name, first)
+        assert all(0 <= v["adv_true"] <= 1 and v["fvu"] >= 0 for v in g["layers"].values())
+
+    report = (out / "report.md").read_text()
+    assert "Did average pooling come out more robust?" in report
+    assert "Per-layer diagnosis" in report
+    assert "InterpretGAN: what each layer sees" in report
+    assert f"average − max pooling: FGSM {comp['fgsm']['difference']:+.3f}" in report
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_second_run_reuses_models_and_sections(quick: tuple[Path, dict]) -> None:
+    out, first = quick
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in [*(out / "models").glob("*.pt"), *(out / "sections").glob("*.json")]
+    }
+    assert len(stamps) == 3 * 2 * 3  # 6 models, 6 robustness and 6 diagnosis sections
+    assert _cli(out, "--quick") == 0
+    again = json.loads((out / "results.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
+    assert again["models"] == first["models"]
+    assert again["diagnosis"] == first["diagnosis"]
+    assert again["timings"]["robustness"] < 5 and again["timings"]["diagnosis"] < 5
+    assert again["diagnosis"]["interpretgan"].keys() == first["diagnosis"]["interpretgan"].keys()
+    assert (
+        again["timings"]["interpretgan"] < 0.5 * first["timings"]["interpretgan"]
+    )  # not retrained
+
+
+def test_cached_recomputes_when_the_key_changes(tmp_path: Path) -> None:
+    from underfire.experiments.zheng2020 import cached
+
+    calls: list[int] = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"v": len(calls)}
+
+    path = tmp_path / "s.json"
+    assert cached(path, {"a": 1}, compute) == {"v": 1}
+    assert cached(path, {"a": 1}, compute) == {"v": 1}
+    assert cached(path, {"a": 2}, compute) == {"v": 2}
+    path.write_text("{broken")
+    assert cached(path, {"a": 2}, compute) == {"v": 3}
+
+
+def test_verdict_rule() -> None:
+    # ranges disjoint → a winner; overlapping → within spread; one seed → undecidable
+    assert verdict([0.5, 0.6, 0.55], [0.3, 0.4, 0.45])["winner"] == "avg"
+    assert verdict([0.3, 0.4], [0.5, 0.6])["winner"] == "max"
+    v = verdict([0.5, 0.6, 0.35], [0.3, 0.4, 0.45])
+    assert v["winner"] == "within spread" and v["seeds_favouring_avg"] == 2
+    assert v["paired_differences"] == pytest.approx([0.2, 0.2, -0.1])
+    assert verdict([0.9], [0.1])["winner"] == "one seed"
+    with pytest.raises(ValueError, match="one score per seed"):
+        verdict([0.1, 0.2], [0.3])
+    s = seed_stats([1.0, 2.0, 3.0])
+    assert (s["mean"], s["std"], s["min"], s["max"]) == (2.0, 1.0, 1.0, 3.0)
+    assert robust_score([1.0, 0.5, 0.3], [0.0, 0.1, 0.2]) == pytest.approx(0.4)
+    assert headline("avg", "avg") == {
+        "outcome": "avg",
+        "fgsm": "avg",
+        "pgd": "avg",
+        "paper_claim_held": True,
+    }
+    assert headline("avg", "within spread")["outcome"] == "partial-avg"
+    assert headline("max", "avg")["outcome"] == "mixed"
+    assert headline("within spread", "within spread")["paper_claim_held"] is False
+
+
+def test_compare_variants_follows_the_numbers() -> None:
+    from underfire.experiments.zheng2020_eval import compare_variants
+
+    eps = [0.0, 0.1, 0.2]
+    per = {}
+    for s in (0, 1, 2):
+        per[f"max-seed{s}"] = {
+            "clean": 0.99,
+            "fgsm": [0.99, 0.5, 0.2],
+            "pgd": [0.99, 0.3, 0.1 + s / 100],
+        }
+        per[f"avg-seed{s}"] = {
+            "clean": 0.98,
+            "fgsm": [0.98, 0.7, 0.4],
+            "pgd": [0.98, 0.3, 0.1 + s / 50],
+        }
+    c = compare_variants(per, [0, 1, 2], eps)
+    assert c["fgsm"]["winner"] == "avg" and c["pgd"]["winner"] == "within spread"
+    assert c["clean"]["winner"] == "max"
+    assert c["headline"]["outcome"] == "partial-avg"
+    assert c["per_eps"]["fgsm"] == ["max", "avg", "avg"]
+    assert c["curves"]["fgsm"]["avg"]["mean"] == pytest.approx([0.98, 0.7, 0.4])
+
+
+def test_outcome_sentence_is_chosen_by_the_verdict() -> None:
+    from underfire.experiments.zheng2020_eval import compare_variants
+    from underfire.experiments.zheng2020_report import outcome_sentence
+
+    def per(max_score: float, avg_score: float) -> dict:
+        return {
+            f"{p}-seed{s}": {"clean": 0.9, "fgsm": [0.9, v + s / 100], "pgd": [0.9, v + s / 100]}
+            for s in (0, 1)
+            for p, v in (("max", max_score), ("avg", avg_score))
+        }
+
+    yes = outcome_sentence(compare_variants(per(0.2, 0.5), [0, 1], [0.0, 0.1]), 2)
+    no = outcome_sentence(compare_variants(per(0.5, 0.2), [0, 1], [0.0, 0.1]), 2)
+    tie = outcome_sentence(compare_variants(per(0.2, 0.205), [0, 1], [0.0, 0.1]), 2)
+    assert yes.startswith("**Yes") and "FGSM +0.300" in yes
+    assert no.startswith("**No") and "FGSM -0.300" in no
+    assert tie.startswith("**Not established")
+    one = {k: v for k, v in per(0.2, 0.5).items() if k.endswith("seed0")}
+    assert outcome_sentence(compare_variants(one, [0], [0.0, 0.1]), 1).startswith("**Not decidable")
+
+
+def test_config_profiles_and_validation() -> None:
+    assert set(PROFILES) >= {"full", "cpu", "quick", "test"} and DATASETS == (
+        "mnist",
+        "cifar10",
+        "digits",
+    )
+    cifar = resolve_config("cifar-10", "cpu")
+    assert cifar.dataset == "cifar10" and cifar.eps[-1] == pytest.approx(8 / 255)
+    assert len(cifar.seeds) >= 3 and len(resolve_config("mnist", "cpu").seeds) >= 3
+    assert resolve_config("digits", "quick", steps=7, seeds=[4, 5]).seeds == (4, 5)
+    with pytest.raises(ValueError, match="profile"):
+        resolve_config("mnist", "huge")
+    with pytest.raises(ValueError, match="dataset"):
+        resolve_config("svhn")
+    with pytest.raises(ValueError, match="eps"):
+        resolve_config("mnist", eps=(0.1, 0.3))
+    with pytest.raises(ValueError, match="seeds"):
+        resolve_config("mnist", seeds=(1, 1))
+    cfg = resolve_config("cifar10", "quick", layers=["net.features.pool1"])
+    assert Zheng2020Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_cli_rejects_ross_only_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _cli(tmp_path, "--profile", "test", "--paper-lambda", "3") == 2
+    assert "--paper-lambda applies to ross2018 only" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
