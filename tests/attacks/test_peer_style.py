@@ -61,14 +61,20 @@ def test_every_attack_binds_and_equals_the_unbound_call(name, tiny_model, xy):
     if name == "pgd":
         settings = {"random_start": False, "steps": 3}
     cls = A.ATTACKS.get(name)
-    bound = cls(tiny_model, **settings)
+    if name == "adv2":  # its interpreter is its own positional argument, after the model
+        settings = {"interpreter": "grad", "steps": 2, "warm_steps": 1}
+        bound = cls(tiny_model, "grad", **{k: v for k, v in settings.items() if k != "interpreter"})
+    else:
+        bound = cls(tiny_model, **settings)
     assert bound.model is tiny_model
     unbound = A.create(name, **settings)
     assert unbound.model is None
-    torch.testing.assert_close(bound(x, y), unbound(tiny_model, x, y), atol=0, rtol=0)
-    torch.testing.assert_close(unbound.bind(tiny_model)(x, y), bound(x, y), atol=0, rtol=0)
+    t = {"target": "next"} if name == "adv2" else {}  # ADV² is targeted only
+    same = {"atol": 0, "rtol": 0}
+    torch.testing.assert_close(bound(x, y, **t), unbound(tiny_model, x, y, **t), **same)
+    torch.testing.assert_close(unbound.bind(tiny_model)(x, y, **t), bound(x, y, **t), **same)
     # keyword forms of both
-    torch.testing.assert_close(bound(x=x, y=y), unbound(model=tiny_model, x=x, y=y))
+    torch.testing.assert_close(bound(x=x, y=y, **t), unbound(model=tiny_model, x=x, y=y, **t))
 
 
 def test_alpha_is_step_size(tiny_model):

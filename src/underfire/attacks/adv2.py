@@ -629,7 +629,7 @@ class ADV2(Attack):
 
     # -- the call ----------------------------------------------------------------------
 
-    def __call__(
+    def __call__(  # type: ignore[override]  # the bound form: accept_bound wraps it (base)
         self,
         model: nn.Module,
         x: torch.Tensor,

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core.binding import Bindable, split_call
+from underfire.core.binding import Bindable, accept_bound, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.norms import NORMS, get_norm
@@ -299,6 +299,13 @@ class Attack(metaclass=Bindable):
         other = copy.copy(self)
         other._model = model
         return other
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # a subclass overriding ``__call__`` (ADV² does) keeps the ``(model, x, y, ...)``
+        # signature; the bound form is resolved here, once for all
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            cls.__call__ = accept_bound(cls.__dict__["__call__"])  # type: ignore[method-assign]
 
     @overload
     def __call__(

@@ -5,7 +5,9 @@ model passed at each call is ours. :class:`Bindable`, the metaclass of attacks a
 interpreters, accepts one optional positional ``model`` before the keyword-only settings,
 builds the object from the settings alone (so every subclass keeps its plain keyword-only
 ``__init__``) and stores the model on it. A class whose ``__init__`` takes positional
-arguments of its own (RTS's trained ``network``) gets them unchanged; bind it with ``.bind``. The calls then accept both forms
+arguments of its own (RTS's ``network``, ADV²'s ``interpreter``) gets them unchanged, unless
+one more positional argument comes first and is an ``nn.Module``: that one is the model
+(``ADV2(model, "grad")``; ``RTS(network)`` alone is RTS's own argument, bind it with ``.bind``). The calls then accept both forms
 (:func:`split_call`).
 
 Static type checkers read each class's ``__init__``, which does not list ``model``: mypy
@@ -15,13 +17,14 @@ typed spelling of the same thing.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
-__all__ = ["Bindable", "split_call"]
+__all__ = ["Bindable", "accept_bound", "split_call"]
 
 
 class Bindable(type):
@@ -32,7 +35,12 @@ class Bindable(type):
     """
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if args and _takes_positional(cls):  # e.g. RTS(network): its own, not a model
+        own = _positional_count(cls)  # e.g. RTS(network), ADV2(interpreter)
+        if args and own:
+            if len(args) > own and isinstance(args[0], nn.Module):  # ADV2(model, "grad")
+                obj = super().__call__(*args[1:], **cls._translate(kwargs))
+                obj._model = args[0]
+                return obj
             return super().__call__(*args, **kwargs)
         if len(args) > 1 or (args and not isinstance(args[0], nn.Module)):
             got = ", ".join(type(a).__name__ for a in args)
@@ -41,15 +49,16 @@ class Bindable(type):
                 f"positional argument and its settings by keyword, got positional ({got}); "
                 f"e.g. {cls.__name__}(model, eps=...) or {cls.__name__}(eps=...)"
             )
-        translate: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
-            cls, "_constructor_kwargs", None
-        )
-        if translate is not None:
-            kwargs = translate(dict(kwargs))
-        obj = super().__call__(**kwargs)
+        obj = super().__call__(**cls._translate(kwargs))
         if args:
             obj._model = args[0]
         return obj
+
+    def _translate(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        translate: Callable[[dict[str, Any]], dict[str, Any]] | None = getattr(
+            cls, "_constructor_kwargs", None
+        )
+        return dict(kwargs) if translate is None else translate(dict(kwargs))
 
     @property
     def __signature__(cls) -> inspect.Signature:
@@ -59,11 +68,13 @@ class Bindable(type):
         return init.replace(parameters=list(init.parameters.values())[1:])
 
 
-def _takes_positional(cls: type) -> bool:
+def _positional_count(cls: type) -> int:
+    """How many positional arguments ``cls.__init__`` takes besides self (a large number for
+    ``*args``: then every positional argument is the class's own)."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
-    return any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
-    )
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 1 << 30
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def split_call(
@@ -116,3 +127,20 @@ def split_call(
             raise TypeError(f"{who} call got multiple values for argument {key!r}")
         values[key] = value
     return model, values
+
+
+def accept_bound(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a ``(self, model, x, ...)`` method so that an object bound to a model (its
+    ``model`` attribute) may be called without the model, and ``model=`` works by keyword."""
+    names = tuple(
+        p.name
+        for p in list(inspect.signature(method).parameters.values())[2:]
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        model, kw = split_call(type(self).__name__, self.model, args, kwargs, names)
+        return method(self, model, **kw)
+
+    return wrapper

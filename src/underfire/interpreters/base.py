@@ -10,8 +10,7 @@ parameters), so attacks (ADV²) and training objectives can backpropagate throug
 from __future__ import annotations
 
 import copy
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, Self, overload
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core.binding import Bindable, split_call
+from underfire.core.binding import Bindable, accept_bound, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.registry import Registry
@@ -154,7 +153,7 @@ class Interpreter(metaclass=Bindable):
         super().__init_subclass__(**kwargs)
         for name in ("__call__", "attribute"):
             if name in cls.__dict__:
-                setattr(cls, name, _accept_bound(cls.__dict__[name]))
+                setattr(cls, name, accept_bound(cls.__dict__[name]))
 
     @overload
     def __call__(
@@ -320,18 +319,6 @@ def _split(
     if "x" not in kw:
         raise TypeError(f"{type(interp).__name__} call needs the images x")
     return model, kw
-
-
-def _accept_bound(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """Wrap a subclass's ``(self, model, x, ...)`` method so that a bound interpreter may be
-    called without the model."""
-
-    @functools.wraps(method)
-    def wrapper(self: Interpreter, *args: Any, **kwargs: Any) -> torch.Tensor:
-        model, kw = _split(self, args, kwargs)
-        return method(self, model, **kw)
-
-    return wrapper
 
 
 def check_finite_map(maps: torch.Tensor, who: str) -> None:

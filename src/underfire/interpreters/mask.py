@@ -524,7 +524,7 @@ class Mask(Interpreter):
             )
         return result
 
-    def __call__(
+    def __call__(  # type: ignore[override]  # the bound form: accept_bound wraps it (base)
         self,
         model: nn.Module,
         x: torch.Tensor,
