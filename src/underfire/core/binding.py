@@ -22,6 +22,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = ["Bindable", "accept_bound", "split_call"]
@@ -105,6 +106,8 @@ def split_call(
         model, args = args[0], args[1:]
     elif bound is not None:
         model = bound
+    elif args and not isinstance(args[0], torch.Tensor):  # a wrong model, not missing one
+        model, args = args[0], args[1:]
     else:
         first = type(args[0]).__name__ if args else "nothing"
         raise TypeError(
