@@ -153,6 +153,12 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
             f"{path} is not a readable underfire checkpoint ({type(err).__name__}); "
             "it may be truncated or corrupted, or hold pickled code, which is never executed"
         ) from err
+    if isinstance(payload, dict) and str(payload.get("format", "")).startswith("underfire.rts/"):
+        raise CheckpointError(
+            f"{path} is an RTS masking network, not a classifier checkpoint: load it with "
+            "underfire.interpreters.RTS.load(path), or pass it to `underfire explain --interpreter "
+            "rts --rts-checkpoint PATH` together with its classifier's --checkpoint"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not an underfire checkpoint (no '{FORMAT}' marker); for a plain state dict "

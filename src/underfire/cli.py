@@ -39,7 +39,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = "*") -> argparse.ArgumentParser:
+    """The CLI parser.
+
+    Args:
+        only: the command whose full parser is built ("*": all of them; None: none). The
+            others get a one-line placeholder from their module's ``HELP``, so that
+            ``underfire --help`` and ``underfire demo --help`` do not import what every
+            other command needs (torch, for listing defenses).
+    """
     parser = _Parser(
         prog="underfire",
         description="Security of interpretable deep learning systems: attack, explain, defend, diagnose, reproduce.",
@@ -47,8 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"underfire {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"underfire.commands.{name}").register(subparsers)
+        module = importlib.import_module(f"underfire.commands.{name}")
+        if only == "*" or only == _cli_name(name):
+            module.register(subparsers)
+        else:
+            subparsers.add_parser(_cli_name(name), help=module.HELP)
     return parser
+
+
+def _cli_name(module: str) -> str:
+    return module.replace("_", "-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``UNDERFIRE_TRACEBACK=1`` to see the traceback of a user error too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    known = {_cli_name(n) for n in COMMANDS}
+    parser = build_parser(command if command in known else None if command is None else "*")
+    args = parser.parse_args(words)
     args.argv = argv
     from underfire.core.errors import UnderfireError
 

@@ -18,3 +18,22 @@ def test_unknown_section_names_the_known_ones(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--sections", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown demo section 'nope'" in err and "attacks" in err
+
+
+def test_help_lists_the_sections() -> None:
+    from underfire.commands.demo import SECTION_NAMES
+    from underfire.experiments.demo import SECTIONS
+
+    assert SECTION_NAMES == tuple(name for name, _ in SECTIONS)
+
+
+def test_help_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from underfire.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'underfire --help imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -69,3 +69,23 @@ def test_rts_needs_a_network(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         RTS(checkpoint=tmp_path / "bad.pt")
+
+
+def test_rts_checkpoints_carry_a_checksum_and_are_named_by_load_checkpoint(tmp_path) -> None:
+    import pytest
+
+    from underfire.checkpoint import load_checkpoint
+    from underfire.core.errors import CheckpointError
+    from underfire.interpreters import RTS, MaskingNetwork
+
+    net = MaskingNetwork(feat_channels=4, feat_size=(2, 2), input_size=(8, 8), num_classes=3)
+    path = RTS(net).save(tmp_path / "rts.pt")
+    assert RTS.load(path).network.config == net.config
+    with pytest.raises(CheckpointError, match="RTS masking network, not a classifier"):
+        load_checkpoint(path)
+    payload = torch.load(path, weights_only=True)
+    first = next(iter(payload["state_dict"]))
+    payload["state_dict"][first] = payload["state_dict"][first] + 1.0
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        RTS.load(path)

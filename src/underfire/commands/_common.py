@@ -10,12 +10,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from underfire.core import io as _io
-from underfire.core.validation import resolve_device
+
+if TYPE_CHECKING:
+    import torch
 
 #: Where a command records which invocation wrote each of its result files in ``--out``.
 RECORD_NAME = ".underfire-runs.json"
@@ -148,6 +148,8 @@ def check_model_fits_data(model: Any, checkpoint: Path, dataset: str, data: Any)
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
+    from underfire.core.validation import resolve_device  # imports torch: only when running
+
     return resolve_device(args.device)
 
 

@@ -20,13 +20,16 @@ from underfire.commands._common import (
     say,
 )
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "attack a checkpoint: accuracy vs ε, adversarial examples and a figure"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from underfire.attacks import names
 
     p = subparsers.add_parser(
         "attack",
-        help="attack a checkpoint: accuracy vs ε, adversarial examples and a figure",
+        help=HELP,
         description="Run an attack against a trained checkpoint on a dataset split for each ε; print a table, "
         "save adversarial examples (.pt), results.json and a figure to --out.",
     )

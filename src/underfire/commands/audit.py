@@ -23,10 +23,14 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "robust accuracy, gradient-masking checks and explanation stability of a checkpoint"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "audit",
-        help="robust accuracy, gradient-masking checks and explanation stability of a checkpoint",
+        help=HELP,
         description=(
             "Attack a trained classifier white-box and by transfer over a range of ε, check the "
             "result for gradient masking, and compare its explanations on benign and attacked "

@@ -6,11 +6,14 @@ import argparse
 
 from underfire.commands._common import print_table
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "list datasets and which are available locally"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "datasets",
-        help="list datasets and which are available locally",
+        help=HELP,
         description="List the datasets; the files present are read and checked (headers, sizes, "
         "labels), so a truncated or corrupt copy shows as 'damaged' with the reason.",
     )

@@ -15,11 +15,17 @@ from underfire.commands._common import (
     say,
 )
 
+#: The demo's sections in order (experiments.demo.SECTIONS; a test keeps the two equal).
+SECTION_NAMES = ("classifier", "defenses", "attacks", "interpreters", "adv2", "diagnosis")
+
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "train and audit a classifier on the embedded digits; write a report"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="train and audit a classifier on the embedded digits; write a report",
+        help=HELP,
         description="Train a classifier on scikit-learn's bundled digits (offline), attack "
         "and explain it, and write results.json, figures and report.html.",
     )
@@ -33,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default: 15)")
     p.add_argument(
-        "--sections", default=None, help="comma-separated subset of report sections to run"
+        "--sections",
+        default=None,
+        help="comma-separated subset of the report sections to run: " + ", ".join(SECTION_NAMES),
     )
     p.set_defaults(func=run)
 

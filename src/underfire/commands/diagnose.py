@@ -15,13 +15,16 @@ from underfire.commands._common import (
     say,
 )
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "diagnose layer by layer how an attack fools a checkpoint (report + results.json)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from underfire.attacks import names
 
     p = subparsers.add_parser(
         "diagnose",
-        help="diagnose layer by layer how an attack fools a checkpoint (report + results.json)",
+        help=HELP,
         description="Attack a checkpoint on test images, then measure per layer the perturbation's amplification "
         "and growth, activation patching (clean ↔ adversarial), information loss and their correlation "
         "(definitions in docs/diagnosis.md). With --interpretgan, information loss comes from its "

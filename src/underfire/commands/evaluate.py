@@ -8,9 +8,18 @@ from pathlib import Path
 
 from underfire.commands._common import add_data, add_device, checkpoint_and_data, device_of
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "accuracy of a checkpoint on a dataset split"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="accuracy of a checkpoint on a dataset split")
+    p = subparsers.add_parser(
+        "evaluate",
+        help=HELP,
+        description="Load a checkpoint (verified: checksum, schema, finite weights) and print its "
+        "accuracy and loss as JSON on a split of its dataset (by default the test split of the "
+        "data set it was trained on, with the same seeded split).",
+    )
     p.add_argument(
         "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
     )

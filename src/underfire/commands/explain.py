@@ -21,11 +21,14 @@ from underfire.commands._common import (
 )
 from underfire.plotting import save_grid
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "interpretation maps (grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble) as a figure"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "explain",
-        help="interpretation maps (grad, smoothgrad, ig, cam, gradcam, mask, rts, ensemble) as a figure",
+        help=HELP,
         description="Explain a checkpoint's predictions on N images of a dataset split with one or more "
         "interpreters. Writes OUT/explain.png (image, prediction, one map per interpreter), "
         "OUT/explain.json and OUT/maps.pt.",

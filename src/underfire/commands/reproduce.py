@@ -19,11 +19,14 @@ from underfire.commands._common import (
 
 STUDIES = ("ross2018", "zhang2020", "zheng2020")
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "reproduce a paper's experiments (ross2018, zhang2020, zheng2020) and write results and a report"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reproduce",
-        help="reproduce a paper's experiments (ross2018, zhang2020, zheng2020) and write results and a report",
+        help=HELP,
         description="Reproduce a study end to end: train every model (resumable: trained models in OUT/models are "
         "reused), run the attacks, decide the paper's claims and write results.json, config.json, "
         "figures, report.md and report.html to --out.",

@@ -34,60 +34,71 @@ from underfire.commands._common import (
     positive_int,
     say,
 )
-from underfire.defenses import DEFAULT_LAM, create, names, paper_lambda_to_lam
 
-#: CLI options of ``underfire train --defense``: (flag, argparse keyword arguments).
-DEFENSE_OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    (
-        "--defense",
-        {"default": "normal", "help": "training objective: " + ", ".join(names())},
-    ),
-    (
-        "--lam",
-        {
-            "type": finite_float,
-            "default": None,
-            "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)",
-        },
-    ),
-    (
-        "--paper-lambda",
-        {
-            "type": finite_float,
-            "default": None,
-            "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)",
-        },
-    ),
-    (
-        "--temperature",
-        {"type": finite_float, "default": None, "help": "distillation temperature (default 50)"},
-    ),
-    (
-        "--adv-eps",
-        {"type": finite_float, "default": None, "help": "adversarial-training ε (default 0.3)"},
-    ),
-    (
-        "--adv-ratio",
-        {
-            "type": finite_float,
-            "default": None,
-            "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)",
-        },
-    ),
-    (
-        "--adv-steps",
-        {"type": int, "default": None, "help": "PGD steps for pgd-adversarial (default 10)"},
-    ),
-    (
-        "--adv-step-size",
-        {"type": finite_float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
-    ),
-]
+
+def defense_options() -> list[tuple[str, dict[str, Any]]]:
+    """CLI options of ``underfire train --defense``: (flag, argparse keyword arguments).
+
+    A function, not a constant: listing the defenses imports torch, which ``underfire
+    --help`` should not wait for.
+    """
+    from underfire.defenses import DEFAULT_LAM, names
+
+    return [
+        (
+            "--defense",
+            {"default": "normal", "help": "training objective: " + ", ".join(names())},
+        ),
+        (
+            "--lam",
+            {
+                "type": finite_float,
+                "default": None,
+                "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)",
+            },
+        ),
+        (
+            "--paper-lambda",
+            {
+                "type": finite_float,
+                "default": None,
+                "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)",
+            },
+        ),
+        (
+            "--temperature",
+            {
+                "type": finite_float,
+                "default": None,
+                "help": "distillation temperature (default 50)",
+            },
+        ),
+        (
+            "--adv-eps",
+            {"type": finite_float, "default": None, "help": "adversarial-training ε (default 0.3)"},
+        ),
+        (
+            "--adv-ratio",
+            {
+                "type": finite_float,
+                "default": None,
+                "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)",
+            },
+        ),
+        (
+            "--adv-steps",
+            {"type": int, "default": None, "help": "PGD steps for pgd-adversarial (default 10)"},
+        ),
+        (
+            "--adv-step-size",
+            {"type": finite_float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
+        ),
+    ]
 
 
 def add_defense_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add :data:`DEFENSE_OPTIONS` to an argparse parser."""
-    for flag, kwargs in DEFENSE_OPTIONS:
+    """Add :func:`defense_options` to an argparse parser."""
+    for flag, kwargs in defense_options():
         parser.add_argument(flag, **kwargs)
 
 
@@ -97,12 +108,16 @@ def objective_from_args(name: str, **kwargs: Any) -> Any:
     An option given explicitly (not None) that the defense does not use is an error, so
     ``--lam`` with ``--defense distillation`` is reported rather than silently dropped.
     """
+    from underfire.defenses import create
+
     return create(name, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def objective_from_namespace(args: argparse.Namespace, batch_size: int | None = None) -> Any:
-    """The objective described by parsed :data:`DEFENSE_OPTIONS` (``--paper-lambda`` needs
+    """The objective described by parsed :func:`defense_options` (``--paper-lambda`` needs
     ``batch_size``)."""
+    from underfire.defenses import paper_lambda_to_lam
+
     lam = getattr(args, "lam", None)
     paper = getattr(args, "paper_lambda", None)
     if paper is not None:
@@ -120,10 +135,14 @@ def objective_from_namespace(args: argparse.Namespace, batch_size: int | None = 
     )
 
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "train a classifier (checkpointed, resumable)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a classifier (checkpointed, resumable)",
+        help=HELP,
         description="Train a model on a dataset. Interrupted runs (Ctrl-C, a crash, a kill) "
         "resume from the checkpoint when the same command is run again; a finished run is "
         "reused, not retrained (--force retrains). One run at a time per --out.",

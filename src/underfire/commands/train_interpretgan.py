@@ -17,11 +17,14 @@ from underfire.commands._common import (
     say,
 )
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "train InterpretGAN generators (one per layer) for a classifier checkpoint"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-interpretgan",
-        help="train InterpretGAN generators (one per layer) for a classifier checkpoint",
+        help=HELP,
         description="Train one InterpretGAN generator per layer of a classifier (Zheng, Zhang, Lee & Prakash "
         "2020; losses in docs/diagnosis.md). Writes OUT/interpretgan.pt (weights-only; re-running the "
         "same command resumes it), OUT/interpretgan.json (history, per-layer consistency and "

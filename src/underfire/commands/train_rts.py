@@ -20,11 +20,14 @@ from underfire.commands._common import (
     say,
 )
 
+#: One line for `underfire --help` (read without building the full parser).
+HELP = "train a real-time saliency (RTS) masking network for a classifier checkpoint"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-rts",
-        help="train a real-time saliency (RTS) masking network for a classifier checkpoint",
+        help=HELP,
         description="Train the RTS masking network of a classifier on its dataset with the objective of "
         "Dabkowski & Gal (2017); writes OUT/rts.pt (loads with weights_only) and OUT/rts.json "
         "(training history and preserved-region statistics on the test split).",

@@ -13,6 +13,8 @@ attacks, interpreters, metrics → defenses, diagnosis, robustness → experimen
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from underfire.core.errors import (
     CheckpointError,
     DatasetNotFoundError,
@@ -21,9 +23,33 @@ from underfire.core.errors import (
     UnderfireError,
     UnknownNameError,
 )
-from underfire.core.norms import L2, LINF, L2Norm, LinfNorm, Norm, get_norm
 from underfire.core.registry import Registry
-from underfire.core.state import ModelState, model_state
+
+if TYPE_CHECKING:
+    from underfire.core.norms import L2, LINF, L2Norm, LinfNorm, Norm, get_norm
+    from underfire.core.state import ModelState, model_state
+
+# The torch-backed names load on first use, so that `underfire --help` and the other
+# torch-free parts of the CLI (which import core.io and core.errors) start instantly.
+_LAZY = {
+    "L2": "norms",
+    "LINF": "norms",
+    "L2Norm": "norms",
+    "LinfNorm": "norms",
+    "Norm": "norms",
+    "get_norm": "norms",
+    "ModelState": "state",
+    "model_state": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"underfire.core.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'underfire.core' has no attribute {name!r}")
+
 
 __all__ = [
     "L2",

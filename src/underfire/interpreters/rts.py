@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.checkpoint import CHECKSUM_ALGORITHM, checksum
 from underfire.core import io as _io
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
@@ -250,6 +252,7 @@ class RTS(Interpreter):
             "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
             "meta": self.meta,
         }
+        payload["checksum"] = {"algorithm": CHECKSUM_ALGORITHM, "digest": checksum(payload)}
         return _io.atomic_write(path, lambda f: torch.save(payload, f))
 
     @classmethod
@@ -270,6 +273,19 @@ class RTS(Interpreter):
             ) from err
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not an RTS checkpoint (no '{FORMAT}' marker)")
+        stored = payload.get("checksum")
+        if stored is None:
+            warnings.warn(
+                f"{path} has no checksum (an older RTS checkpoint); it loads, but corruption "
+                "cannot be detected: save it again to add one",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif not isinstance(stored, dict) or checksum(payload) != stored.get("digest"):
+            raise CheckpointError(
+                f"{path} fails its SHA-256 checksum: its content changed after it was written; "
+                "restore it from a copy or train it again"
+            )
         try:
             cfg = dict(payload["config"])
             cfg["feat_size"] = tuple(cfg["feat_size"])
