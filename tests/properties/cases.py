@@ -42,6 +42,7 @@ PER_NAME: dict[str, dict[str, Any]] = {
     "jsma": {"gamma": 0.5},
     "cw": {"const": 0.5, "lr": 0.05},
     "mask": {"steps": 2},
+    "adv2": {"interpreter": "grad", "eps": 0.1, "warm_steps": 2, "steps": 2},
 }
 
 

@@ -71,6 +71,8 @@ def test_attack_valid_result_or_clear_error(name: str, case: Case, target_kind: 
             target = case.y.clone()
             if n:
                 expect_error.append("target = y")
+    if target is None and attack.requires_target:
+        expect_error.append("no target")
     before = case.snapshot()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -272,6 +272,8 @@ class Attack(metaclass=Bindable):
     eps: float | None = None
     norm: str | None = None
     default_target: str | None = None
+    #: whether a call without ``target`` is refused (ADV² needs a target class)
+    requires_target: ClassVar[bool] = False
     seed: int | None = None
     _model: nn.Module | None = None  # set by ``Attack(model, ...)`` or :meth:`bind`
 
