@@ -222,8 +222,10 @@ def jsma_grid(
     *,
     theta: float,
     gamma: float,
+    on: str = "logits",
 ) -> dict[str, Any]:
-    """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5).
+    """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5);
+    ``on`` picks the differentiated output (logits as in the paper's code, or probabilities).
 
     Returns:
         ``{"images": (len(x), K, C, H, W), "predicted": (len(x), K), "success": (len(x), K)
@@ -232,7 +234,7 @@ def jsma_grid(
     """
     from underfire.attacks import JSMA
 
-    attack = JSMA(theta=theta, gamma=gamma)
+    attack = JSMA(theta=theta, gamma=gamma, on=on)
     n, k = x.shape[0], num_classes
     xs = x.repeat_interleave(k, dim=0)
     ys = y.repeat_interleave(k)
