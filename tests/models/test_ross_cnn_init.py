@@ -1,5 +1,5 @@
-"""The Ross CNN's initialization: TF-slim's Glorot-uniform weights and zero biases by default
-(the authors' layers), PyTorch's default on request."""
+"""The Ross CNN's initialization: PyTorch's by default, TF-slim's Glorot-uniform weights and
+zero biases (the authors' layers) with ``init="paper"``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _layers(model: nn.Module) -> list[nn.Module]:
 
 def test_paper_init_is_glorot_uniform_with_zero_biases() -> None:
     torch.manual_seed(0)
-    model = create_model("ross-cnn")
+    model = create_model("ross-cnn", init="paper")
     layers = _layers(model)
     assert len(layers) == 4
     for layer in layers:
@@ -34,9 +34,10 @@ def test_paper_init_is_glorot_uniform_with_zero_biases() -> None:
 
 def test_torch_init_keeps_pytorchs_default() -> None:
     torch.manual_seed(0)
-    paper = create_model("ross-cnn")
+    paper = create_model("ross-cnn", init="paper")
     torch.manual_seed(0)
-    default = create_model("ross-cnn", init="torch")
+    default = create_model("ross-cnn")
+    assert default.init == "torch"
     # PyTorch's default for the logit layer: weights within ±1/√fan_in, nonzero biases
     logit_torch = _layers(default)[-1]
     assert float(logit_torch.weight.abs().max()) <= 1 / math.sqrt(1024)
@@ -49,5 +50,5 @@ def test_torch_init_keeps_pytorchs_default() -> None:
 def test_init_is_validated_and_recorded() -> None:
     with pytest.raises(ValueError, match="init must be 'paper'"):
         create_model("ross-cnn", init="xavier")
-    model = model_for_dataset("ross-cnn", "digits", init="torch")
-    assert model.init == "torch" and model.config["kwargs"]["init"] == "torch"
+    model = model_for_dataset("ross-cnn", "digits", init="paper")
+    assert model.init == "paper" and model.config["kwargs"]["init"] == "paper"

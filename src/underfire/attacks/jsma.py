@@ -19,9 +19,9 @@ the logits Z: cleverhans 2.0's ``jacobian_graph``/``jsma_batch``, which Ross & D
 adversarial-robustness code), so it is the paper's JSMA. ``"probabilities"`` differentiates the
 softmax: the ``SaliencyMapMethod`` class of cleverhans ≥ 2.1 (``jsma_symbolic`` uses
 ``model.get_probs``). Since Σ_j p_j = 1, there β = −α exactly (used here instead of summing
-K − 1 gradients whose float error only adds noise), so the pair with the largest α² wins; on a
-confident model the softmax saturates, the derivatives shrink, and the attack succeeds less
-often (measured on digits: docs/ross2018.md).
+K − 1 gradients whose float error only adds noise), so every pair with α > 0 qualifies and the
+one with the largest α² wins; the logits' condition α > 0, β < 0 is stricter, so the two
+differ in success rate (measured on digits: docs/ross2018.md).
 
 Γ starts with the features that can still move in θ's direction (x < 1 for θ > 0, x > 0 for
 θ < 0), as in cleverhans.

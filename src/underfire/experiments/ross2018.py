@@ -513,7 +513,9 @@ def _write_report(
         f"Each model: {cfg.steps} Adam steps (lr {cfg.lr:g}) of batch {cfg.batch_size} "
         f"(the paper: 15,000 steps of 256 at lr 2e-4). Gradient regularization λ = {cfg.paper_lambda:g} in the paper's "
         f"batch-averaged convention = {cfg.lam:.4g} per example; distillation T = {cfg.temperature:g}; adversarial "
-        f"training FGSM ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Attacks on {results['n_eval']} test images. "
+        f"training FGSM ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Initialization: {cfg.init} "
+        f"({'Glorot-uniform, zero biases, as the authors’ TF-slim layers' if cfg.init == 'paper' else 'PyTorch default'}). "
+        f"Attacks on {results['n_eval']} test images. "
         "Every number here was computed by this run (`results.json`); the configuration is in `config.json`."
     )
 
