@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from underfire._version import __version__
 
@@ -19,6 +22,9 @@ COMMANDS = [
     "reproduce",
     "explain",
     "train_rts",
+    "train_interpretgan",
+    "diagnose",
+    "audit",
 ]
 
 
@@ -26,8 +32,15 @@ class CommandError(Exception):
     """A user error found by a command (bad argument combination); printed without traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="underfire",
         description="Security of interpretable deep learning systems: attack, explain, defend, diagnose, reproduce.",
     )
@@ -39,24 +52,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; user errors become one line on stderr and exit status 2.
+
+    Errors from the user's input (:class:`~underfire.core.errors.UnderfireError` and the
+    built-in ``ValueError``, ``TypeError``, ``KeyError``, ``OSError`` and
+    ``FloatingPointError`` that validation raises) are printed as
+    ``underfire COMMAND: error: MESSAGE``. Anything else (``AssertionError``,
+    ``RuntimeError``, ...) is a bug in underfire and keeps its traceback. Set
+    ``UNDERFIRE_TRACEBACK=1`` to see the traceback of a user error too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    from underfire.core.errors import CheckpointError
-    from underfire.data import DatasetNotFoundError
+    args.argv = argv
+    from underfire.core.errors import UnderfireError
 
+    def one_line(message: object) -> str:
+        return " ".join(str(message).split())
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        print(f"underfire {args.command}: warning: {one_line(message)}", file=sys.stderr)
+
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = show_warning
     try:
         return int(args.func(args) or 0)
     except (
         CommandError,
-        CheckpointError,
-        DatasetNotFoundError,
-        FileNotFoundError,
+        UnderfireError,
         ValueError,
-        KeyError,
         TypeError,
+        KeyError,
+        OSError,
+        FloatingPointError,
     ) as err:
+        if os.environ.get("UNDERFIRE_TRACEBACK"):
+            raise
         message = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
-        print(f"underfire {args.command}: error: {message}", file=sys.stderr)
+        if isinstance(err, OSError) and not isinstance(err, UnderfireError) and err.filename:
+            message = f"{err.strerror or message}: {err.filename}"
+        print(f"underfire {args.command}: error: {one_line(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -64,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning
 
 
 if __name__ == "__main__":

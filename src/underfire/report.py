@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,29 @@ class _Block:
     payload: Any
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, decimals: int | None = None) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        return f"{value:.{decimals}f}" if decimals is not None else f"{value:.4g}"
     return str(value)
+
+
+def _column_decimals(rows: Sequence[dict[str, Any]], col: str) -> int | None:
+    """One number of decimals per numeric column, so that a column's figures line up:
+    three significant digits for its largest magnitude (0.912, 12.3, 1234), at most 4."""
+    values = [r[col] for r in rows if isinstance(r.get(col), float) and math.isfinite(r[col])]
+    if not values:
+        return None
+    largest = max(abs(v) for v in values)
+    if largest == 0:
+        return 3
+    return max(0, min(4, 2 - math.floor(math.log10(largest))))
+
+
+def _formatted_rows(cols: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    decimals = {c: _column_decimals(rows, c) for c in cols}
+    return [[_format(r.get(c, ""), decimals[c]) for c in cols] for r in rows]
 
 
 class Report:
@@ -68,7 +88,7 @@ class Report:
                 cols, rows = block.payload
                 out.append("| " + " | ".join(cols) + " |")
                 out.append("|" + "---|" * len(cols))
-                out += ["| " + " | ".join(_format(r.get(c, "")) for c in cols) + " |" for r in rows]
+                out += ["| " + " | ".join(cells) + " |" for cells in _formatted_rows(cols, rows)]
                 out.append("")
             elif block.kind == "figure":
                 path, caption = block.payload
@@ -88,13 +108,12 @@ class Report:
                 cols, rows = block.payload
                 head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
                 lines = [
-                    "<tr>"
-                    + "".join(f"<td>{html.escape(_format(r.get(c, '')))}</td>" for c in cols)
-                    + "</tr>"
-                    for r in rows
+                    "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+                    for cells in _formatted_rows(cols, rows)
                 ]
                 body.append(
-                    f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+                    f'<div class="table"><table><thead><tr>{head}</tr></thead>'
+                    f"<tbody>{''.join(lines)}</tbody></table></div>"
                 )
             elif block.kind == "figure":
                 path, caption = block.payload
@@ -142,6 +161,7 @@ _HTML = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
+div.table {{ overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }}
 th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; }}

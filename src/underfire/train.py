@@ -22,6 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from underfire.core.errors import NonFiniteError
+from underfire.core.state import model_state
+from underfire.core.validation import check_float, check_int, check_seed
+
+#: Largest learning rate accepted: above it any optimizer here diverges at once.
+MAX_LR = 10.0
 
 
 class Objective(Protocol):
@@ -70,12 +76,16 @@ class TrainConfig:
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            check_int(getattr(self, name), name, minimum=1)
+        if self.steps is not None:
+            check_int(self.steps, "steps", minimum=1)
+        check_seed(self.seed)
+        # Every float finite and in range: a NaN or infinite rate trains a NaN model.
+        self.lr = check_float(self.lr, "lr", low=0.0, low_inclusive=False, high=MAX_LR)
+        self.momentum = check_float(
+            self.momentum, "momentum", low=0.0, high=1.0, high_inclusive=False
+        )
+        self.weight_decay = check_float(self.weight_decay, "weight_decay", low=0.0, high=1.0)
 
 
 @dataclass
@@ -85,6 +95,10 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    #: True when the checkpoint held this run already finished: nothing was trained.
+    reused: bool = False
+    #: Training time summed over every session of the run (resumes included).
+    total_seconds: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -127,18 +141,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct, total, loss = 0, 0, 0.0
-    try:
+    with model_state(model, mode="eval"):
         for x, y in batches(data, batch_size):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}
@@ -201,25 +211,52 @@ class Trainer:
         cfg.pop("checkpoint_every")
         return {"train": cfg, "objective": _objective_config(self.objective)}
 
-    def _try_resume(
-        self, optimizer: torch.optim.Optimizer
-    ) -> tuple[int, list[dict[str, float]], bool]:
+    def saved_state(self) -> dict[str, Any] | None:
+        """The trainer state in ``checkpoint`` if it holds this run (None when there is no
+        file), without loading any weights into the model.
+
+        Raises:
+            CheckpointError: the file is damaged, or was written by a different run (other
+                settings, objective or model).
+        """
         if self.checkpoint is None or not self.checkpoint.exists():
-            return 0, [], False
-        payload = read_checkpoint(self.checkpoint)
+            return None
+        return self._check_payload(read_checkpoint(self.checkpoint))
+
+    def _check_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         state = payload.get("trainer_state") or {}
         if state.get("signature") != self._run_signature():
             raise CheckpointError(
                 f"{self.checkpoint} was written by a different training run (other settings or "
-                "objective); delete it or choose another checkpoint path"
+                "objective); delete it, choose another checkpoint path, or (CLI) pass --force"
             )
         if payload["model"]["name"] != getattr(self.model, "config", {}).get("name"):
             raise CheckpointError(f"{self.checkpoint} holds a {payload['model']['name']!r} model")
-        self.model.load_state_dict(payload["state_dict"])
+        return state
+
+    def _try_resume(
+        self, optimizer: torch.optim.Optimizer
+    ) -> tuple[int, list[dict[str, float]], bool, float]:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return 0, [], False, 0.0
+        payload = read_checkpoint(self.checkpoint)
+        state = self._check_payload(payload)
+        try:
+            self.model.load_state_dict(payload["state_dict"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"{self.checkpoint}: its weights do not fit this model ({str(err)[:200]}); "
+                "delete it or choose another checkpoint path"
+            ) from err
         if payload.get("optimizer_state"):
             optimizer.load_state_dict(payload["optimizer_state"])
         torch.set_rng_state(state["torch_rng"])
-        return int(state["step"]), list(state.get("history", [])), bool(state.get("finished"))
+        return (
+            int(state["step"]),
+            list(state.get("history", [])),
+            bool(state.get("finished")),
+            float(state.get("seconds", 0.0)),
+        )
 
     def _save(
         self,
@@ -228,6 +265,7 @@ class Trainer:
         history: list[dict[str, float]],
         finished: bool,
         extra: dict[str, Any],
+        seconds: float = 0.0,
     ) -> None:
         if self.checkpoint is None:
             return
@@ -246,6 +284,7 @@ class Trainer:
             "history": history,
             "finished": finished,
             "torch_rng": torch.get_rng_state(),
+            "seconds": seconds,
         }
         save_checkpoint(
             self.checkpoint,
@@ -256,6 +295,15 @@ class Trainer:
         )
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
+        """Train to the end (or resume and finish); return what was done.
+
+        Raises:
+            NonFiniteError: the loss became NaN or infinite (nothing non-finite is saved; the
+                last checkpoint, if any, stays as it was).
+            KeyboardInterrupt: after Ctrl-C, once the current step is complete and a
+                checkpoint of it is saved (when ``checkpoint`` is set), so the run resumes
+                from there even before its first ``checkpoint_every``.
+        """
         cfg = self.config
         info = getattr(train, "info", None)
         if info is not None and "dataset" not in self.meta:
@@ -267,10 +315,19 @@ class Trainer:
         total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         seed_everything(cfg.seed)
         optimizer = _optimizer(self.model, cfg)
-        start, history, finished = self._try_resume(optimizer)
+        start, history, finished, before = self._try_resume(optimizer)
         t0 = time.perf_counter()
         if finished:
-            return TrainResult(start, start / per_epoch, 0.0, history, resumed_from=start)
+            self.model.eval()
+            return TrainResult(
+                start,
+                start / per_epoch,
+                0.0,
+                history,
+                resumed_from=start,
+                reused=True,
+                total_seconds=before,
+            )
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -284,57 +341,75 @@ class Trainer:
                 mininterval=1.0,
             )
         step, loss_sum, loss_count = start, 0.0, 0
+
+        def elapsed() -> float:
+            return before + time.perf_counter() - t0
+
         self.model.train()
         try:
-            while step < total:
-                epoch, skip = divmod(step, per_epoch)
-                for i, (x, y) in enumerate(
-                    batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
-                ):
-                    if i < skip:
-                        continue  # resuming mid-epoch: same order, batches already seen
+            with _DeferredInterrupt() as interrupt:
+                while step < total:
+                    epoch, skip = divmod(step, per_epoch)
+                    for i, (x, y) in enumerate(
+                        batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
+                    ):
+                        if i < skip:
+                            continue  # resuming mid-epoch: same order, batches already seen
+                        if step >= total:
+                            break
+                        if x.shape[0] < 2:
+                            continue  # batch norm cannot train on one example
+                        x, y = (
+                            x.to(self.device, non_blocking=True),
+                            y.to(self.device, non_blocking=True),
+                        )
+                        if cfg.lr_schedule == "cosine":
+                            for group in optimizer.param_groups:
+                                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                        loss = self.objective(self.model, x, y)
+                        value = float(loss.detach())
+                        if not math.isfinite(value):
+                            raise NonFiniteError(
+                                f"training loss became {value} at step {step + 1} of {total} "
+                                f"(lr {optimizer.param_groups[0]['lr']:.3g}): the run diverged; "
+                                "lower the learning rate (or the defense's weight); the last "
+                                "saved checkpoint, if any, is kept"
+                            )
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        step += 1
+                        loss_sum, loss_count = loss_sum + value, loss_count + 1
+                        if self.on_step is not None:
+                            self.on_step(step, value)
+                        if bar is not None:
+                            bar.update(1)
+                            bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1, refresh=False)
+                        end_of_epoch = step % per_epoch == 0 or step == total
+                        if end_of_epoch:
+                            record = {
+                                "step": step,
+                                "epoch": step / per_epoch,
+                                "train_loss": loss_sum / max(loss_count, 1),
+                            }
+                            loss_sum, loss_count = 0.0, 0
+                            if val is not None:
+                                metrics = evaluate(self.model, val, device=self.device)
+                                record |= {
+                                    "val_accuracy": metrics["accuracy"],
+                                    "val_loss": metrics["loss"],
+                                }
+                            history.append(record)
+                        if step < total and (
+                            step % cfg.checkpoint_every == 0 or interrupt.requested
+                        ):
+                            # Only between steps: the saved state is one whole step, so a
+                            # resume is exact. (A partial epoch's running loss is not saved.)
+                            self._save(optimizer, step, history, False, {}, elapsed())
+                        if interrupt.requested:
+                            raise KeyboardInterrupt
                     if step >= total:
                         break
-                    if x.shape[0] < 2:
-                        continue  # batch norm cannot train on one example
-                    x, y = (
-                        x.to(self.device, non_blocking=True),
-                        y.to(self.device, non_blocking=True),
-                    )
-                    if cfg.lr_schedule == "cosine":
-                        for group in optimizer.param_groups:
-                            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                    loss = self.objective(self.model, x, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
-                    value = float(loss.detach())
-                    loss_sum, loss_count = loss_sum + value, loss_count + 1
-                    if self.on_step is not None:
-                        self.on_step(step, value)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1, refresh=False)
-                    end_of_epoch = step % per_epoch == 0 or step == total
-                    if end_of_epoch:
-                        record = {
-                            "step": step,
-                            "epoch": step / per_epoch,
-                            "train_loss": loss_sum / max(loss_count, 1),
-                        }
-                        loss_sum, loss_count = 0.0, 0
-                        if val is not None:
-                            metrics = evaluate(self.model, val, device=self.device)
-                            record |= {
-                                "val_accuracy": metrics["accuracy"],
-                                "val_loss": metrics["loss"],
-                            }
-                        history.append(record)
-                    if step % cfg.checkpoint_every == 0 and step < total:
-                        self._save(optimizer, step, history, False, {})
-                if step >= total:
-                    break
         finally:
             if bar is not None:
                 bar.close()
@@ -344,7 +419,50 @@ class Trainer:
             if history and "val_accuracy" in history[-1]
             else {}
         )
-        self._save(optimizer, step, history, True, extra)
+        seconds = time.perf_counter() - t0
+        self._save(optimizer, step, history, True, extra, before + seconds)
         return TrainResult(
-            step, step / per_epoch, time.perf_counter() - t0, history, resumed_from=start
+            step,
+            step / per_epoch,
+            seconds,
+            history,
+            resumed_from=start,
+            total_seconds=before + seconds,
         )
+
+
+class _DeferredInterrupt:
+    """Turn Ctrl-C (SIGINT) into a request honoured between training steps.
+
+    A KeyboardInterrupt raised in the middle of ``optimizer.step()`` would leave half-updated
+    weights; saving those would make the resumed run differ from an uninterrupted one. The
+    first Ctrl-C sets :attr:`requested`; the trainer saves after the step and raises
+    KeyboardInterrupt itself. A second Ctrl-C interrupts at once. Outside the main thread
+    (where signal handlers cannot be set) Ctrl-C behaves as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)

@@ -3,7 +3,14 @@ import pickle
 import pytest
 import torch
 
-from underfire.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from underfire.checkpoint import (
+    CheckpointError,
+    checksum,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from underfire.core.errors import NonFiniteError
 from underfire.models import create_model, model_for_dataset
 
 
@@ -64,6 +71,98 @@ def test_weights_that_do_not_fit(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", create_model("ross-cnn"))
     payload = torch.load(path, weights_only=True)
     payload["model"]["kwargs"] = {"hidden": 16}
-    torch.save(payload, path)
+    _resave(payload, path)
     with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def _resave(payload, path):
+    """Write an edited payload with a valid checksum (what a careful forger would do)."""
+    payload["checksum"] = {"algorithm": "sha256", "digest": checksum(payload)}
+    torch.save(payload, path)
+
+
+def _flip_inside_tensor(path, tensor):
+    """Flip bits of the first bytes of ``tensor``'s data where they lie in the saved file."""
+    raw = bytearray(path.read_bytes())
+    needle = tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()[:32]
+    at = raw.find(needle)
+    assert at > 0 and raw.find(needle, at + 1) < 0, "tensor bytes not found once in the file"
+    for i in range(at, at + 8):
+        raw[i] ^= 0x5A
+    path.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_inside_a_tensor_fail_the_checksum(tmp_path):
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    assert read_checkpoint(path)["checksum"]["algorithm"] == "sha256"
+    weight = max(model.parameters(), key=lambda p: p.numel())  # the largest tensor
+    _flip_inside_tensor(path, weight)
+    # torch itself does not notice: the file still unpickles, with other weights
+    raw = torch.load(path, weights_only=True)
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(raw["state_dict"].values(), model.state_dict().values(), strict=True)
+    )
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(path)
+
+
+def test_old_checkpoints_without_a_checksum_load_with_a_warning(tmp_path):
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    del payload["checksum"]
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match="no checksum"):
+        loaded = load_checkpoint(path)
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value)
+
+
+def test_non_finite_weights_are_refused_at_save_and_load(tmp_path):
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="NaN"):
+        save_checkpoint(tmp_path / "nan.pt", model)
+    assert not (tmp_path / "nan.pt").exists()
+    good = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", good)
+    payload = torch.load(path, weights_only=True)
+    key = next(iter(payload["state_dict"]))
+    payload["state_dict"][key][0] = float("inf")
+    _resave(payload, path)
+    with pytest.raises(CheckpointError, match="NaN or infinity"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p.__setitem__("model", "ross-cnn"), "is a str, not a dict"),
+        (lambda p: p.__setitem__("meta", "digits"), "'meta' entry is a str"),
+        (lambda p: p["meta"].__setitem__("dataset", 3), "meta\\['dataset'\\] is a int"),
+        (lambda p: p["model"]["kwargs"].__setitem__("num_classes", 10**12), "absurd"),
+        (lambda p: p["model"]["kwargs"].__setitem__("hidden", -5), "hidden|negative|cannot"),
+        (lambda p: p["model"]["kwargs"].__setitem__("num_classes", 11), "do not fit"),
+        (lambda p: p["model"]["kwargs"].__setitem__("dropout", float("nan")), "not finite"),
+        (lambda p: p["model"]["kwargs"].__setitem__("mean", {"a": 1}), "is a dict"),
+        (lambda p: p["model"].__setitem__("name", "vgg99"), "unknown model 'vgg99'"),
+        (lambda p: p["state_dict"].__setitem__("net.x", "oops"), "not a tensor"),
+        (lambda p: p.__setitem__("state_dict", {}), "non-empty dict"),
+        (lambda p: p.__setitem__("checksum", "abc"), "checksum entry is malformed"),
+    ],
+)
+def test_schema_violations_are_checkpoint_errors(tmp_path, edit, message):
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", model, meta={"dataset": "digits"})
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    if isinstance(payload.get("checksum"), dict):
+        _resave(payload, path)
+    else:
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)

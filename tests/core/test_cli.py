@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from tests.browser import assert_report_renders
 from underfire.cli import COMMANDS, build_parser, main
 
 
@@ -82,3 +83,4 @@ def test_demo_writes_results_figures_and_report(tmp_path):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Classifier" in html
     assert (out / "report.md").exists() and (out / "figures" / "classifier.png").exists()
+    assert_report_renders(out / "report.html", min_images=4)

@@ -59,6 +59,11 @@ def _module_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         targets = set()
         for imported in _imports(path):
+            if _part(imported) and not any(
+                m == f"underfire.{_part(imported)}" or m.startswith(f"underfire.{_part(imported)}.")
+                for m in modules
+            ):
+                continue  # an optional part that does not exist (guarded by find_spec)
             while imported and imported not in modules:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:

@@ -15,7 +15,7 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
     markdown = md.read_text()
     assert (
         "| eps | accuracy |" in markdown
-        and "0.5123" in markdown
+        and "| 0.100 | 0.512 |" in markdown  # one number of decimals per column
         and "](figures/line.png)" in markdown
     )
     page = html.read_text()

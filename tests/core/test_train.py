@@ -134,3 +134,81 @@ def test_mnist_one_epoch_learns(shared_data):
     model = model_for_dataset("ross-cnn", "mnist", hidden=128)
     Trainer(model, config=TrainConfig(epochs=1, batch_size=64, lr=1e-3)).fit(train)
     assert evaluate(model, test)["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lr", float("nan"), "lr must be a finite number"),
+        ("lr", float("inf"), "lr must be a finite number"),
+        ("lr", 0.0, "lr must be >"),
+        ("lr", 1e6, "lr must be ≤"),
+        ("momentum", float("nan"), "momentum"),
+        ("momentum", 1.0, "momentum must be <"),
+        ("weight_decay", -0.1, "weight_decay must be ≥"),
+        ("weight_decay", float("inf"), "weight_decay"),
+        ("batch_size", 0, "batch_size must be ≥ 1"),
+        ("epochs", 2.5, "epochs must be an int"),
+        ("steps", 0, "steps must be ≥ 1"),
+        ("seed", -1, "seed must be ≥ 0"),
+        ("checkpoint_every", True, "checkpoint_every must be an int"),
+    ],
+)
+def test_train_config_refuses_bad_values(field, value, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        TrainConfig(**{field: value})
+
+
+class _NaNAt:
+    """Cross-entropy that turns NaN at a given call (a diverging run, made deterministic)."""
+
+    name = "nan-at"
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+
+    def __call__(self, model, x, y):
+        self.calls += 1
+        loss = CrossEntropy()(model, x, y)
+        return loss * float("nan") if self.calls >= self.at else loss
+
+    def config(self):
+        return {"name": self.name, "at": self.at}
+
+
+def test_non_finite_loss_stops_training_and_saves_nothing_non_finite(digits_splits, tmp_path):
+    from underfire.core.errors import NonFiniteError
+
+    path = tmp_path / "run.pt"
+    cfg = TrainConfig(steps=10, batch_size=32, checkpoint_every=3)
+    model = _fresh()
+    with pytest.raises(NonFiniteError, match="training loss became nan at step 5 of 10"):
+        Trainer(model, _NaNAt(5), cfg, checkpoint=path).fit(digits_splits["train"])
+    saved = load_checkpoint(path)  # the step-3 checkpoint, finite (load would refuse otherwise)
+    assert saved.meta["steps"] == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_ctrl_c_saves_a_checkpoint_before_the_first_periodic_one(digits_splits, tmp_path):
+    import signal
+
+    cfg = TrainConfig(steps=12, batch_size=32, seed=2, checkpoint_every=100)
+    reference = _fresh()
+    Trainer(reference, config=cfg).fit(digits_splits["train"])
+
+    def ctrl_c_at_4(step, _loss):
+        if step == 4:
+            signal.raise_signal(signal.SIGINT)
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_fresh(), config=cfg, checkpoint=path, on_step=ctrl_c_at_4).fit(
+            digits_splits["train"]
+        )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert load_checkpoint(path).meta["steps"] == 4
+    resumed = _fresh(seed=7)
+    result = Trainer(resumed, config=cfg, checkpoint=path).fit(digits_splits["train"])
+    assert result.resumed_from == 4
+    for name, value in reference.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name

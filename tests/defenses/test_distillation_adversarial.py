@@ -157,17 +157,20 @@ def test_registry_and_cli_arguments() -> None:
     assert isinstance(obj, GradientRegularization) and obj.lam == 5.0
     assert defenses.create("certainty-insensitive").certainty_insensitive
     assert defenses.create("gradreg").lam == pytest.approx(56_234 / 512)
+    from underfire.commands import train as train_command
+
     assert (
-        defenses.objective_from_args("distillation", temperature=None, lam=None).temperature == 50.0
+        train_command.objective_from_args("distillation", temperature=None, lam=None).temperature
+        == 50.0
     )
     with pytest.raises(TypeError, match="lam"):
-        defenses.objective_from_args("distillation", lam=3.0)
+        train_command.objective_from_args("distillation", lam=3.0)
     with pytest.raises(UnknownNameError, match="gradreg"):
         defenses.create("nope")
     parser = argparse.ArgumentParser()
-    defenses.add_cli_arguments(parser)
+    train_command.add_defense_arguments(parser)
     args = parser.parse_args(["--defense", "gradreg", "--paper-lambda", "562.3"])
-    obj = defenses.objective_from_namespace(args, batch_size=256)
+    obj = train_command.objective_from_namespace(args, batch_size=256)
     assert obj.lam == pytest.approx(562.3 / 512)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.browser import assert_report_renders
 from underfire.experiments.ross2018_claims import evaluate_claims
 from underfire.experiments.ross2018_config import (
     ALL_MODELS,
@@ -117,6 +118,7 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
         assert f"**Claim {c['id']}**" in report
     assert "Iterated TGSM" in report
     assert "data:image/png;base64" in (out / "report.html").read_text()
+    assert_report_renders(out / "report.html", min_images=5)
 
 
 def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:

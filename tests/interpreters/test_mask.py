@@ -1,13 +1,24 @@
-"""MASK (Fong & Vedaldi 2017): batched optimization equals per-image optimization, and the
-masks do what the objective asks on a trained model."""
+"""MASK (Fong & Vedaldi 2017): pieces, validation, batching, failure flags, warm start, and
+informative maps on a trained model."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from underfire.interpreters import Mask, gaussian_blur, total_variation
-from underfire.interpreters.mask import default_mask_size, perturb
+from underfire.interpreters import Mask, gaussian_blur, resize_maps, total_variation
+from underfire.interpreters.mask import (
+    MaskResult,
+    MaskWarning,
+    default_mask_size,
+    shift_images,
+    upsample_operator,
+)
 
 
 @pytest.fixture(scope="module")
@@ -15,64 +26,91 @@ def batch(digits_splits):
     return digits_splits["test"].x[:8], digits_splits["test"].y[:8]
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """MaskWarning ignored (tests that look at numbers, not at the warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MaskWarning)
+        yield
+
+
 def test_sizes_adapt_to_input():
     assert default_mask_size(224) == 28 and default_mask_size(28) == 7 and default_mask_size(8) == 4
     assert default_mask_size(3) == 3
-    size, sigma, jitter = Mask().sizes(torch.zeros(1, 3, 224, 224))
+    mask = Mask()
+    size, sigma, jitter = mask.sizes(torch.zeros(1, 3, 224, 224))
     assert (size, round(sigma), jitter) == (28, 10, 4)
-    assert Mask().sizes(torch.zeros(1, 1, 8, 8)) == (4, 1.5, 0)
+    assert mask.sizes(torch.zeros(1, 1, 8, 8)) == (4, 1.5, 8 / 56)  # sub-pixel jitter
+    assert mask.mask_sigma((224, 224), 28) == 2 and mask.mask_sigma((8, 8), 4) == 0.5
+    assert mask.mask_sigma((4, 4), 4) == 0
+    # weights per element: the paper's at 28×28, scaled by the area below
+    assert mask.weights(28) == pytest.approx((4e-4, 1e-2))
+    assert mask.weights(4) == pytest.approx((4e-4 * 49, 1e-2 * 49))
+    assert Mask(scale_weights=False).weights(4) == pytest.approx((4e-4, 1e-2))
 
 
-def test_batched_equals_per_image(digits_small, batch):
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps": 0}, "steps must be ≥ 1"),
+        ({"steps": -3}, "steps"),
+        ({"steps": 2.5}, "steps must be an int"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"l1": -1e-4}, "l1"),
+        ({"tv": float("inf")}, "tv"),
+        ({"tv_beta": 0.5}, "tv_beta"),
+        ({"mask_size": 0}, "mask_size"),
+        ({"blur_sigma": -1.0}, "blur_sigma"),
+        ({"mask_blur": -1.0}, "mask_blur"),
+        ({"jitter": -1}, "jitter"),
+        ({"init": 1.5}, "init"),
+        ({"score": "loss"}, "score"),
+        ({"min_drop": 2.0}, "min_drop"),
+        ({"min_deletion": -0.1}, "min_deletion"),
+        ({"seed": -1}, "seed"),
+        ({"scale_weights": 1}, "scale_weights"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        Mask(**kwargs)
+
+
+def test_optimize_bad_arguments(digits_small, batch):
     x, y = batch
-    mask = Mask(steps=60, jitter=1, seed=3)
-    together = mask.optimize(digits_small, x, y)
-    alone = torch.cat(
-        [mask.optimize(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(len(x))]
-    )
-    torch.testing.assert_close(together, alone, rtol=0, atol=2e-3)
-    maps = mask(digits_small, x, y)
-    torch.testing.assert_close(
-        maps,
-        torch.cat([mask(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(len(x))]),
-        rtol=0,
-        atol=5e-3,
-    )
-
-
-def test_same_seed_same_masks_different_seed_differs(digits_small, batch):
-    x, y = batch
-    a = Mask(steps=20, jitter=1, seed=0).optimize(digits_small, x, y)
-    assert torch.equal(a, Mask(steps=20, jitter=1, seed=0).optimize(digits_small, x, y))
-    assert not torch.equal(a, Mask(steps=20, jitter=1, seed=1).optimize(digits_small, x, y))
-
-
-def test_deletion_lowers_class_probability(digits_small, batch):
-    x, y = batch
-    mask = Mask(steps=150)
-    m = mask.optimize(digits_small, x, y)
-    _, sigma, _ = mask.sizes(x)
-    ref = gaussian_blur(x, sigma)
-    with torch.no_grad():
-        p_clean = digits_small(x).softmax(1).gather(1, y[:, None]).squeeze(1)
-        p_masked = digits_small(perturb(x, m, ref)).softmax(1).gather(1, y[:, None]).squeeze(1)
-    assert (p_masked < p_clean).float().mean() >= 0.75
-    assert (1 - m).mean() < 0.8  # it deletes a region, not everything
-    assert m.min() >= 0 and m.max() <= 1
-
-
-def test_warm_start_and_unrolled_gradient(digits_small, batch):
-    x, y = batch
-    mask = Mask(steps=3)
-    m0 = mask.optimize(digits_small, x, y, steps=10)
-    m1 = mask.optimize(digits_small, x, y, init=m0, steps=0)
-    assert torch.equal(m0, m1)
-    xg = x.clone().requires_grad_(True)
-    m = mask.optimize(digits_small, xg, y, init=m0, create_graph=True)
-    (g,) = torch.autograd.grad(m.sum(), xg)
-    assert torch.isfinite(g).all() and g.abs().max() > 0
+    mask = Mask(steps=2)
     with pytest.raises(ValueError, match="init must have shape"):
-        mask.optimize(digits_small, x, y, init=m0[:, :, :2])
+        mask.optimize(digits_small, x, y, init=torch.ones(8, 1, 2, 2))
+    with pytest.raises(ValueError, match="optimizer"):
+        mask.optimize(digits_small, x, y, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="steps"):
+        mask.optimize(digits_small, x, y, steps=-1)
+
+
+def test_upsample_operator_is_interpolate_then_blur():
+    m = torch.rand(3, 1, 4, 4, dtype=torch.float64)
+    for out, sigma in [(8, 0.5), (13, 1.3), (4, 0.0)]:
+        a = upsample_operator(4, out, sigma, dtype=m.dtype, device="cpu")
+        expected = gaussian_blur(resize_maps(m, (out, out)), sigma)
+        torch.testing.assert_close(a @ m @ a.T, expected)
+        torch.testing.assert_close(a.sum(1), torch.ones(out, dtype=m.dtype))  # keeps constants
+
+
+def test_shift_moves_the_image_not_the_mask():
+    x = torch.rand(2, 3, 7, 7)
+    padded = F.pad(x, (3,) * 4, mode="replicate")
+    out = shift_images(padded, 3, (1.0, -2.0), (7, 7))
+    torch.testing.assert_close(out[..., 1:, :5], torch.roll(x, (1, -2), (2, 3))[..., 1:, :5])
+    assert torch.equal(out[..., 0, :], out[..., 1, :])  # replicated border, not wrapped
+    half = shift_images(padded, 3, (0.25, 0.0), (7, 7))
+    torch.testing.assert_close(half, 0.75 * x + 0.25 * shift_images(padded, 3, (1.0, 0.0), (7, 7)))
+    assert torch.equal(shift_images(padded, 3, (0.0, 0.0), (7, 7)), x)
+    # in the objective the jitter moves x and its reference under the fixed mask
+    mask = Mask(jitter=2)
+    shifts = mask.shifts(50, 2.0)
+    assert len(shifts) == 50 and all(abs(a) <= 2 and abs(b) <= 2 for a, b in shifts)
+    assert len(set(shifts)) == 50 and shifts == Mask(jitter=2).shifts(50, 2.0)
 
 
 def test_pure_pieces():
@@ -85,6 +123,140 @@ def test_pure_pieces():
     assert torch.equal(total_variation(const), torch.zeros(1))
     step = torch.zeros(1, 1, 4, 4)
     step[..., 2:] = 1
-    torch.testing.assert_close(total_variation(step, beta=1.0), torch.tensor([4 / 12]))
-    with pytest.raises(ValueError):
-        Mask(score="loss")
+    # Σ_u ‖∇m(u)‖_β^β: 4 rows with one unit jump each
+    torch.testing.assert_close(total_variation(step, beta=1.0), torch.tensor([4.0]))
+    torch.testing.assert_close(total_variation(step * 0.5, beta=3.0), torch.tensor([0.5]))
+
+
+def test_batched_equals_per_image(digits_small, batch):
+    x, y = batch
+    mask = Mask(steps=60, jitter=0.7, seed=3)
+    together = mask.optimize(digits_small, x, y)
+    alone = torch.cat(
+        [mask.optimize(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(len(x))]
+    )
+    torch.testing.assert_close(together, alone, rtol=0, atol=2e-3)
+    with quiet():
+        maps = mask(digits_small, x[:4], y[:4])
+        found = mask.last_result.found
+        single = [mask(digits_small, x[i : i + 1], y[i : i + 1]) for i in range(4)]
+    torch.testing.assert_close(maps, torch.cat(single), rtol=0, atol=5e-3)
+    assert found.any()
+
+
+def test_same_seed_same_masks_different_seed_differs(digits_small, batch):
+    x, y = batch
+    a = Mask(steps=20, jitter=1, seed=0).optimize(digits_small, x, y)
+    assert torch.equal(a, Mask(steps=20, jitter=1, seed=0).optimize(digits_small, x, y))
+    assert not torch.equal(a, Mask(steps=20, jitter=1, seed=1).optimize(digits_small, x, y))
+
+
+def test_maps_are_informative_on_a_trained_model(digits_small, batch):
+    """The paper's question: deleting the map's top region must hurt the class far more than
+    deleting as many random pixels; the record agrees with a recomputation."""
+    x, _ = batch
+    with torch.no_grad():
+        y = digits_small(x).argmax(1)  # explain the model's decisions
+    mask = Mask()
+    with quiet():
+        maps = mask(digits_small, x)
+    r = mask.last_result
+    assert isinstance(r, MaskResult) and r.found.sum() >= 5
+    ref = gaussian_blur(x, mask.sizes(x)[1])
+    with torch.no_grad():
+        keep = mask.upsample(r.mask, (8, 8))
+        p_after = digits_small(x * keep + ref * (1 - keep)).softmax(1)[torch.arange(8), y]
+        p_before = digits_small(x).softmax(1)[torch.arange(8), y]
+    torch.testing.assert_close(p_after, r.p_c_after)
+    torch.testing.assert_close(p_before, r.p_c_before)
+    assert (r.p_c_after <= r.p_c_before - mask.min_drop)[r.found].all()
+    assert (r.contrast >= mask.min_deletion)[r.found].all()
+    assert r.area[r.found].mean() < 0.9  # a region, not everything
+    # deletion of the top 25 % pixels of the map vs 25 % random pixels
+    k = 16
+    top = maps.flatten(1).topk(k, dim=1).indices
+    g = torch.Generator().manual_seed(0)
+    rnd = torch.rand(8, 64, generator=g).topk(k, dim=1).indices
+
+    def p_deleting(idx):
+        keep = torch.ones(8, 64).scatter_(1, idx, 0.0).view(8, 1, 8, 8)
+        with torch.no_grad():
+            return digits_small(x * keep + ref * (1 - keep)).softmax(1)[torch.arange(8), y]
+
+    f = r.found
+    assert p_deleting(top)[f].mean() < p_deleting(rnd)[f].mean() - 0.2
+    # the failed maps are zeros, not stretched noise
+    assert torch.equal(maps[~f], torch.zeros_like(maps[~f]))
+    assert (maps[f].flatten(1).amax(1) == 1).all()
+
+
+def test_failure_is_flagged_and_warned(digits_small):
+    # a constant image equals its blurred reference: no deletion can change anything
+    x = torch.full((2, 1, 8, 8), 0.4)
+    x[1] = torch.linspace(0, 1, 64).view(8, 8)
+    mask = Mask(steps=30)
+    with pytest.warns(MaskWarning, match=r"no deletion for \d of 2 images.*#0: blurred reference"):
+        maps = mask(digits_small, x)
+    r = mask.last_result
+    assert not r.found[0] and r.reference_is_target[0]
+    assert torch.equal(maps[0], torch.zeros_like(maps[0]))
+    reasons = r.reasons(mask.min_drop, mask.min_deletion)
+    assert "blurred reference" in reasons[0]
+    assert all((why == "") == bool(ok) for why, ok in zip(reasons, r.found, strict=True))
+    with quiet():
+        raw = mask(digits_small, x, raw=True)  # raw keeps the optimized values (no zeroing)
+    assert raw.shape == (2, 1, 8, 8)
+
+
+def test_start_at_one_is_stuck_start_at_zero_is_not(digits_small, batch):
+    """The measured reason for m₀ = 0: from m = 1 the saturated softmax gives the mask almost
+    no gradient, and the maps of confident digits stay constant."""
+    x, y = batch
+    with quiet():
+        stuck = Mask(steps=100, init=1.0).explain(digits_small, x, y)
+        moving = Mask(steps=100).explain(digits_small, x, y)
+    assert moving.found.sum() > stuck.found.sum()
+    assert (stuck.deletion < 0.1).sum() >= 3
+
+
+def test_warm_start_and_unrolled_gradient(digits_small, batch):
+    x, y = batch
+    grads = [None if p.grad is None else p.grad.clone() for p in digits_small.parameters()]
+    mask = Mask(steps=3)
+    m0 = mask.optimize(digits_small, x, y, steps=10)
+    m1 = mask.optimize(digits_small, x, y, init=m0, steps=0)
+    assert torch.equal(m0, m1)
+    for optimizer in ("adam", "sgd"):
+        xg = x.clone().requires_grad_(True)
+        m = mask.optimize(digits_small, xg, y, init=m0, create_graph=True, optimizer=optimizer)
+        (g,) = torch.autograd.grad(mask.mask_to_map(m, (8, 8)).sum(), xg)
+        assert torch.isfinite(g).all() and g.abs().max() > 0
+    # detached and unrolled runs agree
+    unrolled = mask.optimize(digits_small, x.clone().requires_grad_(True), y, create_graph=True)
+    torch.testing.assert_close(unrolled.detach(), mask.optimize(digits_small, x, y))
+    # the model's parameters' .grad are left as they were
+    for p, before in zip(digits_small.parameters(), grads, strict=True):
+        assert (p.grad is None) if before is None else torch.equal(p.grad, before)
+
+
+@pytest.mark.parametrize("score", ["prob", "logit"])
+def test_objective_is_the_papers(digits_small, batch, score):
+    x, y = batch
+    mask = Mask(score=score)
+    s, sigma, _ = mask.sizes(x)
+    m = torch.rand(8, 1, s, s, generator=torch.Generator().manual_seed(0))
+    ref = gaussian_blur(x, sigma)
+    value = mask.objective(digits_small, x, ref, m, y, shift=(0.5, -1.0))
+    padded = F.pad(torch.cat([x, ref], 1), (3,) * 4, mode="replicate")
+    moved = shift_images(padded, 3, (0.5, -1.0), (8, 8))
+    keep = mask.upsample(m, (8, 8))
+    with torch.no_grad():
+        logits = digits_small(moved[:, :1] * keep + moved[:, 1:] * (1 - keep))
+    f = logits.softmax(1) if score == "prob" else logits
+    l1, tv = mask.weights(s)
+    expected = (
+        f[torch.arange(8), y]
+        + l1 * (1 - m).abs().sum(dim=(1, 2, 3))
+        + tv * total_variation(m, mask.tv_beta)
+    )
+    torch.testing.assert_close(value.detach(), expected)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import math
 import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from underfire.core import io as _io
 from underfire.core.validation import resolve_device
+
+#: Where a command records which invocation wrote each of its result files in ``--out``.
+RECORD_NAME = ".underfire-runs.json"
+# Arguments that do not change a result: a re-run differing only in these is the same run.
+_NOT_PART_OF_THE_RUN = {"func", "force", "device", "argv", "command"}
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +49,104 @@ def add_data(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_force(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--force", action="store_true", help=what)
+
+
+def invocation(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments that define a run's result (JSON-able), without device and --force."""
+    return {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in sorted(vars(args).items())
+        if k not in _NOT_PART_OF_THE_RUN and not callable(v)
+    }
+
+
+def _read_records(out: Path) -> dict[str, Any]:
+    try:
+        records = json.loads((out / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return records if isinstance(records, dict) else {}
+
+
+@contextlib.contextmanager
+def guarded_output(
+    args: argparse.Namespace, command: str, results: Sequence[str] = ()
+) -> Iterator[Path]:
+    """Hold ``args.out`` for this run: lock it, and protect finished results in it.
+
+    - ``--out`` must be a folder that can be written (a file or a read-only folder is a
+      one-line error);
+    - a live run holding the folder → :class:`~underfire.core.errors.OutputLockedError`;
+      a stale lock (its process is gone) is taken over with a warning;
+    - each name in ``results`` that already exists must have been written by the same
+      invocation (same command and arguments, device aside), recorded in
+      ``OUT/.underfire-runs.json``; otherwise the command refuses unless ``--force``. The
+      same invocation may write them again (it recomputes the same result, or resumes);
+    - the files are claimed for this invocation before the run and marked finished after
+      it; the lock is released on exit and on error.
+    """
+    from underfire.cli import CommandError
+
+    out: Path = args.out
+    argv = " ".join(getattr(args, "argv", None) or [command])
+    with _io.RunLock(out, f"underfire {argv}"):
+        this = {"command": command, "arguments": invocation(args)}
+        records = _read_records(out)
+        if not getattr(args, "force", False):
+            for name in results:
+                record = records.get(name, {})
+                if (out / name).exists() and record.get("run") != this:
+                    previous = record.get("run", {}).get("command")
+                    by = (
+                        f"a different `underfire {previous}` run"
+                        if previous and record.get("finished")
+                        else f"an interrupted `underfire {previous}` run with other arguments"
+                        if previous
+                        else "another run"
+                    )
+                    raise CommandError(
+                        f"{out / name} holds the result of {by}; choose another --out, "
+                        "or pass --force to replace it"
+                    )
+        # Claim the files first: after a crash, the same command may write them again.
+        for name in results:
+            records[name] = {"run": this, "finished": None}
+        if results:
+            _io.write_json(out / RECORD_NAME, records)
+        yield out
+        records = _read_records(out)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        for name in results:
+            records[name] = {"run": this, "finished": stamp}
+        if results:
+            _io.write_json(out / RECORD_NAME, records)
+
+
+def check_model_fits_data(model: Any, checkpoint: Path, dataset: str, data: Any) -> None:
+    """Refuse, before any forward pass, a checkpoint evaluated on data of another shape."""
+    from underfire.cli import CommandError
+
+    info = getattr(data, "info", None)
+    shape = getattr(model, "input_shape", None)
+    classes = getattr(model, "num_classes", None)
+    if info is None or shape is None:
+        return
+    fixed = tuple(shape) if getattr(model, "fixed_input_size", True) else tuple(shape[:1])
+    got = tuple(info.shape)[: len(fixed)]
+    if got != fixed or (classes is not None and classes != info.num_classes):
+
+        def size(s: tuple[int, ...]) -> str:
+            return "×".join(map(str, s))
+
+        raise CommandError(
+            f"{checkpoint} is a model for {size(tuple(shape))} images with {classes} classes, "
+            f"but {dataset} has {size(tuple(info.shape))} images with {info.num_classes} "
+            "classes; pass the data set it was trained on (--dataset) or another checkpoint"
+        )
+
+
 def device_of(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device)
 
@@ -63,6 +173,7 @@ def checkpoint_and_data(args: argparse.Namespace, split: str):  # type: ignore[n
         download=args.download,
         seed=int(ckpt.meta.get("data_seed", 0)),
     )
+    check_model_fits_data(ckpt.model, args.checkpoint, dataset, data)
     return ckpt, dataset, data
 
 
@@ -76,7 +187,20 @@ def float_list(text: str) -> list[float]:
         ) from err
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     return values
+
+
+def finite_float(text: str) -> float:
+    """A finite number (an argparse type): 'nan' and 'inf' are refused here, at the boundary."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -94,8 +218,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from err
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number, got {value}")
     return value
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
+    finite_float,
     float_list,
+    guarded_output,
     positive_int,
     print_table,
     say,
@@ -39,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated radii, e.g. 0.1,0.2,0.3 (L∞ unless --norm l2; not for cw/jsma)",
     )
     p.add_argument("--steps", type=positive_int, default=None, help="iterations (bim, pgd, cw)")
-    p.add_argument("--step-size", type=float, default=None, help="step size α (bim, pgd)")
+    p.add_argument("--step-size", type=finite_float, default=None, help="step size α (bim, pgd)")
     p.add_argument(
         "--norm", choices=["linf", "l2"], default=None, help="norm of pgd (default: linf)"
     )
@@ -65,8 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_data(p)
     add_out(p, "runs/attack")
+    add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.set_defaults(func=run)
+
+
+_RESULTS = ("results.json", "adversarial.pt", "attack.png")
 
 
 def _build(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -101,75 +108,76 @@ def run(args: argparse.Namespace) -> int:
     attack = _build(args)
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     data = data.subset(args.n)
-    torch.manual_seed(args.seed)
-    say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
-    result = robust_accuracy(
-        ckpt.model.eval(),
-        attack,
-        data,
-        eps=args.eps,
-        target=args.target,
-        batch_size=args.batch_size,
-        keep_examples=args.save,
-    )
-    examples = result.pop("examples")
-    eps = result["eps"]
-    rows = [
-        {"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
-        for e, a, s in zip(eps, result["accuracy"], result["success_rate"], strict=False)
-    ]
-    if hasattr(attack, "queries"):  # black-box: report the oracle's cost
-        result["oracle_queries"] = int(attack.queries)
-        result["substitute_agreement"] = float(attack.agreement)
-    extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
-    print(
-        f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})"
-    )
-    print_table(rows)
+    with guarded_output(args, "attack", _RESULTS) as out:
+        torch.manual_seed(args.seed)
+        say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
+        result = robust_accuracy(
+            ckpt.model.eval(),
+            attack,
+            data,
+            eps=args.eps,
+            target=args.target,
+            batch_size=args.batch_size,
+            keep_examples=args.save,
+        )
+        examples = result.pop("examples")
+        eps = result["eps"]
+        rows = [
+            {"eps": "-" if e is None else e, "accuracy": round(a, 4), "success_rate": round(s, 4)}
+            for e, a, s in zip(eps, result["accuracy"], result["success_rate"], strict=False)
+        ]
+        if hasattr(attack, "queries"):  # black-box: report the oracle's cost
+            result["oracle_queries"] = int(attack.queries)
+            result["substitute_agreement"] = float(attack.agreement)
+        extra = f", {result['oracle_queries']} oracle queries" if "oracle_queries" in result else ""
+        print(
+            f"{args.attack} on {dataset} ({result['n']} images, clean accuracy {result['clean_accuracy']:.4f}{extra})"
+        )
+        print_table(rows)
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
+        saved = {
             "x": examples["x"],
             "y": examples["y"],
             "x_adv": examples["x_adv"],
             "eps": torch.tensor([float("nan") if e is None else e for e in eps]),
-        },
-        out / "adversarial.pt",
-    )
-    _io.write_json(
-        out / "results.json",
-        result
-        | {
-            "checkpoint": str(args.checkpoint),
-            "dataset": dataset,
-            "split": args.split,
-            "target": args.target,
-        },
-    )
-    k = min(8, examples["x"].shape[0])
-    fig = new_figure(1.1 * k + 1.5, 1.2 * (len(eps) + 1) + 2.5)
-    grid = fig.add_gridspec(len(eps) + 2, k)
-    ax = fig.add_subplot(grid[:1, :])
-    if eps[0] is not None and len(eps) > 1:
-        ax.plot(eps, result["accuracy"], marker="o")
-        ax.set(xlabel="ε", ylabel="accuracy", ylim=(-0.02, 1.02))
-    else:
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"accuracy {result['accuracy'][0]:.3f}", ha="center", va="center")
-    rows_img = [("clean", examples["x"])] + [
-        (f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
-        for i, e in enumerate(eps)
-    ]
-    for r, (label, imgs) in enumerate(rows_img):
-        for c in range(k):
-            a = fig.add_subplot(grid[r + 1, c])
-            img = imgs[c].permute(1, 2, 0).numpy()
-            a.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            a.set_xticks([]), a.set_yticks([])
-            if c == 0:
-                a.set_ylabel(label, fontsize=7)
-    save_figure(fig, out / "attack.png")
-    say(f"[attack] wrote {out / 'results.json'}, {out / 'adversarial.pt'}, {out / 'attack.png'}")
+        }
+        _io.atomic_write(out / "adversarial.pt", lambda f: torch.save(saved, f))
+        _io.write_json(
+            out / "results.json",
+            result
+            | {
+                "checkpoint": str(args.checkpoint),
+                "dataset": dataset,
+                "split": args.split,
+                "target": args.target,
+            },
+        )
+        k = min(8, examples["x"].shape[0])
+        fig = new_figure(1.1 * k + 1.5, 1.2 * (len(eps) + 1) + 2.5)
+        grid = fig.add_gridspec(len(eps) + 2, k)
+        ax = fig.add_subplot(grid[:1, :])
+        if eps[0] is not None and len(eps) > 1:
+            ax.plot(eps, result["accuracy"], marker="o")
+            ax.set(xlabel="ε", ylabel="accuracy", ylim=(-0.02, 1.02))
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"accuracy {result['accuracy'][0]:.3f}", ha="center", va="center")
+        rows_img = [("clean", examples["x"])] + [
+            (f"ε={e:g}" if e is not None else args.attack, examples["x_adv"][i])
+            for i, e in enumerate(eps)
+        ]
+        for r, (label, imgs) in enumerate(rows_img):
+            for c in range(k):
+                a = fig.add_subplot(grid[r + 1, c])
+                img = imgs[c].permute(1, 2, 0).numpy()
+                a.imshow(
+                    img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1
+                )
+                a.set_xticks([]), a.set_yticks([])
+                if c == 0:
+                    a.set_ylabel(label, fontsize=7)
+        save_figure(fig, out / "attack.png")
+        say(
+            f"[attack] wrote {out / 'results.json'}, {out / 'adversarial.pt'}, {out / 'attack.png'}"
+        )
     return 0

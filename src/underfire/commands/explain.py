@@ -11,9 +11,11 @@ from typing import Any
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
     device_of,
+    guarded_output,
     positive_int,
     say,
 )
@@ -57,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_data(p)
     add_out(p, "runs/explain")
+    add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -105,58 +108,58 @@ def run(args: argparse.Namespace) -> int:
         probs = model(x).softmax(1)
     conf, pred = probs.max(1)
 
-    maps: dict[str, torch.Tensor] = {}
-    info: dict[str, Any] = {}
-    for name, interp in interpreters.items():
-        say(f"explain: {name} on {n} images")
-        t0 = time.perf_counter()
-        try:
-            maps[name] = interp(model, x, pred).detach()
-        except ValueError as err:  # e.g. CAM on a network without a GAP→FC head
-            say(f"explain: skipping {name}: {err}")
-            info[name] = {"skipped": str(err)}
-            continue
-        info[name] = {"seconds": round(time.perf_counter() - t0, 3), "config": interp.config()}
-    if not maps:
-        raise CommandError(
-            "no interpreter applies to this model: "
-            + "; ".join(f"{k}: {v['skipped']}" for k, v in info.items())
-        )
+    with guarded_output(args, "explain", ("explain.png", "maps.pt", "explain.json")) as out:
+        maps: dict[str, torch.Tensor] = {}
+        info: dict[str, Any] = {}
+        for name, interp in interpreters.items():
+            say(f"explain: {name} on {n} images")
+            t0 = time.perf_counter()
+            try:
+                maps[name] = interp(model, x, pred).detach()
+            except ValueError as err:  # e.g. CAM on a network without a GAP→FC head
+                say(f"explain: skipping {name}: {err}")
+                info[name] = {"skipped": str(err)}
+                continue
+            info[name] = {"seconds": round(time.perf_counter() - t0, 3), "config": interp.config()}
+        if not maps:
+            raise CommandError(
+                "no interpreter applies to this model: "
+                + "; ".join(f"{k}: {v['skipped']}" for k, v in info.items())
+            )
 
-    out: Path = args.out
-    figure = save_grid(
-        out / "explain.png",
-        x,
-        y,
-        pred,
-        conf,
-        maps,
-        data.classes if hasattr(data, "classes") else None,
-    )
-    _io.atomic_write(
-        out / "maps.pt", lambda f: torch.save({k: v.cpu() for k, v in maps.items()}, f)
-    )
-    summary = {
-        "checkpoint": str(args.checkpoint),
-        "dataset": dataset,
-        "split": args.split,
-        "n": n,
-        "labels": y.tolist(),
-        "predictions": pred.tolist(),
-        "confidence": [round(c, 4) for c in conf.tolist()],
-        "interpreters": info,
-        "figure": str(figure),
-    }
-    _io.write_json(out / "explain.json", summary)
-    print(
-        json.dumps(
-            {
-                "figure": str(figure),
-                "interpreters": {
-                    k: ("skipped" if "skipped" in v else v["seconds"]) for k, v in info.items()
-                },
-            },
-            indent=2,
+        figure = save_grid(
+            out / "explain.png",
+            x,
+            y,
+            pred,
+            conf,
+            maps,
+            data.classes if hasattr(data, "classes") else None,
         )
-    )
+        _io.atomic_write(
+            out / "maps.pt", lambda f: torch.save({k: v.cpu() for k, v in maps.items()}, f)
+        )
+        summary = {
+            "checkpoint": str(args.checkpoint),
+            "dataset": dataset,
+            "split": args.split,
+            "n": n,
+            "labels": y.tolist(),
+            "predictions": pred.tolist(),
+            "confidence": [round(c, 4) for c in conf.tolist()],
+            "interpreters": info,
+            "figure": str(figure),
+        }
+        _io.write_json(out / "explain.json", summary)
+        print(
+            json.dumps(
+                {
+                    "figure": str(figure),
+                    "interpreters": {
+                        k: ("skipped" if "skipped" in v else v["seconds"]) for k, v in info.items()
+                    },
+                },
+                indent=2,
+            )
+        )
     return 0

@@ -6,7 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from underfire.commands._common import add_device, device_of, positive_int, say
+from underfire.commands._common import (
+    add_device,
+    add_force,
+    device_of,
+    guarded_output,
+    positive_float,
+    positive_int,
+    say,
+)
 
 STUDIES = ("ross2018",)
 
@@ -67,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--paper-lambda",
-        type=float,
+        type=positive_float,
         default=None,
         help="gradient-regularization λ in the paper's convention",
     )
@@ -83,8 +91,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy, shared CPU)",
     )
+    add_force(
+        p,
+        "replace the results of a different reproduction already in --out (trained models "
+        "with other settings must still be deleted by hand)",
+    )
     add_device(p)
     p.set_defaults(func=run)
+
+
+_RESULTS = ("results.json", "config.json", "report.html", "report.md")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,27 +111,28 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     profile = args.profile or ("quick" if args.quick else "full")
-    out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
-    t0 = time.perf_counter()
-    results = run_ross2018(
-        args.dataset,
-        profile=profile,
-        out=out,
-        data_root=args.data_root,
-        device=device_of(args),
-        progress=True,
-        log=lambda m: say(f"[reproduce] {m}"),
-        seed=args.seed,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        n_eval=args.n_eval,
-        paper_lambda=args.paper_lambda,
-        models=args.models,
-    )
-    for c in results["claims"]:
-        verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-        print(f"claim {c['id']}: {verdict} — {c['claim']}")
-    say(
-        f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-    )
+    out = args.out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
+    with guarded_output(args, "reproduce", _RESULTS):
+        t0 = time.perf_counter()
+        results = run_ross2018(
+            args.dataset,
+            profile=profile,
+            out=out,
+            data_root=args.data_root,
+            device=device_of(args),
+            progress=True,
+            log=lambda m: say(f"[reproduce] {m}"),
+            seed=args.seed,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            n_eval=args.n_eval,
+            paper_lambda=args.paper_lambda,
+            models=args.models,
+        )
+        for c in results["claims"]:
+            verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
+            print(f"claim {c['id']}: {verdict} — {c['claim']}")
+        say(
+            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
+        )
     return 0

@@ -1,28 +1,132 @@
-"""`underfire train`: train a model on a dataset, with an optional defense objective."""
+"""`underfire train`: train a model on a dataset, with an optional defense objective.
+
+What a re-run of the same command does with its ``--out`` (documented in the README):
+
+- the checkpoint holds an unfinished run of the same settings → training resumes from it;
+- it holds the finished run → nothing is trained; ``train.json`` is kept (written only if
+  missing) and the command says it reuses the run;
+- it holds a run with other settings (or of another command) → refused, unless ``--force``,
+  which deletes that checkpoint (and a distillation teacher's) and trains from scratch;
+- ``--force`` on a finished run of the same settings also retrains from scratch.
+
+Another live run on the same ``--out`` makes it refuse at once (a lock file, see
+:class:`underfire.core.io.RunLock`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     device_of,
+    finite_float,
+    guarded_output,
     positive_float,
     positive_int,
     say,
 )
+from underfire.defenses import DEFAULT_LAM, create, names, paper_lambda_to_lam
+
+#: CLI options of ``underfire train --defense``: (flag, argparse keyword arguments).
+DEFENSE_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "--defense",
+        {"default": "normal", "help": "training objective: " + ", ".join(names())},
+    ),
+    (
+        "--lam",
+        {
+            "type": finite_float,
+            "default": None,
+            "help": f"gradient-regularization weight, per-example convention (default {DEFAULT_LAM:.1f} = paper λ 56,234 at batch 256)",
+        },
+    ),
+    (
+        "--paper-lambda",
+        {
+            "type": finite_float,
+            "default": None,
+            "help": "gradient-regularization λ in the paper's batch-averaged convention (converted with the batch size)",
+        },
+    ),
+    (
+        "--temperature",
+        {"type": finite_float, "default": None, "help": "distillation temperature (default 50)"},
+    ),
+    (
+        "--adv-eps",
+        {"type": finite_float, "default": None, "help": "adversarial-training ε (default 0.3)"},
+    ),
+    (
+        "--adv-ratio",
+        {
+            "type": finite_float,
+            "default": None,
+            "help": "weight of the adversarial term (default 0.5; 1.0 for PGD)",
+        },
+    ),
+    (
+        "--adv-steps",
+        {"type": int, "default": None, "help": "PGD steps for pgd-adversarial (default 10)"},
+    ),
+    (
+        "--adv-step-size",
+        {"type": finite_float, "default": None, "help": "PGD step size (default 2.5·ε/steps)"},
+    ),
+]
+
+
+def add_defense_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add :data:`DEFENSE_OPTIONS` to an argparse parser."""
+    for flag, kwargs in DEFENSE_OPTIONS:
+        parser.add_argument(flag, **kwargs)
+
+
+def objective_from_args(name: str, **kwargs: Any) -> Any:
+    """Like :func:`underfire.defenses.create`, but ignores options left at ``None``.
+
+    An option given explicitly (not None) that the defense does not use is an error, so
+    ``--lam`` with ``--defense distillation`` is reported rather than silently dropped.
+    """
+    return create(name, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def objective_from_namespace(args: argparse.Namespace, batch_size: int | None = None) -> Any:
+    """The objective described by parsed :data:`DEFENSE_OPTIONS` (``--paper-lambda`` needs
+    ``batch_size``)."""
+    lam = getattr(args, "lam", None)
+    paper = getattr(args, "paper_lambda", None)
+    if paper is not None:
+        if lam is not None:
+            raise ValueError("give either --lam or --paper-lambda, not both")
+        lam = paper_lambda_to_lam(paper, batch_size or 256)
+    return objective_from_args(
+        args.defense,
+        lam=lam,
+        temperature=getattr(args, "temperature", None),
+        adv_eps=getattr(args, "adv_eps", None),
+        adv_ratio=getattr(args, "adv_ratio", None),
+        adv_steps=getattr(args, "adv_steps", None),
+        adv_step_size=getattr(args, "adv_step_size", None),
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a classifier (checkpointed, resumable)",
-        description="Train a model on a dataset. Interrupted runs resume from the "
-        "checkpoint when the same command is run again.",
+        description="Train a model on a dataset. Interrupted runs (Ctrl-C, a crash, a kill) "
+        "resume from the checkpoint when the same command is run again; a finished run is "
+        "reused, not retrained (--force retrains). One run at a time per --out.",
     )
     p.add_argument(
         "--dataset",
@@ -60,15 +164,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cosine",
         help="learning-rate schedule (default: cosine decay to 0)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model's initialization, the data order and the validation split",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=500,
+        help="save a checkpoint every N steps (default: 500; Ctrl-C also saves)",
+    )
     p.add_argument(
         "--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT/model.pt)"
     )
-    from underfire.defenses import add_cli_arguments
-
-    add_cli_arguments(p)  # --defense, --lam, --paper-lambda, --temperature, --adv-*
+    add_defense_arguments(p)  # --defense, --lam, --paper-lambda, --temperature, --adv-*
     add_data(p)
     add_out(p, "runs/train")
+    add_force(
+        p,
+        "retrain from scratch, deleting the checkpoint in the way (a finished run, or one "
+        "with other settings); without it such a checkpoint is reused or refused",
+    )
     add_device(p)
     p.set_defaults(func=run)
 
@@ -87,10 +205,12 @@ _DEFAULTS = {
 def run(args: argparse.Namespace) -> int:
     from underfire.core import io as _io
     from underfire.data import load_dataset
+    from underfire.defenses import Distillation, teacher_checkpoint, train_teacher
     from underfire.models import model_for_dataset
-    from underfire.train import TrainConfig, Trainer, evaluate
+    from underfire.train import TrainConfig, Trainer, evaluate, seed_everything
 
     device = device_of(args)
+    progress = sys.stderr.isatty()  # a progress bar for people, not for logs and pipes
     epochs, batch = _DEFAULTS.get(args.dataset.lower(), (10, 128))
     config = TrainConfig(
         epochs=args.epochs or epochs,
@@ -99,70 +219,92 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         optimizer=args.optimizer,
         seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
         lr_schedule=args.lr_schedule,
     )
-    model_kwargs = {"pooling": args.pooling} if args.pooling else {}
-    model = model_for_dataset(args.model, args.dataset, **model_kwargs)
-    say(f"[train] loading {args.dataset}")
-    train = load_dataset(
-        args.dataset, "train", args.data_root, download=args.download, seed=args.seed
-    )
-    val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
-    test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
-    checkpoint = args.checkpoint or args.out / "model.pt"
-    meta = {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
-    objective = _objective(
-        args,
-        config,
-        lambda: model_for_dataset(args.model, args.dataset, **model_kwargs),
-        train,
-        val,
-        device,
-        checkpoint,
-        meta,
-    )
-    trainer = Trainer(
-        model, objective, config, device=device, checkpoint=checkpoint, progress=True, meta=meta
-    )
-    t0 = time.perf_counter()
-    result = trainer.fit(train, val)
-    metrics = evaluate(model, test, device=device)
-    summary = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "model_kwargs": model_kwargs,
-        "device": str(device),
-        "steps": result.steps,
-        "epochs": result.epochs_completed,
-        "train_seconds": result.seconds,
-        "wall_seconds": time.perf_counter() - t0,
-        "resumed_from_step": result.resumed_from,
-        "test_accuracy": metrics["accuracy"],
-        "test_loss": metrics["loss"],
-        "history": result.history,
-        "checkpoint": str(checkpoint),
-    }
-    _io.write_json(args.out / "train.json", summary)
-    print(
-        f"test accuracy {metrics['accuracy']:.4f} ({metrics['n']} images), "
-        f"{result.steps} steps in {result.seconds:.1f} s; checkpoint {checkpoint}"
-    )
-    return 0
-
-
-def _objective(args, config, model_factory, train, val, device, checkpoint, meta):  # type: ignore[no-untyped-def]
-    """The --defense objective (distillation: its teacher is trained first, checkpoint *.teacher.pt)."""
-    from underfire.defenses import objective_from_namespace, prepare_objective
-
     objective = objective_from_namespace(args, batch_size=config.batch_size)
-    return prepare_objective(
-        objective,
-        model_factory,
-        train,
-        val,
-        config=config,
-        device=device,
-        checkpoint=checkpoint,
-        progress=True,
-        meta=meta,
-    )
+    model_kwargs = {"pooling": args.pooling} if args.pooling else {}
+
+    def new_model():  # type: ignore[no-untyped-def]
+        return model_for_dataset(args.model, args.dataset, **model_kwargs)
+
+    new_model()  # unknown model, or one that does not fit the data set: fail before any output
+    with guarded_output(args, "train") as out:
+        checkpoint = args.checkpoint or out / "model.pt"
+        summary_path = out / "train.json"
+        if args.force:
+            for path in (checkpoint, teacher_checkpoint(checkpoint), summary_path):
+                if path.exists():
+                    say(f"[train] --force: deleting {path}")
+                    path.unlink()
+        else:
+            # A checkpoint of another run is refused now, before any data is loaded.
+            Trainer(new_model(), objective, config, checkpoint=checkpoint).saved_state()
+        train = load_dataset(
+            args.dataset, "train", args.data_root, download=args.download, seed=args.seed
+        )
+        val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
+        test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
+        say(f"[train] {args.dataset}: {len(train)} training, {len(val)} validation images")
+        meta = {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
+        seed_everything(args.seed)  # --seed decides the initialization too
+        if isinstance(objective, Distillation) and objective.teacher is None:
+            teacher = train_teacher(
+                new_model,
+                train,
+                val,
+                temperature=objective.temperature,
+                config=config,
+                device=device,
+                checkpoint=checkpoint,
+                progress=progress,
+                meta=meta,
+            )
+            objective = Distillation(objective.temperature, teacher=teacher)
+            seed_everything(args.seed)
+        model = new_model()
+        trainer = Trainer(
+            model,
+            objective,
+            config,
+            device=device,
+            checkpoint=checkpoint,
+            progress=progress,
+            meta=meta,
+        )
+        t0 = time.perf_counter()
+        result = trainer.fit(train, val)
+        if result.reused:
+            say(
+                f"[train] {checkpoint} holds this run, finished ({result.steps} steps): reusing "
+                "it, nothing trained (pass --force to retrain from scratch)"
+            )
+            if summary_path.exists():  # a finished run's summary is never rewritten
+                say(f"[train] {summary_path} is unchanged")
+                stored = json.loads(summary_path.read_text(encoding="utf-8"))
+                print(stored.get("message") or f"test accuracy {stored.get('test_accuracy')}")
+                return 0
+        metrics = evaluate(model, test, device=device)
+        message = (
+            f"test accuracy {metrics['accuracy']:.4f} ({metrics['n']} images), "
+            f"{result.steps} steps in {result.total_seconds:.1f} s; checkpoint {checkpoint}"
+        )
+        summary = {
+            "dataset": args.dataset,
+            "model": args.model,
+            "model_kwargs": model_kwargs,
+            "device": str(device),
+            "steps": result.steps,
+            "epochs": result.epochs_completed,
+            "train_seconds": result.total_seconds,
+            "wall_seconds": time.perf_counter() - t0,
+            "resumed_from_step": result.resumed_from,
+            "test_accuracy": metrics["accuracy"],
+            "test_loss": metrics["loss"],
+            "history": result.history,
+            "checkpoint": str(checkpoint),
+            "message": message,
+        }
+        _io.write_json(summary_path, summary)
+        print(message)
+    return 0

@@ -9,9 +9,12 @@ from pathlib import Path
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
     device_of,
+    finite_float,
+    guarded_output,
     positive_float,
     positive_int,
     say,
@@ -39,10 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument(
-        "--area", type=float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)"
+        "--area", type=finite_float, default=1.0, help="λ₂, weight of the mask area (default: 1.0)"
     )
     p.add_argument(
-        "--tv", type=float, default=0.05, help="λ₁, weight of total variation (default: 0.05)"
+        "--tv",
+        type=finite_float,
+        default=0.05,
+        help="λ₁, weight of total variation (default: 0.05)",
     )
     p.add_argument("--width", type=positive_int, default=64, help="decoder channels (default: 64)")
     p.add_argument("--seed", type=int, default=0)
@@ -51,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data(p)
     add_out(p, "runs/rts")
+    add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.set_defaults(func=run)
 
@@ -79,29 +86,29 @@ def run(args: argparse.Namespace) -> int:
         width=args.width,
         seed=args.seed,
     )
-    say(f"train-rts: {args.steps} steps on {dataset} ({len(train)} images)")
-    rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
-    rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
-    out: Path = args.out
-    path = rts.save(out / "rts.pt")
-    n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
-    stats = {}
-    if n:
-        x = (
-            test.x[:n].to(device)
-            if isinstance(test, ImageDataset)
-            else torch.stack([test[i][0] for i in range(n)]).to(device)
-        )
-        stats = evaluate_rts(rts, ckpt.model, x)
-    summary = {
-        "rts_checkpoint": str(path),
-        "classifier": str(args.checkpoint),
-        "dataset": dataset,
-        "config": rts.meta["config"],
-        "seconds": round(rts.meta["seconds"], 2),
-        "test": stats,
-        "history": history,
-    }
-    _io.write_json(out / "rts.json", summary)
-    print(json.dumps({"rts_checkpoint": str(path), "test": stats}, indent=2))
+    with guarded_output(args, "train-rts", ("rts.pt", "rts.json")) as out:
+        say(f"train-rts: {args.steps} steps on {dataset} ({len(train)} images)")
+        rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
+        rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
+        path = rts.save(out / "rts.pt")
+        n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
+        stats = {}
+        if n:
+            x = (
+                test.x[:n].to(device)
+                if isinstance(test, ImageDataset)
+                else torch.stack([test[i][0] for i in range(n)]).to(device)
+            )
+            stats = evaluate_rts(rts, ckpt.model, x)
+        summary = {
+            "rts_checkpoint": str(path),
+            "classifier": str(args.checkpoint),
+            "dataset": dataset,
+            "config": rts.meta["config"],
+            "seconds": round(rts.meta["seconds"], 2),
+            "test": stats,
+            "history": history,
+        }
+        _io.write_json(out / "rts.json", summary)
+        print(json.dumps({"rts_checkpoint": str(path), "test": stats}, indent=2))
     return 0

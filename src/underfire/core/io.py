@@ -1,4 +1,9 @@
-"""Atomic file output: write beside the target, then rename, so a crash never leaves half a file."""
+"""Safe file output.
+
+- Atomic writes: write beside the target, then rename, so a crash never leaves half a file.
+- Run locks (:class:`RunLock`): one live run per output folder; stale locks of dead
+  processes are taken over with a warning.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+__all__ = [
+    "LOCK_NAME",
+    "RunLock",
+    "atomic_write",
+    "check_output_dir",
+    "write_bytes",
+    "write_json",
+    "write_text",
+]
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -19,11 +34,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give the result the permissions of a normal file.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    # Read without changing it where possible: os.umask(0) would affect other threads briefly.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -44,3 +74,176 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# --- run locks -------------------------------------------------------------------------------
+
+#: Name of the lock file a running command keeps in its output folder.
+LOCK_NAME = ".underfire.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie, already dead, counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:
+        return False
+    try:  # Linux: a killed child not yet reaped by its parent is a zombie, not a live holder
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _pid_runs_python(pid: int) -> bool:
+    """False only when ``pid`` is known (Linux /proc) to run something other than Python:
+    a pid recycled by an unrelated program after the holder died (e.g. after a reboot)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return True
+    return not cmdline or b"python" in cmdline or b"underfire" in cmdline
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the output folder ``path`` if needed; refuse a file or an unwritable folder.
+
+    Raises:
+        NotADirectoryError: ``path`` (or a parent) is a file.
+        PermissionError: the folder cannot be written.
+    """
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(
+                f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}"
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(
+            f"{flag} {path} cannot be created ({err.strerror or err}); choose a writable folder"
+        ) from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {path} is not writable; choose a writable folder")
+    return path
+
+
+class RunLock:
+    """An exclusive lock on an output folder, held by one running command.
+
+    The lock is a file ``<folder>/.underfire.lock`` holding the holder's pid, host name,
+    command and start time, created atomically (written aside, then hard-linked into place,
+    which fails if the file exists). A second run on the same folder gets
+    :class:`~underfire.core.errors.OutputLockedError` naming the holder. A lock left by a
+    process that no longer runs on this host (killed, crashed) is stale: it is taken over with
+    a warning. A lock from another host is never taken over (its pid cannot be checked there).
+
+    >>> with RunLock("runs/x", "underfire train"):
+    ...     ...  # write into runs/x
+    """
+
+    def __init__(self, folder: str | Path, command: str) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.command = command
+        self._record: dict[str, Any] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._record is not None
+
+    def holder(self) -> dict[str, Any] | None:
+        """The record in the lock file, or None when there is none (or it is unreadable)."""
+        try:
+            record = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def acquire(self) -> RunLock:
+        import socket
+        import time
+        import warnings
+
+        from underfire.core.errors import OutputLockedError
+
+        if self.held:
+            raise RuntimeError(f"{self.path} is already held by this RunLock")
+        check_output_dir(self.folder)
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            for _ in range(3):
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    pass
+                else:
+                    self._record = record
+                    return self
+                holder = self.holder()
+                if holder is None:
+                    if not self.path.exists():
+                        continue  # released between our attempt and the read
+                    raise OutputLockedError(
+                        f"{self.folder} is locked by {self.path}, which cannot be read; if no "
+                        f"other underfire run writes there, delete {self.path} and try again"
+                    )
+                pid, host = holder.get("pid"), holder.get("host")
+                who = (
+                    f"`{holder.get('command', '?')}` (pid {pid} on {host}, started "
+                    f"{holder.get('started', '?')})"
+                )
+                if (
+                    host == record["host"]
+                    and isinstance(pid, int)
+                    and not (_pid_alive(pid) and _pid_runs_python(pid))
+                ):
+                    warnings.warn(
+                        f"taking over the stale lock of {who} in {self.folder}: that process "
+                        "no longer runs",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    self.path.unlink(missing_ok=True)
+                    continue
+                hint = (
+                    f"wait for it to finish or stop it (if it is not an underfire run, delete "
+                    f"{self.path})"
+                    if host == record["host"]
+                    else f"if it no longer runs on {host}, delete {self.path}"
+                )
+                raise OutputLockedError(
+                    f"{self.folder} is in use by {who}; {hint}, or choose another --out"
+                )
+            raise OutputLockedError(f"could not lock {self.folder}; try again")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Remove the lock file if it is still ours (idempotent)."""
+        if self._record is None:
+            return
+        if self.holder() == self._record:
+            self.path.unlink(missing_ok=True)
+        self._record = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from underfire.core.errors import DatasetNotFoundError
+from underfire.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,44 @@ class DatasetInfo:
     std: tuple[float, ...] = field(default=())
 
 
+class Source(Protocol):
+    """Where a data set's files live and how to read them; one per registered name."""
+
+    info: DatasetInfo
+
+    def is_available(self, root: Path) -> bool: ...
+    def download(self, root: Path) -> None: ...
+    def load(self, root: Path, split: str, seed: int) -> Dataset: ...  # type: ignore[type-arg]
+
+
+#: Every data set registers its source where the source is defined:
+#: ``DATASETS.register("mnist")(lambda: IdxSource(...))`` (a factory, like the other registries).
+DATASETS: Registry[Any] = Registry("dataset")
+
+
+def register_source(source: Any) -> Any:
+    """Register ``source`` under its ``info.name``; returns it."""
+    DATASETS.register(source.info.name)(lambda: source)
+    return source
+
+
+def check_label_range(labels: np.ndarray | torch.Tensor, info: DatasetInfo, where: object) -> None:
+    """Refuse labels outside ``[0, info.num_classes)`` read from ``where`` (a file, a folder).
+
+    A label of 255 in a 10-class IDX file is a damaged or foreign file; training on it would
+    crash deep inside the loss (or, on GPU, corrupt memory silently).
+    """
+    if len(labels) == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= info.num_classes:
+        raise DatasetNotFoundError(
+            f"{where} holds labels in [{lo}, {hi}], but {info.name} has {info.num_classes} "
+            f"classes (0–{info.num_classes - 1}): the file is damaged or belongs to another data "
+            "set; download it again"
+        )
+
+
 class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Images held in memory as one float tensor.
 
@@ -34,6 +77,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if x.dim() != 4 or y.dim() != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"expected x (N,C,H,W) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
+            raise ValueError(
+                f"labels of {info.name} must be in [0, {info.num_classes - 1}], got values in "
+                f"[{int(y.min())}, {int(y.max())}]"
             )
         self.x = x
         self.y = y.long()

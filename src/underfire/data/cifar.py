@@ -13,7 +13,13 @@ import numpy as np
 import torch
 
 from underfire.core.errors import DatasetNotFoundError
-from underfire.data.base import DatasetInfo, ImageDataset, uint8_to_float
+from underfire.data.base import (
+    DatasetInfo,
+    ImageDataset,
+    check_label_range,
+    register_source,
+    uint8_to_float,
+)
 from underfire.data.splits import carve, check_split
 
 _RECORD = 1 + 3 * 32 * 32
@@ -36,7 +42,10 @@ def read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     records = raw.reshape(-1, _RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
-        raise DatasetNotFoundError(f"{path} has labels above 9: not a CIFAR-10 binary file")
+        raise DatasetNotFoundError(
+            f"{path} holds labels up to {labels.max()}, CIFAR-10 has 10 classes (0–9): the file "
+            "is damaged or not a CIFAR-10 binary file; download it again"
+        )
     images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return images, labels
 
@@ -66,14 +75,31 @@ class Cifar10Source:
         elif self._py_dir(root).exists():
             import torchvision.datasets as tvd
 
-            ds = tvd.CIFAR10(str(root), train=train, download=False)
+            try:
+                ds = tvd.CIFAR10(str(root), train=train, download=False)
+            except Exception as err:  # unpickling a damaged batch raises many types
+                raise DatasetNotFoundError(
+                    f"cifar10: the python version in {self._py_dir(root)} cannot be read "
+                    f"({type(err).__name__}: {err}); download it again"
+                ) from err
             x, y = ds.data, np.asarray(ds.targets, dtype=np.int64)
+            check_label_range(y, self.info, self._py_dir(root))
         else:
             raise DatasetNotFoundError(
                 f"cifar10: expected {', '.join(files)} in {bin_dir} (or the python version in "
                 f"{self._py_dir(root)}). {HOW_TO_GET}"
             )
         return uint8_to_float(torch.from_numpy(np.ascontiguousarray(x))), torch.from_numpy(y)
+
+    def verify(self, root: Path) -> None:
+        """Read the test part, and the training part when present; raise if damaged."""
+        self._read_part(root, train=False)
+        bin_dir = self._bin_dir(root)
+        if (
+            all((bin_dir / f).exists() for f in _TRAIN_FILES)
+            or (self._py_dir(root) / "data_batch_1").exists()
+        ):
+            self._read_part(root, train=True)
 
     def download(self, root: Path) -> None:
         import torchvision.datasets as tvd
@@ -89,3 +115,29 @@ class Cifar10Source:
         x, y = self._read_part(root, train=True)
         idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
         return ImageDataset(x[idx], y[idx], self.info, split)
+
+
+CIFAR10 = register_source(
+    Cifar10Source(
+        DatasetInfo(
+            "cifar10",
+            (3, 32, 32),
+            10,
+            (
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+            "CIFAR-10 (Krizhevsky 2009), binary or python version",
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+        )
+    )
+)

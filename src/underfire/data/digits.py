@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from underfire.data.base import DatasetInfo, ImageDataset
+from underfire.data.base import DatasetInfo, ImageDataset, register_source
 from underfire.data.splits import carve, check_split
 
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -34,3 +34,18 @@ class DigitsSource:
         y = torch.tensor(bunch.target, dtype=torch.int64)
         idx = carve(len(y), split, FRACTIONS, seed)
         return ImageDataset(x[idx], y[idx], self.info, split)
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+
+DIGITS = register_source(
+    DigitsSource(
+        DatasetInfo(
+            "digits",
+            (1, 8, 8),
+            10,
+            _DIGITS,
+            "scikit-learn's bundled 8×8 handwritten digits (embedded, offline)",
+        )
+    )
+)

@@ -7,13 +7,20 @@ flat one (``root/mnist``), so both a torchvision download and a copy of the orig
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from underfire.core.errors import DatasetNotFoundError
-from underfire.data.base import DatasetInfo, ImageDataset, uint8_to_float
+from underfire.data.base import (
+    DatasetInfo,
+    ImageDataset,
+    check_label_range,
+    register_source,
+    uint8_to_float,
+)
 from underfire.data.splits import carve, check_split
 
 _IMAGE_MAGIC = 2051
@@ -30,8 +37,10 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as err:
-        raise DatasetNotFoundError(f"{path} cannot be read ({err}); download it again") from err
+    except (OSError, EOFError, zlib.error) as err:  # a corrupt .gz raises all three kinds
+        raise DatasetNotFoundError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); it is damaged, download it again"
+        ) from err
     if len(raw) < 8:
         raise DatasetNotFoundError(f"{path} is truncated; download it again")
     magic = int.from_bytes(raw[0:4], "big")
@@ -63,9 +72,15 @@ class IdxSource:
     """One IDX dataset: where its files live and how to get them."""
 
     def __init__(
-        self, info: DatasetInfo, folders: list[str], how_to_get: str, torchvision_name: str | None
+        self,
+        info: DatasetInfo,
+        folders: list[str],
+        how_to_get: str,
+        torchvision_name: str | None,
+        sizes: dict[str, int] | None = None,
     ) -> None:
         self.info = info
+        self.sizes = sizes or {}  # expected image counts per part ("train", "t10k"), if known
         self.folders = folders
         self.how_to_get = how_to_get
         self.torchvision_name = torchvision_name
@@ -93,7 +108,25 @@ class IdxSource:
             raise DatasetNotFoundError(
                 f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels"
             )
+        if x.ndim != 3 or tuple(x.shape[1:]) != tuple(self.info.shape[1:]):
+            raise DatasetNotFoundError(
+                f"{images} holds images of shape {tuple(x.shape[1:])}, {self.info.name} has "
+                f"{self.info.shape[1]}×{self.info.shape[2]}; it belongs to another data set"
+            )
+        expected = self.sizes.get(part)
+        if expected is not None and x.shape[0] != expected:
+            raise DatasetNotFoundError(
+                f"{images} holds {x.shape[0]} images, {self.info.name}'s {part} part has "
+                f"{expected}: the file is incomplete; download it again"
+            )
+        check_label_range(y, self.info, labels)
         return uint8_to_float(torch.from_numpy(x.copy())), torch.from_numpy(y.astype(np.int64))
+
+    def verify(self, root: Path) -> None:
+        """Read every part present and check it (header, size, labels); raise if damaged."""
+        for part in ("t10k", "train"):
+            if all(self._files(root, part)):
+                self._read(root, part)
 
     def download(self, root: Path) -> None:
         if self.torchvision_name is None:
@@ -120,3 +153,70 @@ class IdxSource:
         x, y = self._read(root, "train")
         idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
         return ImageDataset(x[idx], y[idx], self.info, split)
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+
+MNIST = register_source(
+    IdxSource(
+        DatasetInfo(
+            "mnist",
+            (1, 28, 28),
+            10,
+            _DIGITS,
+            "MNIST handwritten digits (LeCun et al. 1998)",
+            (0.1307,),
+            (0.3081,),
+        ),
+        ["MNIST/raw", "mnist", "."],
+        "Copy the four *-ubyte.gz files from http://yann.lecun.com/exdb/mnist/ there, or pass --download.",
+        "MNIST",
+        sizes={"train": 60_000, "t10k": 10_000},
+    )
+)
+
+FASHION_MNIST = register_source(
+    IdxSource(
+        DatasetInfo(
+            "fashion-mnist",
+            (1, 28, 28),
+            10,
+            (
+                "t-shirt",
+                "trouser",
+                "pullover",
+                "dress",
+                "coat",
+                "sandal",
+                "shirt",
+                "sneaker",
+                "bag",
+                "ankle-boot",
+            ),
+            "Fashion-MNIST (Xiao et al. 2017)",
+            (0.2860,),
+            (0.3530,),
+        ),
+        ["FashionMNIST/raw", "fashion-mnist", "."],
+        "Copy the four *-ubyte.gz files of https://github.com/zalandoresearch/fashion-mnist there, "
+        "install Debian's dataset-fashion-mnist, or pass --download.",
+        "FashionMNIST",
+        sizes={"train": 60_000, "t10k": 10_000},
+    )
+)
+
+NOTMNIST = register_source(
+    IdxSource(
+        DatasetInfo(
+            "notmnist",
+            (1, 28, 28),
+            10,
+            tuple("ABCDEFGHIJ"),
+            "notMNIST letters A–J in MNIST format (Bulatov 2011); a 10k sample split 70/10/20 when no train files exist",
+        ),
+        ["notMNIST/raw", "notmnist", "."],
+        "Get the MNIST-format files (t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) of "
+        "https://github.com/davidflanagan/notMNIST-to-MNIST; notMNIST has no torchvision downloader.",
+        None,
+    )
+)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from underfire.core.errors import DatasetNotFoundError
-from underfire.data.base import DatasetInfo
+from underfire.data.base import DatasetInfo, check_label_range, register_source
 from underfire.data.splits import check_split
 
 _EXTENSIONS = {".jpg", ".jpeg", ".png", ".JPEG", ".JPG", ".PNG"}
@@ -112,8 +113,29 @@ class ImageNetSource:
                     f"{len(missing)} images listed in {sample / 'labels.csv'} are missing, e.g. {missing[0]}"
                 )
             files = [sample / "images" / r["file"] for r in rows]
-            labels = [int(r["class_index"]) for r in rows]
+            try:
+                labels = [int(r["class_index"]) for r in rows]
+            except (KeyError, TypeError, ValueError) as err:
+                raise DatasetNotFoundError(
+                    f"{sample / 'labels.csv'} needs an integer class_index column ({err})"
+                ) from err
+            check_label_range(np.asarray(labels), self.info, sample / "labels.csv")
             return ImageFolderDataset(files, labels, self.info, split)
         raise DatasetNotFoundError(
             f"imagenet: neither {folder} nor {sample / 'labels.csv'} exists. {HOW_TO_GET}"
         )
+
+
+IMAGENET = register_source(
+    ImageNetSource(
+        DatasetInfo(
+            "imagenet",
+            (3, 224, 224),
+            1000,
+            tuple(str(i) for i in range(1000)),
+            "ImageNet ILSVRC-2012: class folders, or the 1000-image sample layout",
+            (0.485, 0.456, 0.406),
+            (0.229, 0.224, 0.225),
+        )
+    )
+)

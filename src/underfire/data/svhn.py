@@ -8,7 +8,13 @@ import numpy as np
 import torch
 
 from underfire.core.errors import DatasetNotFoundError
-from underfire.data.base import DatasetInfo, ImageDataset, uint8_to_float
+from underfire.data.base import (
+    DatasetInfo,
+    ImageDataset,
+    check_label_range,
+    register_source,
+    uint8_to_float,
+)
 from underfire.data.splits import carve, check_split
 
 VAL_FRACTION = 0.1
@@ -43,8 +49,23 @@ class SvhnSource:
             raise DatasetNotFoundError(
                 f"{path} cannot be read as a .mat file ({err}); download it again"
             ) from err
+        if (
+            "X" not in mat
+            or "y" not in mat
+            or mat["X"].ndim != 4
+            or mat["X"].shape[:3] != (32, 32, 3)
+        ):
+            raise DatasetNotFoundError(
+                f"{path} is not an SVHN cropped-digits file (needs X of shape 32×32×3×N and y)"
+            )
         images = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2))  # (H, W, C, N) → (N, H, W, C)
-        labels = mat["y"].astype(np.int64).reshape(-1) % 10  # SVHN stores the digit 0 as label 10
+        raw = mat["y"].astype(np.int64).reshape(-1)
+        if raw.shape[0] != images.shape[0]:
+            raise DatasetNotFoundError(
+                f"{path} has {images.shape[0]} images but {raw.shape[0]} labels; download it again"
+            )
+        check_label_range(raw - 1, self.info, path)  # SVHN's labels are 1..10 (10 is the digit 0)
+        labels = raw % 10
         return uint8_to_float(torch.from_numpy(images)), torch.from_numpy(labels)
 
     def load(self, root: Path, split: str, seed: int) -> ImageDataset:
@@ -55,3 +76,20 @@ class SvhnSource:
         x, y = self._read(root, "train")
         idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
         return ImageDataset(x[idx], y[idx], self.info, split)
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+
+SVHN = register_source(
+    SvhnSource(
+        DatasetInfo(
+            "svhn",
+            (3, 32, 32),
+            10,
+            _DIGITS,
+            "SVHN cropped digits (Netzer et al. 2011)",
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+        )
+    )
+)

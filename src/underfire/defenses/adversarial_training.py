@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.defenses.base import DEFENSES
+from underfire.defenses.gradient_regularization import DEFAULT_LAM, GradientRegularization
+
 __all__ = ["AdversarialTraining", "attack_config"]
 
 Attack = Callable[..., torch.Tensor]
@@ -128,3 +131,45 @@ class AdversarialTraining:
 
     def __repr__(self) -> str:
         return f"AdversarialTraining(attack={self.attack!r}, ratio={self.ratio:g}, labels={self.labels!r}, inner={self.inner!r})"
+
+
+def _fgsm(adv_eps: float) -> Any:
+    from underfire.attacks import FGSM  # the attack library is imported only when used
+
+    return FGSM(eps=adv_eps)
+
+
+@DEFENSES.register("adversarial")
+def _adversarial(adv_eps: float = 0.3, adv_ratio: float = 0.5) -> AdversarialTraining:
+    return AdversarialTraining(_fgsm(adv_eps), ratio=adv_ratio, labels="predicted")
+
+
+@DEFENSES.register("pgd-adversarial")
+def _pgd_adversarial(
+    adv_eps: float = 0.3,
+    adv_ratio: float = 1.0,
+    adv_steps: int = 10,
+    adv_step_size: float | None = None,
+) -> AdversarialTraining:
+    from underfire.attacks import PGD
+
+    step_size = adv_step_size if adv_step_size is not None else 2.5 * adv_eps / adv_steps
+    return AdversarialTraining(
+        PGD(eps=adv_eps, step_size=step_size, steps=adv_steps),
+        ratio=adv_ratio,
+        labels="true",
+        name="pgd-adversarial",
+    )
+
+
+@DEFENSES.register("both")
+def _both(
+    lam: float = DEFAULT_LAM, adv_eps: float = 0.3, adv_ratio: float = 0.5
+) -> AdversarialTraining:
+    return AdversarialTraining(
+        _fgsm(adv_eps),
+        ratio=adv_ratio,
+        labels="predicted",
+        inner=GradientRegularization(lam),
+        name="both",
+    )

@@ -29,9 +29,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from underfire.defenses.base import DEFENSES
 from underfire.train import TrainConfig, Trainer
 
-__all__ = ["Distillation", "TemperatureCrossEntropy", "distill"]
+__all__ = [
+    "Distillation",
+    "TemperatureCrossEntropy",
+    "distill",
+    "teacher_checkpoint",
+    "train_teacher",
+]
 
 
 def _check_temperature(temperature: float) -> float:
@@ -138,20 +145,17 @@ def distill(
     config = config or TrainConfig()
     meta = dict(meta or {})
     if teacher is None:
-        teacher = model_factory()
-        teacher_ckpt = None
-        if checkpoint is not None:
-            checkpoint = Path(checkpoint)
-            teacher_ckpt = checkpoint.with_name(checkpoint.stem + ".teacher" + checkpoint.suffix)
-        Trainer(
-            teacher,
-            TemperatureCrossEntropy(temperature),
-            config,
+        teacher = train_teacher(
+            model_factory,
+            train,
+            val,
+            temperature=temperature,
+            config=config,
             device=device,
-            checkpoint=teacher_ckpt,
+            checkpoint=checkpoint,
             progress=progress,
-            meta=meta | {"role": "distillation-teacher"},
-        ).fit(train, val)
+            meta=meta,
+        )
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -170,3 +174,48 @@ def distill(
     ).fit(train, val)
     student.eval()
     return student
+
+
+def teacher_checkpoint(checkpoint: str | Path) -> Path:
+    """Where the teacher of the student checkpoint ``checkpoint`` is saved (``*.teacher.pt``)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".teacher" + checkpoint.suffix)
+
+
+def train_teacher(
+    model_factory: Callable[[], nn.Module],
+    train: Dataset,
+    val: Dataset | None = None,
+    *,
+    temperature: float = 50.0,
+    config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    progress: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Stage 1 of defensive distillation: a fresh model trained at temperature T, frozen.
+
+    ``checkpoint`` is the *student's* path; the teacher's is :func:`teacher_checkpoint` of it
+    (resumable; a finished teacher is reused at once).
+    """
+    temperature = _check_temperature(temperature)
+    teacher = model_factory()
+    Trainer(
+        teacher,
+        TemperatureCrossEntropy(temperature),
+        config or TrainConfig(),
+        device=device,
+        checkpoint=teacher_checkpoint(checkpoint) if checkpoint is not None else None,
+        progress=progress,
+        meta=dict(meta or {}) | {"role": "distillation-teacher"},
+    ).fit(train, val)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@DEFENSES.register("distillation")
+def _distillation(temperature: float = 50.0) -> Distillation:
+    return Distillation(temperature)

@@ -37,8 +37,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.core.autograd.batchnorm import fast_batch_norm_double_backward
+from underfire.defenses.base import DEFENSES
 
-__all__ = ["GradientRegularization", "input_gradient_penalty", "paper_lambda_to_lam"]
+__all__ = [
+    "DEFAULT_LAM",
+    "GradientRegularization",
+    "input_gradient_penalty",
+    "paper_lambda_to_lam",
+]
 
 
 def paper_lambda_to_lam(paper_lambda: float, batch_size: int) -> float:
@@ -176,3 +182,17 @@ class GradientRegularization:
 
     def __repr__(self) -> str:
         return f"GradientRegularization(lam={self.lam:g}, certainty_insensitive={self.certainty_insensitive})"
+
+
+#: Ross & Doshi-Velez's MNIST λ = 56,234 at batch 256, in this project's per-example convention.
+DEFAULT_LAM = paper_lambda_to_lam(56_234, 256)
+
+
+@DEFENSES.register("gradreg")
+def _gradreg(lam: float = DEFAULT_LAM) -> GradientRegularization:
+    return GradientRegularization(lam)
+
+
+@DEFENSES.register("certainty-insensitive")
+def _certainty_insensitive(lam: float = DEFAULT_LAM) -> GradientRegularization:
+    return GradientRegularization(lam, certainty_insensitive=True)

@@ -21,12 +21,13 @@ from underfire.experiments import (
     demo_attacks,
     demo_classifier,
     demo_defenses,
+    demo_diagnosis,
     demo_interpreters,
 )
 from underfire.experiments.demo_context import DemoContext
 from underfire.models import model_for_dataset
 from underfire.report import Report
-from underfire.train import TrainConfig, Trainer, seed_everything
+from underfire.train import TrainConfig, Trainer, evaluate, seed_everything
 
 # Each capability adds one (name, section) here; they run in order after training.
 SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
@@ -34,6 +35,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("defenses", demo_defenses.section),
     ("attacks", demo_attacks.section),
     ("interpreters", demo_interpreters.section),
+    ("diagnosis", demo_diagnosis.section),
 ]
 
 
@@ -98,6 +100,8 @@ def run_demo(
         "train_seconds": result.seconds,
         "history": result.history,
         "checkpoint": "model.pt",
+        # every section and the CLI may quote it, also when the classifier section is skipped
+        "test_accuracy": evaluate(model, test, device=device)["accuracy"],
     }
     timings: dict[str, float] = {}
     for name, section in SECTIONS:

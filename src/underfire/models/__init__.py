@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from underfire.core.registry import Registry
 from underfire.data import dataset_info
-from underfire.models.base import ImageClassifier, Normalize, get_layer
+from underfire.models.base import MODELS, ImageClassifier, Normalize, get_layer
 from underfire.models.cifar_nets import SmallDenseNet, SmallResNet
 from underfire.models.imagenet_nets import TorchvisionClassifier, densenet169, resnet50
 from underfire.models.ross_cnn import RossCNN
 
 __all__ = [
+    "MODELS",
     "ImageClassifier",
     "Normalize",
     "RossCNN",
@@ -24,17 +24,14 @@ __all__ = [
     "SmallResNet",
     "TorchvisionClassifier",
     "create_model",
+    "densenet169",
     "get_layer",
     "model_for_dataset",
     "model_names",
+    "resnet50",
 ]
 
-MODELS: Registry[ImageClassifier] = Registry("model")
-MODELS.register("ross-cnn")(RossCNN)
-MODELS.register("resnet-small")(SmallResNet)
-MODELS.register("densenet-small")(SmallDenseNet)
-MODELS.register("resnet50")(resnet50)
-MODELS.register("densenet169")(densenet169)
+# Each model registers in MODELS where it is defined (importing its module above does).
 
 # Models sized by the dataset (channels, side, classes, normalization) vs fixed ImageNet ones.
 _SIZED = {"ross-cnn", "resnet-small", "densenet-small"}
@@ -46,11 +43,7 @@ def model_names() -> list[str]:
 
 def create_model(name: str, **kwargs: Any) -> ImageClassifier:
     """Build a registered model; ``model.config`` records how, for checkpoints."""
-    factory = MODELS.get(name)
-    try:
-        model = factory(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad arguments for model {name!r}: {err}") from err
+    model = MODELS.create(name, **kwargs)
     model.config = {"name": name, "kwargs": dict(kwargs)}
     return model
 

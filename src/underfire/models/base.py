@@ -8,6 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from underfire.core.registry import Registry
+
+#: Every model registers where it is defined: ``@MODELS.register("ross-cnn")`` on its class
+#: or factory. Build models with :func:`underfire.models.create_model`, which records the
+#: name and arguments in ``model.config`` for checkpoints.
+MODELS: Registry[ImageClassifier] = Registry("model")
+
 
 class Normalize(nn.Module):
     """(x − mean) / std per channel, as a layer so every model takes [0, 1] inputs."""
@@ -43,6 +50,9 @@ class ImageClassifier(nn.Module):
     """
 
     target_layer: str = ""
+    #: Whether the network needs exactly ``input_shape`` (a flatten → linear head) or takes
+    #: any height and width (global pooling, e.g. the torchvision models).
+    fixed_input_size: bool = True
 
     def __init__(
         self,
@@ -59,10 +69,14 @@ class ImageClassifier(nn.Module):
         self.config: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or tuple(x.shape[1:2]) != self.input_shape[:1]:
+        # Checked here, with the expected shape in the message, rather than left to a matrix
+        # product deep inside the network that fails with sizes the user never chose.
+        expected = self.input_shape if self.fixed_input_size else self.input_shape[:1]
+        if x.dim() != 4 or tuple(x.shape[1 : 1 + len(expected)]) != tuple(expected):
             raise ValueError(
                 f"{type(self).__name__} expects input of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(x.shape)}"
+                + ("" if self.fixed_input_size else " (any height and width)")
             )
         return self.net(self.normalize(x))
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from underfire.models.base import ImageClassifier, default_normalization
+from underfire.models.base import MODELS, ImageClassifier, default_normalization
 
 
 class _BasicBlock(nn.Module):
@@ -32,6 +32,7 @@ class _BasicBlock(nn.Module):
         return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
+@MODELS.register("resnet-small")
 class SmallResNet(ImageClassifier):
     """ResNet-(6n+2) for 32×32 images; ``depth=20`` is ResNet-20 (0.27M parameters)."""
 
@@ -97,6 +98,7 @@ class _DenseLayer(nn.Module):
         return torch.cat([x, self.body(x)], dim=1)
 
 
+@MODELS.register("densenet-small")
 class SmallDenseNet(ImageClassifier):
     """DenseNet-BC for 32×32 images: three dense blocks, bottleneck layers, compression 0.5."""
 

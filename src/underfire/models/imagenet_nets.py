@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from underfire.models.base import ImageClassifier, Normalize
+from underfire.models.base import MODELS, ImageClassifier, Normalize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,6 +66,8 @@ def _resolve_weights(arch: str, weights: str | Path | None) -> Path | None:
 
 
 class TorchvisionClassifier(ImageClassifier):
+    fixed_input_size = False  # global average pooling: any image size of at least 32×32
+
     def __init__(
         self, arch: str, *, num_classes: int = 1000, weights: str | Path | None = None
     ) -> None:
@@ -89,12 +91,14 @@ class TorchvisionClassifier(ImageClassifier):
                 ) from err
 
 
+@MODELS.register("resnet50")
 def resnet50(
     *, num_classes: int = 1000, weights: str | Path | None = None
 ) -> TorchvisionClassifier:
     return TorchvisionClassifier("resnet50", num_classes=num_classes, weights=weights)
 
 
+@MODELS.register("densenet169")
 def densenet169(
     *, num_classes: int = 1000, weights: str | Path | None = None
 ) -> TorchvisionClassifier:

@@ -22,7 +22,7 @@ from typing import Literal
 
 from torch import nn
 
-from underfire.models.base import ImageClassifier, default_normalization
+from underfire.models.base import MODELS, ImageClassifier, default_normalization
 
 
 def _pool(kind: str) -> nn.Module:
@@ -33,6 +33,7 @@ def _pool(kind: str) -> nn.Module:
     raise ValueError(f"pooling must be 'max' or 'avg', got {kind!r}")
 
 
+@MODELS.register("ross-cnn")
 class RossCNN(ImageClassifier):
     target_layer = "net.features.block2"
 

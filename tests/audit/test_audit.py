@@ -1,0 +1,118 @@
+"""`underfire.audit` on a digits model: complete results, worst case, resume, inputs, report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.browser import assert_report_renders
+from underfire.audit import AuditConfig, audit, collect_data
+from underfire.core.errors import UnknownNameError
+
+SMALL = {
+    "attacks": ("fgsm", "pgd", "cw"),
+    "interpreters": ("grad",),
+    "eps": (0.1, 0.3),
+    "n": 48,
+    "n_maps": 8,
+    "pgd_steps": 5,
+    "cw_steps": 10,
+    "surrogate_epochs": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def audited(digits_model, digits_splits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    return out, audit(digits_model, digits_splits["test"], out=out, **SMALL)
+
+
+def test_results_are_complete_and_consistent(audited) -> None:
+    out, r = audited
+    assert r["config"]["eps"] == [0.0, 0.1, 0.3]
+    assert r["clean"]["n"] == 48 and r["clean"]["accuracy"] > 0.9
+    worst = r["worst_case"]["accuracy"]
+    for name in ("fgsm", "pgd", "cw"):
+        acc = [sum(c) / len(c) for c in r[f"attack-{name}"]["correct"]]
+        # the per-sample worst case is never above any single attack (nor the clean accuracy)
+        assert all(w <= a + 1e-9 for w, a in zip(worst, acc, strict=True))
+    assert worst[0] == pytest.approx(r["clean"]["accuracy"])
+    assert worst[-1] < 0.2  # ε = 0.3 breaks a normally trained digits model
+    assert r["attack-cw"]["median"]["l2"] is None or r["attack-cw"]["median"]["l2"] > 0
+    assert set(r["transfer"]["attacks"]) == {"fgsm", "pgd"}
+    assert {c["check"] for c in r["soundness"]} >= {
+        "iterative PGD is not weaker than single-step FGSM",
+        "an unbounded attack (PGD, ε = 1) drives accuracy to ~0",
+    }
+    maps = r["maps-grad"]["attacks"]["PGD"]
+    assert 0 <= maps["l1"] <= 1 and 0 <= maps["iou"] <= 1
+    saved = json.loads((out / "results.json").read_text())
+    assert "correct" not in json.dumps(saved)  # per-sample lists stay in parts/
+    assert_report_renders(out / "report.html", min_images=2)
+
+
+def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:
+    out, first = audited
+    part = out / "parts" / "attack-cw.json"
+    stamp = part.stat().st_mtime_ns
+    os.utime(part, ns=(stamp, stamp))
+    again = audit(digits_model, digits_splits["test"], out=out, **SMALL)
+    assert part.stat().st_mtime_ns == stamp  # not recomputed
+    assert again["worst_case"] == first["worst_case"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(
+    audited, digits_model, digits_splits
+) -> None:
+    out, _ = audited
+    with pytest.raises(ValueError, match="other settings"):
+        audit(digits_model, digits_splits["test"], out=out, **(SMALL | {"n": 40}))
+
+
+def test_time_budget_skips_later_parts(digits_model, digits_splits, tmp_path: Path) -> None:
+    r = audit(digits_model, digits_splits["test"], out=tmp_path, **(SMALL | {"time_budget": 1e-9}))
+    assert "clean" in r and "attack-fgsm" not in r and "attack-fgsm" in r["skipped"]
+    assert "Skipped for the time budget: attack-fgsm" in (tmp_path / "report.md").read_text()
+
+
+def test_data_forms_agree(digits_splits) -> None:
+    test = digits_splits["test"]
+    a = collect_data(test, 20)
+    b = collect_data((test.x, test.y), 20)
+    c = collect_data(DataLoader(test, batch_size=7), 20)
+    for other in (b, c):
+        assert torch.equal(a[0], other[0]) and torch.equal(a[1], other[1])
+    with pytest.raises(TypeError, match="Dataset, a DataLoader"):
+        collect_data(42)
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(UnknownNameError, match="choose one of"):
+        AuditConfig(attacks=("nope",))
+    with pytest.raises(ValueError, match="exceeds 1"):
+        AuditConfig(eps=(8.0,))
+    with pytest.raises(ValueError, match="≥ 1"):
+        AuditConfig(n=0)
+
+
+def test_torchvision_model_from_python(tmp_path: Path) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    r = audit(
+        net,
+        (x, y),
+        attacks=("fgsm",),
+        interpreters=("grad",),
+        eps=(8 / 255,),
+        n_maps=4,
+        surrogate=False,
+        out=tmp_path,
+    )
+    assert r["attack-fgsm"]["eps"] == [0.0, 8 / 255] and (tmp_path / "report.html").exists()

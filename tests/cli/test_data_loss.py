@@ -1,0 +1,157 @@
+"""Failure kind 'data loss': one live run per --out (a lock), finished results never silently
+overwritten (train reuses, other commands refuse a different run's results unless --force)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+
+import pytest
+import torch
+
+from tests.cli.conftest import one_line_error, spawn
+from underfire.core.errors import OutputLockedError
+from underfire.core.io import LOCK_NAME, RunLock
+
+TRAIN = ["train", "--batch-size", "32", "--device", "cpu"]
+
+
+def test_two_concurrent_train_runs_on_one_out_the_second_refuses(tmp_path, cli):
+    out = tmp_path / "run"
+    first = spawn(*TRAIN, "--epochs", "400", "--out", str(out), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / LOCK_NAME).exists():
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.05)
+        holder = json.loads((out / LOCK_NAME).read_text())
+        assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
+        assert holder["command"].startswith("underfire train") and holder["started"]
+        code, _, err = cli(*TRAIN, "--steps", "3", "--out", str(out))
+        line = one_line_error(code, err, "is in use by `underfire train", f"pid {first.pid}")
+        assert "wait for it to finish" in line
+        assert not (out / "train.json").exists()  # the second run wrote nothing
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    assert first.returncode == -signal.SIGKILL
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
+    dead = spawn("--version", cwd=tmp_path)
+    dead.communicate()  # reaped: its pid no longer runs
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": dead.pid, "host": socket.gethostname(), "command": "x", "started": "t"})
+    )
+    with pytest.warns(RuntimeWarning, match="stale lock"), RunLock(tmp_path, "underfire y") as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    assert not (tmp_path / LOCK_NAME).exists()  # released
+
+
+def test_lock_of_a_live_process_or_another_host_is_respected(tmp_path):
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": "c"})
+    )
+    with pytest.raises(OutputLockedError, match="in use by `c`"):
+        RunLock(tmp_path, "x").acquire()
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "command": "c"}))
+    with pytest.raises(OutputLockedError, match="no longer runs on elsewhere, delete"):
+        RunLock(tmp_path, "x").acquire()
+
+
+def test_lock_of_a_recycled_pid_running_another_program_is_stale(tmp_path):
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(
+            json.dumps({"pid": other.pid, "host": socket.gethostname(), "command": "c"})
+        )
+        with pytest.warns(RuntimeWarning, match="stale lock"), RunLock(tmp_path, "x"):
+            pass
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_lock_is_released_on_error(tmp_path, cli):
+    out = tmp_path / "run"
+    code, _, err = cli(
+        *TRAIN, "--dataset", "mnist", "--data-root", str(tmp_path), "--out", str(out)
+    )
+    one_line_error(code, err, "train-images-idx3-ubyte")
+    assert not (out / LOCK_NAME).exists()
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_train_rerun_reuses_a_finished_run_and_force_retrains(tmp_path, cli):
+    out = tmp_path / "run"
+    args = [*TRAIN, "--steps", "4", "--out", str(out)]
+    assert cli(*args)[0] == 0
+    summary = (out / "train.json").read_bytes()
+    model = (out / "model.pt").read_bytes()
+    code, stdout, err = cli(*args)
+    assert code == 0 and "reusing it, nothing trained" in err and "is unchanged" in err
+    assert "test accuracy" in stdout
+    assert (out / "train.json").read_bytes() == summary  # not rewritten (no "0 s" summary)
+    assert (out / "model.pt").read_bytes() == model
+    assert json.loads(summary)["train_seconds"] > 0
+    # other settings: refused, nothing touched
+    code, _, err = cli(*TRAIN, "--steps", "5", "--out", str(out))
+    one_line_error(code, err, "different training run", "--force")
+    assert (out / "model.pt").read_bytes() == model
+    # --force: retrained from scratch with the new settings
+    code, _, err = cli(*TRAIN, "--steps", "5", "--out", str(out), "--force")
+    assert code == 0 and "--force: deleting" in err
+    again = json.loads((out / "train.json").read_text())
+    assert again["steps"] == 5 and again["resumed_from_step"] == 0
+
+
+def test_attack_refuses_to_replace_a_different_runs_results_unless_forced(
+    tmp_path, cli, trained_digits
+):
+    out = tmp_path / "attack"
+    base = ["attack", "--checkpoint", str(trained_digits), "--attack", "fgsm", "--n", "16"]
+    base += ["--device", "cpu", "--out", str(out)]
+    assert cli(*base, "--eps", "0.1")[0] == 0
+    results = (out / "results.json").read_bytes()
+    code, _, err = cli(*base, "--eps", "0.2")
+    one_line_error(code, err, "results.json holds the result of a different `underfire attack`")
+    assert (out / "results.json").read_bytes() == results
+    assert cli(*base, "--eps", "0.1")[0] == 0  # the same run again: recomputed, same numbers
+    assert json.loads((out / "results.json").read_text()) == json.loads(results)
+    assert cli(*base, "--eps", "0.2", "--force")[0] == 0
+    assert json.loads((out / "results.json").read_text())["eps"] == [0.2]
+    # another command whose files collide (train writes no results.json, demo does)
+    code, _, err = cli("demo", "--out", str(out), "--epochs", "1", "--sections", "classifier")
+    one_line_error(code, err, "a different `underfire attack` run")
+
+
+@pytest.mark.parametrize("kind", ["file", "parent-file", "unwritable"])
+def test_out_that_is_a_file_or_not_writable(tmp_path, cli, kind):
+    (tmp_path / "f").write_text("x")
+    out = {
+        "file": tmp_path / "f",
+        "parent-file": tmp_path / "f" / "run",
+        "unwritable": "/proc/underfire-test/run",  # no one, not even root, creates folders here
+    }[kind]
+    code, _, err = cli(*TRAIN, "--steps", "2", "--out", str(out))
+    one_line_error(code, err, "--out", "choose")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_out_in_a_read_only_folder(tmp_path, cli):
+    tmp_path.chmod(0o555)
+    try:
+        code, _, err = cli(*TRAIN, "--steps", "2", "--out", str(tmp_path / "run"))
+        one_line_error(code, err, "writable")
+    finally:
+        tmp_path.chmod(0o755)
