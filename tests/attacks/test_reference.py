@@ -141,9 +141,13 @@ def test_cw_equals_torchattacks_fixed_c(tiny_model, xy, targeted, c, lr, steps, 
 
 
 def jsma_literal(
-    model: nn.Module, x: torch.Tensor, t: int, theta: float, gamma: float
+    model: nn.Module, x: torch.Tensor, t: int, theta: float, gamma: float, on: str = "logits"
 ) -> torch.Tensor:
-    """Papernot et al. 2016, Algorithm 3 (and its decreasing variant), one sample, loops."""
+    """Papernot et al. 2016, Algorithm 3 (and its decreasing variant), one sample, loops.
+
+    ``on="probabilities"`` differentiates the softmax, summing the K − 1 other classes'
+    derivatives as cleverhans's ``jsma_symbolic`` does."""
+    output = (lambda z: model(z)) if on == "logits" else (lambda z: model(z).softmax(1))
     x = x.clone()
     shape = x.shape
     d = x.numel()
@@ -154,7 +158,7 @@ def jsma_literal(
         logits = model(xt)
         if int(logits.argmax(1)) == t or len(domain) < 2:
             break
-        jac = torch.autograd.functional.jacobian(lambda z: model(z)[0], xt).reshape(
+        jac = torch.autograd.functional.jacobian(lambda z: output(z)[0], xt).reshape(
             logits.shape[1], d
         )
         dt = jac[t].tolist()
@@ -174,14 +178,18 @@ def jsma_literal(
     return torch.tensor(flat, dtype=x.dtype).view(shape)
 
 
+@pytest.mark.parametrize("on", ["logits", "probabilities"])
 @pytest.mark.parametrize("theta", [1.0, -1.0, 0.5])
-def test_jsma_matches_literal_algorithm(tiny_model, xy, theta):
+def test_jsma_matches_literal_algorithm(tiny_model, xy, theta, on):
     model = tiny_model.double()
     x, y = xy[0][:4].double(), xy[1][:4]
     t = (y + 1) % 10
-    ours = JSMA(theta=theta, gamma=0.25)(model, x, y, target=t)
+    ours = JSMA(theta=theta, gamma=0.25, on=on)(model, x, y, target=t)
     ref = torch.cat(
-        [jsma_literal(model, x[i : i + 1], int(t[i]), theta, 0.25) for i in range(len(x))]
+        [jsma_literal(model, x[i : i + 1], int(t[i]), theta, 0.25, on) for i in range(len(x))]
     )
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
     assert (ours != x).any()
+    if on == "probabilities":  # a different attack: some examples differ from the logits one
+        logits = JSMA(theta=theta, gamma=0.25)(model, x, y, target=t)
+        assert (ours != logits).any()

@@ -12,16 +12,28 @@ variant. Both features move by θ (clipped to [0, 1]) and leave Γ. It stops per
 the prediction is t, when no pair qualifies, or after ⌊γ·d/2⌋ iterations (at most a
 fraction γ of the d features modified).
 
-Choices where the paper is open (documented, as in the authors' cleverhans code): the
-forward derivative is taken on the logits; Γ starts with the features that can still move
-in θ's direction (x < 1 for θ > 0, x > 0 for θ < 0).
+Which output is differentiated (``on``): Papernot et al. define the forward derivative on
+the network's output F, and implementations differ. ``"logits"`` (the default) differentiates
+the logits Z: cleverhans 2.0's ``jacobian_graph``/``jsma_batch``, which Ross & Doshi-Velez
+(AAAI 2018) call with their model's logits (``generate_jsma_examples`` in their
+adversarial-robustness code), so it is the paper's JSMA. ``"probabilities"`` differentiates the
+softmax: the ``SaliencyMapMethod`` class of cleverhans ≥ 2.1 (``jsma_symbolic`` uses
+``model.get_probs``). Since Σ_j p_j = 1, there β = −α exactly (used here instead of summing
+K − 1 gradients whose float error only adds noise), so every pair with α > 0 qualifies and the
+one with the largest α² wins; the logits' condition α > 0, β < 0 is stricter, so the two
+differ in success rate (measured on digits: docs/ross2018.md).
+
+Γ starts with the features that can still move in θ's direction (x < 1 for θ > 0, x > 0 for
+θ < 0), as in cleverhans.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from underfire.attacks.base import ATTACKS, Attack, check_target_rule
@@ -68,6 +80,9 @@ class JSMA(Attack):
         gamma: γ ∈ (0, 1], the largest fraction of features that may be modified.
         target: rule used when the call passes ``target=None`` (default "next").
         chunk: largest number of pairwise-saliency entries (samples × d²) held at once.
+        on: ``"logits"`` (the forward derivative of the logits, as in the paper's code) or
+            ``"probabilities"`` (of the softmax, as in cleverhans ≥ 2.1); see the module
+            docstring.
 
     ``eps`` is None: the budget is L0 (at most 2·⌊γ·d/2⌋ features change).
     """
@@ -76,7 +91,13 @@ class JSMA(Attack):
     iterative = True
 
     def __init__(
-        self, *, theta: float = 1.0, gamma: float = 0.1, target: str = "next", chunk: int = 2**22
+        self,
+        *,
+        theta: float = 1.0,
+        gamma: float = 0.1,
+        target: str = "next",
+        chunk: int = 2**22,
+        on: Literal["logits", "probabilities"] = "logits",
     ) -> None:
         theta = check_float(theta, "theta", low=-1.0, high=1.0)
         if theta == 0:
@@ -92,6 +113,9 @@ class JSMA(Attack):
             )
         self.default_target = check_target_rule(target)
         self.chunk = check_int(chunk, "chunk")
+        if on not in ("logits", "probabilities"):
+            raise ValueError(f"on must be 'logits' or 'probabilities', got {on!r}")
+        self.on: Literal["logits", "probabilities"] = on
 
     def max_iterations(self, d: int) -> int:
         return math.floor(d * self.gamma / 2)
@@ -119,11 +143,19 @@ class JSMA(Attack):
                     break
                 logits, ta = logits[going], ta[going]
             # Gradients of the kept rows only (rows of stopped samples get zeros, dropped below).
-            g_t, g_all = _two_grads(logits, ta, xa)
-            if g_t.shape[0] != active.numel():
-                g_t, g_all = g_t[going], g_all[going]
-            alpha = g_t.flatten(1)
-            beta = g_all.flatten(1) - alpha
+            if self.on == "probabilities":
+                probs = F.softmax(logits, dim=1)
+                g_t = torch.autograd.grad(probs.gather(1, ta[:, None]).sum(), xa)[0]
+                if g_t.shape[0] != active.numel():
+                    g_t = g_t[going]
+                alpha = g_t.flatten(1)
+                beta = -alpha  # Σ_j ∂p_j/∂x = 0
+            else:
+                g_t, g_all = _two_grads(logits, ta, xa)
+                if g_t.shape[0] != active.numel():
+                    g_t, g_all = g_t[going], g_all[going]
+                alpha = g_t.flatten(1)
+                beta = g_all.flatten(1) - alpha
             dom = domain[active]
             ps, qs, found = [], [], []
             for s in range(0, active.numel(), per_chunk):

@@ -115,6 +115,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="zhang2020: correctly classified test images attacked (overrides the profile)",
     )
     p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="ross2018: train and compare only these models (must include normal and gradreg)",
+    )
+    p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -177,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             n_eval=args.n_eval,
             paper_lambda=args.paper_lambda,
+            models=args.models,
         )
         for c in results["claims"]:
             verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]

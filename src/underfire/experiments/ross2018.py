@@ -32,7 +32,11 @@ from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
 from underfire.experiments.ross2018_claims import evaluate_claims
-from underfire.experiments.ross2018_config import Ross2018Config, resolve_config
+from underfire.experiments.ross2018_config import (
+    INSENSITIVE_DBL_LAMBDA,
+    Ross2018Config,
+    resolve_config,
+)
 from underfire.experiments.ross2018_eval import (
     blackbox_accuracy,
     gradient_statistics,
@@ -44,7 +48,7 @@ from underfire.models import model_for_dataset
 from underfire.report import Report
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
-__all__ = ["load_data", "run_ross2018", "train_models"]
+__all__ = ["judge_agreement", "load_data", "run_ross2018", "train_judges", "train_models"]
 
 LABELS = {
     "normal": "Normal",
@@ -53,6 +57,7 @@ LABELS = {
     "gradreg": "Grad. regularized",
     "both": "Grad. reg. + adv.",
     "certainty-insensitive": "Certainty-insensitive",
+    "insensitive-dbl": f"Insensitive (double backprop, λ={INSENSITIVE_DBL_LAMBDA:g})",
 }
 
 
@@ -88,11 +93,66 @@ def load_data(
     return train, val, test
 
 
+def _gray_svhn(cfg: Ross2018Config) -> dict[str, Any]:
+    """Model arguments for the paper's grayscale SVHN (the loader's SVHN is RGB)."""
+    return {"in_channels": 1, "mean": [0.5], "std": [0.5]} if cfg.dataset == "svhn" else {}
+
+
 def _model_factory(cfg: Ross2018Config) -> Callable[[], nn.Module]:
-    extra: dict[str, Any] = {"hidden": cfg.hidden}
-    if cfg.dataset == "svhn":
-        extra |= {"in_channels": 1, "mean": [0.5], "std": [0.5]}
+    extra: dict[str, Any] = {"hidden": cfg.hidden, "init": cfg.init} | _gray_svhn(cfg)
     return lambda: model_for_dataset("ross-cnn", cfg.dataset, **extra)
+
+
+def _judge(name: str, cfg: Ross2018Config) -> nn.Module:
+    """A judge architecture of claim 5, small enough to train on a CPU."""
+    extra = _gray_svhn(cfg)
+    if name == "resnet-small":
+        return model_for_dataset("resnet-small", cfg.dataset, depth=8, **extra)
+    if name == "densenet-small":
+        return model_for_dataset("densenet-small", cfg.dataset, layers_per_block=2, **extra)
+    if name == "ross-cnn-avg":
+        return model_for_dataset("ross-cnn", cfg.dataset, pooling="avg", hidden=cfg.hidden, **extra)
+    raise ValueError(f"unknown judge {name!r}")
+
+
+def train_judges(
+    cfg: Ross2018Config,
+    train: ImageDataset,
+    val: ImageDataset,
+    out: Path,
+    *,
+    device: torch.device,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, nn.Module]:
+    """Train (or reload) the independent judges of claim 5: normal training, other
+    architectures than the attacked models, each from its own seed (``cfg.seed + 1 + i``)."""
+    judges: dict[str, nn.Module] = {}
+    for i, name in enumerate(cfg.judges):
+        seed = cfg.seed + 1 + i
+        log(f"training judge {name} ({cfg.judge_steps} steps)")
+        seed_everything(seed)
+        model = _judge(name, cfg)
+        Trainer(
+            model,
+            CrossEntropy(),
+            TrainConfig(
+                steps=cfg.judge_steps,
+                batch_size=128,
+                lr=1e-3,
+                seed=seed,
+                checkpoint_every=max(50, cfg.judge_steps // 10),
+            ),
+            device=device,
+            checkpoint=out / "models" / f"judge-{name}.pt",
+            progress=progress,
+            meta={"dataset": cfg.dataset, "experiment": "ross2018", "model": f"judge-{name}"},
+        ).fit(train, val)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        judges[name] = model
+    return judges
 
 
 def _objective(name: str, cfg: Ross2018Config) -> Any:
@@ -104,6 +164,10 @@ def _objective(name: str, cfg: Ross2018Config) -> Any:
         return GradientRegularization(cfg.lam)
     if name == "certainty-insensitive":
         return GradientRegularization(cfg.lam, certainty_insensitive=True)
+    if name == "insensitive-dbl":  # the authors' sweep script's reading (see EXTRA_MODELS)
+        objective = GradientRegularization.from_paper(INSENSITIVE_DBL_LAMBDA, 256)
+        objective.name = "insensitive-dbl"
+        return objective
     if name == "adv-trained":
         return AdversarialTraining(FGSM(eps=cfg.adv_eps), ratio=cfg.adv_ratio, labels="predicted")
     if name == "both":
@@ -134,7 +198,7 @@ def train_models(
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         seed=cfg.seed,
-        checkpoint_every=max(50, cfg.steps // 20),
+        checkpoint_every=cfg.checkpoint_every or max(50, cfg.steps // 20),
     )
     models: dict[str, nn.Module] = {}
     info: dict[str, Any] = {}
@@ -358,13 +422,17 @@ def run_ross2018(
         timings["blackbox"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
-        log("JSMA grids (0s and 1s to every class)")
+        log("JSMA grids (0s and 1s to every class) and their independent judges")
         grids: dict[str, dict[str, Any]] = {}
         results["jsma"] = {}
+        judges = train_judges(cfg, train, val, out, device=device, progress=progress, log=log)
+        results["judges"] = {
+            j: {"accuracy": evaluate(judge, test, device=device)["accuracy"]}
+            for j, judge in judges.items()
+        }
         try:
             x01, y01 = _first_of_classes(test, [0, 1])
             x01, y01 = x01.to(device), y01.to(device)
-            judge = models["normal"]
             for m in ("distilled", "gradreg"):
                 if m not in models:
                     continue
@@ -375,18 +443,13 @@ def run_ross2018(
                     test.num_classes,
                     theta=cfg.jsma_theta,
                     gamma=cfg.jsma_gamma,
+                    on=cfg.jsma_on,
                 )
                 grids[m] = grid
-                todo, success = grid["todo"], grid["success"]
-                with torch.no_grad():
-                    judged = judge(grid["images"].flatten(0, 1)).argmax(1).view_as(success)
-                ok = todo & success
                 results["jsma"][m] = {
-                    "success_rate": float(success[todo].float().mean()),
-                    "mean_l0": float(grid["l0"][todo].float().mean()),
-                    "judge_agreement": float((judged == grid["targets"])[ok].float().mean())
-                    if bool(ok.any())
-                    else 0.0,
+                    "success_rate": float(grid["success"][grid["todo"]].float().mean()),
+                    "mean_l0": float(grid["l0"][grid["todo"]].float().mean()),
+                    **judge_agreement(grid, judges),
                     "predicted": grid["predicted"].tolist(),
                     "l0": grid["l0"].tolist(),
                 }
@@ -412,6 +475,26 @@ def run_ross2018(
     return results
 
 
+def judge_agreement(grid: dict[str, Any], judges: dict[str, nn.Module]) -> dict[str, Any]:
+    """Claim 5's proxy for "looks like the target to people": the fraction of successful JSMA
+    examples of ``grid`` that each independent judge classifies as the target, and their mean.
+
+    The judges are models the attacker never saw (other architectures, other seeds), so an
+    example they read as the target has moved toward the target class itself rather than into a
+    blind spot of the attacked model. The paper asks people; this is the closest automatic proxy.
+    """
+    ok = grid["todo"] & grid["success"]
+    per_judge: dict[str, float] = {}
+    for name, judge in judges.items():
+        with torch.no_grad():
+            judged = judge(grid["images"].flatten(0, 1)).argmax(1).view_as(ok)
+        per_judge[name] = (
+            float((judged == grid["targets"])[ok].float().mean()) if bool(ok.any()) else 0.0
+        )
+    mean = sum(per_judge.values()) / len(per_judge) if per_judge else 0.0
+    return {"judge_agreement": mean, "judge_agreement_per_judge": per_judge}
+
+
 def _slices(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -430,7 +513,9 @@ def _write_report(
         f"Each model: {cfg.steps} Adam steps (lr {cfg.lr:g}) of batch {cfg.batch_size} "
         f"(the paper: 15,000 steps of 256 at lr 2e-4). Gradient regularization λ = {cfg.paper_lambda:g} in the paper's "
         f"batch-averaged convention = {cfg.lam:.4g} per example; distillation T = {cfg.temperature:g}; adversarial "
-        f"training FGSM ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Attacks on {results['n_eval']} test images. "
+        f"training FGSM ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Initialization: {cfg.init} "
+        f"({'Glorot-uniform, zero biases, as the authors’ TF-slim layers' if cfg.init == 'paper' else 'PyTorch default'}). "
+        f"Attacks on {results['n_eval']} test images. "
         "Every number here was computed by this run (`results.json`); the configuration is in `config.json`."
     )
 
@@ -549,10 +634,17 @@ def _write_report(
                     "model": LABELS[m],
                     "success rate": v["success_rate"],
                     "mean changed pixels": v["mean_l0"],
-                    "judge agrees with target": v["judge_agreement"],
+                    "judges agree with target (mean)": v["judge_agreement"],
+                    **{f"judge {j}": a for j, a in v["judge_agreement_per_judge"].items()},
                 }
                 for m, v in results["jsma"].items()
             ]
+        )
+        r.text(
+            f"JSMA differentiates the {cfg.jsma_on}. Judges (claim 5's proxy for human judgement): "
+            "normally trained models of other architectures, never attacked; clean test accuracy "
+            + ", ".join(f"{j} {v['accuracy']:.3f}" for j, v in results.get("judges", {}).items())
+            + "."
         )
         for m in ("distilled", "gradreg"):
             if f"jsma_{m}" in figs:

@@ -193,8 +193,9 @@ def claim5(results: dict[str, Any]) -> dict[str, Any]:
         "of regularized models are sparser and more interpretable."
     )
     rule = (
-        "(a) proxy for 'looks like the target to people': the fraction of successful JSMA examples that an independent "
-        "judge (the normally trained model) also classifies as the target is higher for gradreg than for distilled; "
+        "(a) proxy for 'looks like the target to people': the fraction of successful JSMA examples that independent "
+        "judges (normally trained models of other architectures, never attacked; averaged) also classify as the "
+        "target is higher for gradreg than for distilled; "
         "(b) sparsity: the mean Gini coefficient of |input gradient| (Hurley & Rickard 2009) is higher for gradreg "
         "than for the normal model"
     )
@@ -206,6 +207,10 @@ def claim5(results: dict[str, Any]) -> dict[str, Any]:
         evidence["judge_agreement"] = {
             m: jsma[m]["judge_agreement"] for m in ("gradreg", "distilled")
         }
+        if "judge_agreement_per_judge" in jsma["gradreg"]:
+            evidence["judge_agreement_per_judge"] = {
+                m: jsma[m].get("judge_agreement_per_judge", {}) for m in ("gradreg", "distilled")
+            }
         evidence["jsma_success_rate"] = {
             m: jsma[m]["success_rate"] for m in ("gradreg", "distilled")
         }

@@ -226,8 +226,10 @@ def jsma_grid(
     *,
     theta: float,
     gamma: float,
+    on: str = "logits",
 ) -> dict[str, Any]:
-    """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5).
+    """JSMA (Papernot et al. 2016) from each image in ``x`` to every class (paper Fig. 5);
+    ``on`` picks the differentiated output (logits as in the paper's code, or probabilities).
 
     Returns:
         ``{"images": (len(x), K, C, H, W), "predicted": (len(x), K), "success": (len(x), K)
@@ -236,7 +238,9 @@ def jsma_grid(
     """
     from underfire.attacks import JSMA
 
-    attack = JSMA(theta=theta, gamma=gamma)
+    if on not in ("logits", "probabilities"):
+        raise ValueError(f"on must be 'logits' or 'probabilities', got {on!r}")
+    attack = JSMA(theta=theta, gamma=gamma, on="logits" if on == "logits" else "probabilities")
     n, k = x.shape[0], num_classes
     xs = x.repeat_interleave(k, dim=0)
     ys = y.repeat_interleave(k)

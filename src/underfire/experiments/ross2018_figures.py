@@ -19,6 +19,7 @@ _LABELS = {
     "gradreg": "Grad. reg.",
     "both": "Grad. reg. + adv.",
     "certainty-insensitive": "Cert.-insens.",
+    "insensitive-dbl": "Insens. (dbl-bp)",
 }
 
 
