@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,12 +64,27 @@ def test_lock_of_a_live_process_or_another_host_is_respected(tmp_path):
         RunLock(tmp_path, "x").acquire()
 
 
+def _child_showing(argv0: bytes, child) -> bool:
+    """Wait until /proc shows ``child`` running ``argv0`` (after fork it still shows python)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{child.pid}/cmdline").read_bytes().startswith(argv0):
+                return True
+        except OSError:
+            return False
+        time.sleep(0.02)
+    return False
+
+
 def test_lock_of_a_recycled_pid_running_another_program_is_stale(tmp_path):
     import subprocess
 
     other = subprocess.Popen(["sleep", "30"])
     try:
-        (tmp_path / LOCK_NAME).write_text(
+        if not _child_showing(b"sleep", other):
+            pytest.skip("this system's /proc does not show a child's command line")
+        (tmp_path / LOCK_NAME).write_text(  # an old lock: no start time recorded
             json.dumps({"pid": other.pid, "host": socket.gethostname(), "command": "c"})
         )
         with pytest.warns(RuntimeWarning, match="stale lock"), RunLock(tmp_path, "x"):
@@ -76,6 +92,23 @@ def test_lock_of_a_recycled_pid_running_another_program_is_stale(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_lock_of_a_recycled_pid_is_told_apart_by_its_start_time(tmp_path):
+    from underfire.core.io import _pid_start_ticks
+
+    mine = _pid_start_ticks(os.getpid())
+    if mine is None:
+        pytest.skip("this system has no /proc/<pid>/stat to read a start time from")
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": "c"}
+    # same pid, same start: this very process holds it (a python process, alive)
+    (tmp_path / LOCK_NAME).write_text(json.dumps({**record, "pid_start": mine}))
+    with pytest.raises(OutputLockedError, match="in use by `c`"):
+        RunLock(tmp_path, "x").acquire()
+    # same pid, another start: the pid was reused after the holder died
+    (tmp_path / LOCK_NAME).write_text(json.dumps({**record, "pid_start": mine - 1}))
+    with pytest.warns(RuntimeWarning, match="stale lock"), RunLock(tmp_path, "x") as lock:
+        assert json.loads(lock.path.read_text())["pid_start"] == mine
 
 
 def test_lock_is_released_on_error(tmp_path, cli):

@@ -101,6 +101,27 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _pid_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux /proc), or None where
+    this cannot be read. A pid reused by a later process has a different start time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19])  # field 22 of proc(5); fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_is_other_process(pid: int, recorded_start: object) -> bool:
+    """True when ``pid`` is known to be a different process than the one that wrote a lock
+    recording ``recorded_start``: it started at another time, or runs something other than
+    Python (checked when the lock has no start time)."""
+    if isinstance(recorded_start, int):
+        now = _pid_start_ticks(pid)
+        if now is not None:
+            return now != recorded_start
+    return not _pid_runs_python(pid)
+
+
 def _pid_runs_python(pid: int) -> bool:
     """False only when ``pid`` is known (Linux /proc) to run something other than Python:
     a pid recycled by an unrelated program after the holder died (e.g. after a reboot)."""
@@ -139,7 +160,8 @@ class RunLock:
     """An exclusive lock on an output folder, held by one running command.
 
     The lock is a file ``<folder>/.underfire.lock`` holding the holder's pid, host name,
-    command and start time, created atomically (written aside, then hard-linked into place,
+    command and start time (also the process's start in clock ticks, so that a pid reused by
+    another process is told apart), created atomically (written aside, then hard-linked into place,
     which fails if the file exists). A second run on the same folder gets
     :class:`~underfire.core.errors.OutputLockedError` naming the holder. A lock left by a
     process that no longer runs on this host (killed, crashed) is stale: it is taken over with
@@ -182,6 +204,7 @@ class RunLock:
             "host": socket.gethostname(),
             "command": self.command,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "pid_start": _pid_start_ticks(os.getpid()),
         }
         fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=self.folder)
         try:
@@ -211,7 +234,7 @@ class RunLock:
                 if (
                     host == record["host"]
                     and isinstance(pid, int)
-                    and not (_pid_alive(pid) and _pid_runs_python(pid))
+                    and (not _pid_alive(pid) or _pid_is_other_process(pid, holder.get("pid_start")))
                 ):
                     warnings.warn(
                         f"taking over the stale lock of {who} in {self.folder}: that process "
