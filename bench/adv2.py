@@ -38,6 +38,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from underfire.interpreters import (
     SmoothGrad,
     create_interpreter,
 )
+from underfire.interpreters.mask import MaskWarning
 from underfire.models import create_model, model_for_dataset
 
 TAU = 1e-4
@@ -195,7 +197,9 @@ def per_interpreter(batch: int, device: torch.device) -> dict[str, Any]:
             attack = ADV2(interp, preset="small", eps=0.3, step_size=0.01)
         sync(device)
         start = time.perf_counter()
-        attack(model, x, y, target="next")
+        with warnings.catch_warnings():  # random weights: MASK's "no deletion" is expected
+            warnings.simplefilter("ignore", MaskWarning)
+            attack(model, x, y, target="next")
         sync(device)
         sec = time.perf_counter() - start
         rows[key] = {"model": arch, "seconds_per_image": sec / batch, "batch": batch}
