@@ -46,7 +46,7 @@ class _FrozenConv(torch.autograd.Function):
     """``x ↦ conv(x, W) + b`` with W, b constants; backward :class:`_FrozenConvInputGrad`."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         weight: torch.Tensor,
@@ -73,7 +73,7 @@ class _FrozenConvInputGrad(torch.autograd.Function):
     """``gO ↦ Jᵀ·gO`` (the input gradient of a convolution); backward ``G ↦ J·G``."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         grad_out: torch.Tensor,
         x: torch.Tensor,
@@ -126,14 +126,14 @@ def _patchable(mod: nn.Module) -> bool:
 
 
 def _fast_forward(mod: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> Callable[[torch.Tensor], Any]:
-    original = type(mod).forward
+    original: Callable[..., torch.Tensor] = type(mod).forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         weight, bias = mod.weight, mod.bias
         frozen = not weight.requires_grad and (bias is None or not bias.requires_grad)
         if not frozen or not torch.is_grad_enabled() or not x.requires_grad:
             return original(mod, x)
-        padding = tuple(int(p) for p in mod.padding)  # type: ignore[union-attr]
+        padding = tuple(int(p) for p in mod.padding)
         if mod.padding_mode != "zeros":  # padded explicitly, as nn.Conv*d does
             x = F.pad(x, mod._reversed_padding_repeated_twice, mode=mod.padding_mode)
             padding = (0,) * len(padding)
@@ -166,7 +166,7 @@ def fast_conv_double_backward(model: nn.Module) -> Iterator[nn.Module]:
     patched = [mod for mod in model.modules() if _patchable(mod)]
     for mod in patched:
         # patching the bound forward on purpose (restored on exit); mypy forbids method assignment
-        mod.forward = _fast_forward(mod)  # type: ignore[method-assign,arg-type]
+        mod.forward = _fast_forward(mod)  # type: ignore[arg-type]
     try:
         yield model
     finally:

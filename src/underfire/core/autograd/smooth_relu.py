@@ -121,9 +121,7 @@ class _SmoothReLUBackward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float, owner: Any
-    ) -> torch.Tensor:
+    def forward(ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float, owner: Any) -> torch.Tensor:
         h = owner.h
         if h is None:
             h, slope = _h_and_slope(z, tau)
