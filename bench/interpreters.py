@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -111,6 +112,30 @@ def _bench_mask(
             "loop_cpu_seconds": cpu["loop"],
             "ratio_batched_vs_loop_cpu_time": cpu["loop"] / cpu["batched"],
         }
+
+    # The ceiling for batching: the model's own cost per MASK step (forward + input-gradient
+    # backward of the class probability) on the whole batch vs image by image, the same number
+    # of steps. Every MASK step is one such call plus a few small mask operations.
+    def model_gradient(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        xi = xb.detach().requires_grad_(True)
+        prob = model(xi).log_softmax(1).gather(1, yb[:, None]).exp()
+        torch.autograd.grad(prob.sum(), xi)
+
+    steps = args.mask_steps
+    model_cases = {
+        "batched": lambda: [model_gradient(x, y) for _ in range(steps)],
+        "loop": lambda: [
+            model_gradient(x[i : i + 1], y[i : i + 1]) for i in range(len(x)) for _ in range(steps)
+        ],
+    }
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    bound = _compare(model_cases, args.mask_repeats, 1, device, clock=clock)
+    out |= {
+        "model_gradient_batched_seconds": bound["batched"],
+        "model_gradient_loop_seconds": bound["loop"],
+        "model_gradient_ratio": bound["loop"] / bound["batched"],
+        "model_gradient_clock": "cpu" if device.type == "cpu" else "wall",
+    }
     return out
 
 
@@ -195,10 +220,12 @@ def main() -> None:
                 "ratio_map_vs_captum": med["captum"] / med["ours_map"],
             }
 
+    load_before = os.getloadavg()
     results["mask"] = {
         name: _bench_mask(model_m, shape, args, device)
         for name, model_m, shape in _mask_models(device)
     }
+    load = {"mask_load_average_before": load_before, "mask_load_average_after": os.getloadavg()}
 
     import captum
 
@@ -219,6 +246,7 @@ def main() -> None:
         "captum": captum.__version__,
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **load,
         "targets": {
             "ratio_vs_captum": ">= 1.0 (saliency, integrated_gradients, gradcam)",
             "mask_ratio": ">= 10 (batched over per-image loop, batch 64)",

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from underfire.attacks import ADV2, PGD
-from underfire.attacks.adv2 import affine_batch_norm, map_distance, smoothed_cross_entropy
+from underfire.attacks.adv2 import (
+    affine_batch_norm,
+    attack_patches,
+    joint_loss_gradient,
+    map_distance,
+    smoothed_cross_entropy,
+)
 from underfire.core.autograd.smooth_relu import (
     _h_and_slope,
     smooth_relu,
@@ -135,6 +141,68 @@ def test_affine_batch_norm_matches_eval_batch_norm():
         assert "forward" not in bn.__dict__  # training-mode layers are left alone
 
 
+class _NaiveSmoothReLU(nn.Module):
+    """The smooth ReLU written the plain way: backward g·h(z) in differentiable torch ops."""
+
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            ctx.save_for_backward(z)
+            return z.clamp_min(0)
+
+        @staticmethod
+        def backward(ctx, g):
+            (z,) = ctx.saved_tensors
+            return g * smooth_relu_derivative(z, TAU)
+
+    def forward(self, z):
+        return self._Fn.apply(z)
+
+
+@pytest.mark.parametrize("interp", ["grad", "gradcam"])
+def test_joint_loss_gradient_with_attack_patches_equals_the_plain_computation(interp):
+    # the speed-ups (smooth ReLU as one Function with h cached, fused eval batch norm, frozen
+    # convolutions without the weight term) must not change the ADV² step: float64, a model
+    # with strided and 1×1 convolutions, batch norm with real statistics, max-pool, reused ReLU
+    torch.manual_seed(0)
+    relu = nn.ReLU()
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        relu,
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.BatchNorm2d(6),
+        relu,
+        nn.Conv2d(6, 6, 1, stride=2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6, 5),
+    ).double()
+    with torch.no_grad():
+        model.train()
+        model(torch.rand(16, 1, 8, 8, dtype=torch.float64))
+    model.eval().requires_grad_(False)
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0, 2, 4])
+    interpreter = Saliency() if interp == "grad" else GradCAM(target_layer="3")
+    target_map = torch.rand(
+        3, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+
+    def step():
+        return joint_loss_gradient(model, interpreter, x, t, target_map, 0.5)[0]
+
+    with attack_patches(model, True):
+        fast = step()
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    naive = _NaiveSmoothReLU()
+    model[2] = model[5] = naive
+    plain = step()
+    model[2] = model[5] = relu
+    assert fast.abs().max() > 0
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-14)
+
+
 # ---------------------------------------------------------------------------- pure pieces
 
 
@@ -212,7 +280,7 @@ def test_contract(name, batch):
         assert p.grad is sentinel[n] and bool((p.grad == 0.5).all()), f"{n}.grad changed"
         assert p.requires_grad == (p is not first)
     assert [m for m in model.modules() if type(m) is nn.ReLU] == relus  # no smooth ReLU left
-    assert not any("forward" in m.__dict__ for m in model.modules())  # BN patch removed
+    assert not any("forward" in m.__dict__ for m in model.modules())  # BN, conv patches removed
     r = attack.result
     assert r is not None
     for field in ("target", "prediction", "success", "confidence", "l1", "iou", "distance"):

@@ -201,11 +201,16 @@ def test_ctrl_c_saves_a_checkpoint_before_the_first_periodic_one(digits_splits, 
             signal.raise_signal(signal.SIGINT)
 
     path = tmp_path / "run.pt"
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(_fresh(), config=cfg, checkpoint=path, on_step=ctrl_c_at_4).fit(
-            digits_splits["train"]
-        )
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    # Python's own Ctrl-C handler, as in a terminal (pytest-xdist workers ignore SIGINT)
+    runner_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(_fresh(), config=cfg, checkpoint=path, on_step=ctrl_c_at_4).fit(
+                digits_splits["train"]
+            )
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, runner_handler)
     assert load_checkpoint(path).meta["steps"] == 4
     resumed = _fresh(seed=7)
     result = Trainer(resumed, config=cfg, checkpoint=path).fit(digits_splits["train"])

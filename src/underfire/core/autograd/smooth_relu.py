@@ -63,11 +63,22 @@ def smooth_relu_derivative(z: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.T
 
 def _h_and_slope(z: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
     """h(z) and h'(z) = τ / (z² + τ)^{3/2}, from one reciprocal square root (few passes: on a
-    CPU these elementwise passes, not the convolutions, dominate a double backward)."""
+    CPU these elementwise passes are a large part of a double backward)."""
     r = torch.addcmul(z.new_tensor(tau), z, z).rsqrt_()
     h = (z * r).add_(z.lt(0))  # the bool adds in the kernel, without a float copy of the mask
     slope = r.pow_(3).mul_(tau)
     return h, slope
+
+
+def _h(z: torch.Tensor, tau: float) -> torch.Tensor:
+    """h(z) alone."""
+    r = torch.addcmul(z.new_tensor(tau), z, z).rsqrt_()
+    return r.mul_(z).add_(z.lt(0))
+
+
+def _slope(z: torch.Tensor, tau: float) -> torch.Tensor:
+    """h'(z) = τ / (z² + τ)^{3/2} alone."""
+    return torch.addcmul(z.new_tensor(tau), z, z).rsqrt_().pow_(3).mul_(tau)
 
 
 class _SmoothReLUFunction(torch.autograd.Function):
@@ -77,43 +88,61 @@ class _SmoothReLUFunction(torch.autograd.Function):
     double-backward graph to a single node per ReLU: differentiating PyTorch ops written out
     in the backward (√, ÷, where, ...) records half a dozen nodes per ReLU, each saving a
     full activation, and made an ADV²-GRAD step several times dearer than needed.
+
+    h(z) depends on z alone, so it is computed once per forward and kept on the node: an
+    ADV² step runs this backward twice (the gradient map with ``create_graph``, then the
+    loss gradient, which passes through the forward graph again without a graph of its own),
+    and the second run is then one multiplication instead of a dozen elementwise passes.
     """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, tau: float) -> torch.Tensor:
         ctx.save_for_backward(z)
         ctx.tau = tau
+        ctx.h = None  # h(z), filled by the first backward that computes it
         return z.clamp_min(0)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (z,) = ctx.saved_tensors
-        return _SmoothReLUBackward.apply(grad_output, z, ctx.tau), None
+        if torch.is_grad_enabled():
+            return _SmoothReLUBackward.apply(grad_output, z, ctx.tau, ctx), None
+        if ctx.h is None:
+            ctx.h = _h(z, ctx.tau)
+        return grad_output * ctx.h, None
 
 
 class _SmoothReLUBackward(torch.autograd.Function):
     """``(g, z) ↦ g·h(z)``; backward: ∂/∂g = G·h(z), ∂/∂z = G·g·h'(z).
 
-    h and h' are computed once, in the forward, and saved: the double backward is then two
+    h and g·h' are computed once, in the forward, and saved: the double backward is then two
     multiplications. When that backward is itself being differentiated (a third derivative),
     it is rebuilt from z with differentiable ops, so every order stays exact.
     """
 
     @staticmethod
-    def forward(ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float) -> torch.Tensor:
-        h, slope = _h_and_slope(z, tau)
-        ctx.save_for_backward(g, z, h, slope)
+    def forward(  # type: ignore[override]
+        ctx: Any, g: torch.Tensor, z: torch.Tensor, tau: float, owner: Any
+    ) -> torch.Tensor:
+        h = owner.h
+        if h is None:
+            h, slope = _h_and_slope(z, tau)
+            owner.h = h
+        else:
+            slope = _slope(z, tau)
+        g_slope = slope.mul_(g)  # only G·g·h'(z) is ever needed
+        ctx.save_for_backward(g, z, h, g_slope)
         ctx.tau = tau
         return g * h
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        g, z, h, slope = ctx.saved_tensors
+        g, z, h, g_slope = ctx.saved_tensors
         need_g, need_z = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled() and (z.requires_grad or g.requires_grad or grad.requires_grad):
             h = smooth_relu_derivative(z, ctx.tau)
-            slope = ctx.tau * (z * z + ctx.tau).pow(-1.5)
-        return (grad * h if need_g else None, grad * g * slope if need_z else None, None)
+            g_slope = g * (ctx.tau * (z * z + ctx.tau).pow(-1.5))
+        return (grad * h if need_g else None, grad * g_slope if need_z else None, None, None)
 
 
 def smooth_relu_function(z: torch.Tensor, tau: float = DEFAULT_TAU) -> torch.Tensor:
