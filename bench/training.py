@@ -46,7 +46,8 @@ def _step_time(
     t0, c0 = time.perf_counter(), time.process_time()
     loss = objective(model, x, y)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    # as underfire.train.Trainer does: gradients into the parameters only, not the input leaf
+    loss.backward(inputs=[p for g in opt.param_groups for p in g["params"] if p.requires_grad])
     opt.step()
     if x.is_cuda:
         torch.cuda.synchronize()

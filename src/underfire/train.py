@@ -162,6 +162,11 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimizer's parameters that require a gradient (the only ones a step updates)."""
+    return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+
 def _objective_config(objective: Any) -> dict[str, Any]:
     if hasattr(objective, "config"):
         return objective.config()
@@ -376,7 +381,10 @@ class Trainer:
                                 "saved checkpoint, if any, is kept"
                             )
                         optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                        # only the optimizer's parameters: an objective that differentiates
+                        # w.r.t. its input (double backprop) would otherwise also pay for a
+                        # gradient into the input leaf, thrown away (≈ 4% of a gradreg step)
+                        loss.backward(inputs=_trainable(optimizer))
                         optimizer.step()
                         step += 1
                         loss_sum, loss_count = loss_sum + value, loss_count + 1

@@ -178,3 +178,32 @@ def test_regularization_shrinks_input_gradients_on_digits() -> None:
         _, sq, _ = input_gradient_penalty(model, train.x[:200], train.y[:200], create_graph=False)
         norms[lam] = sq.sqrt().mean().item()
     assert norms[3.0] < 0.75 * norms[0.0], norms
+
+
+def test_trainer_backward_into_parameters_only_is_exact() -> None:
+    # the Trainer calls loss.backward(inputs=params) to skip the thrown-away input gradient:
+    # parameter gradients must equal a plain loss.backward() exactly (float64, batch norm,
+    # ReLU, max pooling: the Ross CNN's second-order path)
+    from underfire.train import _trainable
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 3),
+    ).double()
+    x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    objective = GradientRegularization(3.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    grads = []
+    for parameters_only in (False, True):
+        optimizer.zero_grad(set_to_none=True)
+        loss = objective(model, x, y)
+        loss.backward(inputs=_trainable(optimizer)) if parameters_only else loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
