@@ -18,7 +18,6 @@ Outputs in ``out``: ``config.json`` (the resolved configuration), ``results.json
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
+from underfire.experiments._study import prepare_output, write_claims
 from underfire.experiments.ross2018_claims import evaluate_claims
 from underfire.experiments.ross2018_config import (
     INSENSITIVE_DBL_LAMBDA,
@@ -301,13 +301,7 @@ def run_ross2018(
 
     t_start = time.perf_counter()
     cfg = config or resolve_config(dataset, profile, **overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    _io.write_json(
-        out / "config.json",
-        cfg.to_dict() | {"underfire_version": __version__, "device": str(device)},
-    )
+    out, device = prepare_output(out, cfg, device)
     seed_everything(cfg.seed)
     train, val, test = load_data(cfg, data_root)
     log(
@@ -520,19 +514,7 @@ def _write_report(
     )
 
     r.section("Claims of the paper")
-    rows: list[dict[str, Any]] = []
-    for c in results["claims"]:
-        verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-        rows.append({"claim": f"{c['id']}. {c['claim']}", "verdict": verdict})
-    r.table(rows)
-    for c in results["claims"]:
-        verdict = {True: "**held**", False: "**did not hold**", None: "**not evaluated**"}[
-            c["held"]
-        ]
-        r.text(
-            f"**Claim {c['id']}** — {c['claim']} Rule: {c['rule']}. Numbers: `{json.dumps(c['evidence'])}`. "
-            f"Verdict: {verdict}. {c['note']}"
-        )
+    write_claims(r, results["claims"], "claim")
 
     r.section("Clean accuracy")
     r.table(

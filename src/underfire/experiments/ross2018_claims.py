@@ -12,6 +12,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from underfire.experiments._study import claim_record, round_floats
+
 __all__ = ["CLAIMS", "evaluate_claims"]
 
 #: Models without input-gradient regularization, the comparison group of claims 1, 2 and 4.
@@ -27,24 +29,10 @@ BREAK_MARGIN = 0.1
 def _claim(
     cid: str, text: str, rule: str, evidence: dict[str, Any], held: bool | None, note: str = ""
 ) -> dict[str, Any]:
-    return {
-        "id": cid,
-        "claim": text,
-        "rule": rule,
-        "evidence": evidence,
-        "held": held,
-        "note": note,
-    }
+    return claim_record(cid, text, rule, evidence, held, note)
 
 
-def _round(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 4)
-    if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_round(x) for x in v]
-    return v
+_round = round_floats
 
 
 def _eps_index(eps: list[float], value: float) -> int:

@@ -33,6 +33,7 @@ from torch import nn
 from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, ImageFolderDataset, load_dataset
+from underfire.experiments._study import prepare_output
 from underfire.experiments.zhang2020_config import Zhang2020Config, resolve_config
 from underfire.experiments.zhang2020_eval import (
     PartStore,
@@ -643,13 +644,7 @@ def run_zhang2020(
 
     t_start = time.perf_counter()
     cfg = config or resolve_config(dataset, profile, **overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    _io.write_json(
-        out / "config.json",
-        cfg.to_dict() | {"underfire_version": __version__, "device": str(device)},
-    )
+    out, device = prepare_output(out, cfg, device)
     seed_everything(cfg.seed)
     train, val, test = load_data(cfg, data_root)
     log(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from underfire.experiments._study import claim_record, round_floats
 from underfire.experiments.zhang2020_config import PAPER_SUCCESS
 
 __all__ = ["evaluate_claims", "transfer_table"]
@@ -26,24 +27,10 @@ NARROWS = 0.10
 def _claim(
     cid: str, text: str, rule: str, evidence: dict[str, Any], held: bool | None, note: str = ""
 ) -> dict[str, Any]:
-    return {
-        "id": cid,
-        "claim": text,
-        "rule": rule,
-        "evidence": _round(evidence),
-        "held": held,
-        "note": note,
-    }
+    return claim_record(cid, text, rule, _round(evidence), held, note)
 
 
-def _round(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 4)
-    if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_round(x) for x in v]
-    return v
+_round = round_floats
 
 
 def _pairs(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:

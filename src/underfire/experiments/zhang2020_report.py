@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from underfire._version import __version__
+from underfire.experiments._study import write_claims
 from underfire.experiments.zhang2020_claims import transfer_table
 from underfire.experiments.zhang2020_config import PAPER_CONFIDENCE, PAPER_SUCCESS, Zhang2020Config
 from underfire.report import Report
 
 __all__ = ["write_report"]
-
-VERDICT = {True: "held", False: "did not hold", None: "not evaluated"}
 
 
 def _paper_rate(clf: str, interp: str) -> str:
@@ -55,17 +54,7 @@ def write_report(
         )
 
     r.section("Findings of the paper")
-    r.table(
-        [
-            {"finding": f"{c['id']}. {c['claim']}", "verdict": VERDICT[c["held"]]}
-            for c in results["claims"]
-        ]
-    )
-    for c in results["claims"]:
-        r.text(
-            f"**Finding {c['id']}** — {c['claim']} Rule: {c['rule']}. Numbers: `{json.dumps(c['evidence'])}`. "
-            f"Verdict: **{VERDICT[c['held']]}**. {c['note']}"
-        )
+    write_claims(r, results["claims"], "finding")
 
     r.section("Classifiers")
     r.table(

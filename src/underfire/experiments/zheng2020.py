@@ -33,6 +33,7 @@ from underfire._version import __version__
 from underfire.attacks import PGD
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
+from underfire.experiments._study import prepare_output
 from underfire.experiments.zheng2020_config import POOLINGS, Zheng2020Config, resolve_config
 from underfire.experiments.zheng2020_diagnosis import (
     diagnose_model,
@@ -314,13 +315,7 @@ def run_zheng2020(
 
     t_start = time.perf_counter()
     cfg = config or resolve_config(dataset, profile, **overrides)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    _io.write_json(
-        out / "config.json",
-        cfg.to_dict() | {"underfire_version": __version__, "device": str(device)},
-    )
+    out, device = prepare_output(out, cfg, device)
     train, val, test = load_data(cfg, data_root)
     log(
         f"{cfg.dataset}: {len(train)} train / {len(val)} val / {len(test)} test images, "

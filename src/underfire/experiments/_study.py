@@ -1,0 +1,114 @@
+"""Scaffolding shared by the paper reproductions (Ross 2018, Zhang 2020, Zheng 2020).
+
+Only what is the same in all of them lives here: the output folder with its ``config.json``,
+the claim records with their rounding, and the report section that states each claim with its
+evidence as a small table (not raw JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from underfire._version import __version__
+from underfire.core import io as _io
+from underfire.report import Report
+
+__all__ = [
+    "VERDICT",
+    "claim_record",
+    "evidence_rows",
+    "prepare_output",
+    "round_floats",
+    "write_claims",
+]
+
+#: How a claim's ``held`` (True / False / None) reads in a report.
+VERDICT = {True: "held", False: "did not hold", None: "not evaluated"}
+
+
+class _Config(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def prepare_output(
+    out: str | Path, cfg: _Config, device: str | torch.device
+) -> tuple[Path, torch.device]:
+    """Create ``out`` and write ``config.json`` (the config, version and device) atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    _io.write_json(
+        out / "config.json",
+        cfg.to_dict() | {"underfire_version": __version__, "device": str(device)},
+    )
+    return out, device
+
+
+def round_floats(v: Any, decimals: int = 4) -> Any:
+    """``v`` with every float (also inside dicts and lists) rounded to ``decimals``."""
+    if isinstance(v, float):
+        return round(v, decimals)
+    if isinstance(v, dict):
+        return {k: round_floats(x, decimals) for k, x in v.items()}
+    if isinstance(v, list):
+        return [round_floats(x, decimals) for x in v]
+    return v
+
+
+def claim_record(
+    cid: str, text: str, rule: str, evidence: dict[str, Any], held: bool | None, note: str = ""
+) -> dict[str, Any]:
+    """One claim of a paper as it is stored in ``results.json``."""
+    return {
+        "id": cid,
+        "claim": text,
+        "rule": rule,
+        "evidence": evidence,
+        "held": held,
+        "note": note,
+    }
+
+
+def evidence_rows(evidence: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """A claim's evidence as ``{"quantity", "value"}`` rows; nested dicts become ``a / b`` names.
+
+    Lists of plain values are joined by commas (the report formats lone numbers itself).
+    """
+    rows: list[dict[str, Any]] = []
+    for key, value in evidence.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(evidence_rows(value, prefix=f"{name} / "))
+        elif isinstance(value, list | tuple):
+            rows.append({"quantity": name, "value": ", ".join(_plain(x) for x in value) or "—"})
+        else:
+            rows.append({"quantity": name, "value": "—" if value is None else value})
+    return rows
+
+
+def _plain(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def write_claims(r: Report, claims: Iterable[dict[str, Any]], noun: str) -> None:
+    """The summary table of ``claims`` then, per claim, its rule, verdict and evidence table.
+
+    Args:
+        r: the report (its current section receives the blocks).
+        claims: records made by :func:`claim_record`.
+        noun: "claim" or "finding" (the paper's word; the column and paragraph name).
+    """
+    claims = list(claims)
+    r.table([{noun: f"{c['id']}. {c['claim']}", "verdict": VERDICT[c["held"]]} for c in claims])
+    for c in claims:
+        r.text(
+            f"**{noun.capitalize()} {c['id']}** — {c['claim']} Rule: {c['rule']}. "
+            f"Verdict: **{VERDICT[c['held']]}**. {c['note']}"
+        )
+        r.table(evidence_rows(c["evidence"]))
