@@ -8,6 +8,9 @@ PyTorch's generic batch-norm double backward instead of underfire's closed form)
 inputs, interleaving the objectives so machine load affects them alike, and writes
 ``bench/results/training.json`` with the ratio of medians and the load average of the machine
 (the project's machine is shared: compare ratios, not seconds). Target: ratio ≤ 2.0× on CPU.
+It also counts each step's convolution and matrix-multiply FLOPs (``gflop_per_step``): their
+ratio is the floor an exact double backward can reach on FLOP-bound hardware (2.02× on the
+Ross CNN at batch 256: the second convolution runs six times instead of three).
 
 Options that were measured as ways to lower the ratio (docs/ross2018.md has the numbers):
 ``--channels-last`` (both models in channels-last memory format) and ``--malloc-tuning``
@@ -31,6 +34,9 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import flop_registry
 
 from underfire.defenses import GradientRegularization, paper_lambda_to_lam
 from underfire.models import create_model
@@ -52,6 +58,41 @@ def _step_time(
     if x.is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+class _FlopCount(TorchDispatchMode):
+    """Matrix-multiply and convolution FLOPs of every aten op run under it, backward included.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` cannot be used here: its module hooks fail
+    inside ``torch.autograd.grad``, which the gradient penalty calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+
+            def shape(t):  # type: ignore[no-untyped-def]
+                return t.shape if isinstance(t, torch.Tensor) else t
+
+            self.total += count(
+                *tree_map(shape, args), **tree_map(shape, kwargs), out_val=tree_map(shape, out)
+            )
+        return out
+
+
+def step_flops(objective, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:  # type: ignore[no-untyped-def]
+    """FLOPs of one training step's loss and parameter gradients (the optimizer update aside)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    with _FlopCount() as counter:
+        objective(model, x, y).backward(inputs=params)
+    model.zero_grad(set_to_none=True)
+    return counter.total
 
 
 def tune_malloc() -> bool:
@@ -125,6 +166,12 @@ def main() -> None:
         model = create_model("ross-cnn", input_size=args.size)
         model = model.to(device, memory_format=fmt).train()
         setups[name] = (model, torch.optim.Adam(model.parameters(), lr=2e-4))
+    # the arithmetic floor of the ratio: an exact double backward repeats every convolution
+    # of the second layer six times (forward, the input gradient, and the gradients of both
+    # through the parameters) where a plain step runs it three times
+    torch.manual_seed(0)
+    flop_model = create_model("ross-cnn", input_size=args.size).to(device, memory_format=fmt)
+    flops = {name: step_flops(obj, flop_model.train(), x, y) for name, obj in objectives.items()}
     times: dict[str, list[float]] = {name: [] for name in objectives}
     cpu: dict[str, list[float]] = {name: [] for name in objectives}
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -167,6 +214,8 @@ def main() -> None:
             for name in median
             if name not in ("plain", "gradreg")
         },
+        "gflop_per_step": {name: round(f / 1e9, 3) for name, f in flops.items()},
+        "flop_ratio_gradreg_over_plain": flops["gradreg"] / flops["plain"],
         "target_ratio": 2.0,
     }
     result["within_target"] = result["ratio_gradreg_over_plain"] <= result["target_ratio"]
