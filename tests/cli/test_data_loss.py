@@ -188,3 +188,116 @@ def test_out_in_a_read_only_folder(tmp_path, cli):
         one_line_error(code, err, "writable")
     finally:
         tmp_path.chmod(0o755)
+
+
+def _diagnose(checkpoint: Path, out: Path) -> list[str]:
+    return [
+        "diagnose",
+        "--checkpoint",
+        str(checkpoint),
+        "--attack",
+        "fgsm",
+        "--n",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+
+
+def _train_interpretgan(checkpoint: Path, out: Path) -> list[str]:
+    return [
+        "train-interpretgan",
+        "--checkpoint",
+        str(checkpoint),
+        "--layers",
+        "net.features.pool1",
+        "--batch-size",
+        "8",
+        "--width",
+        "4",
+        "--eval-n",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.mark.parametrize("command", ["diagnose", "train-interpretgan"])
+def test_diagnose_and_train_interpretgan_refuse_an_out_held_by_a_live_run(
+    tmp_path, cli, trained_digits, command
+):
+    out = tmp_path / "run"
+    argv = {"diagnose": _diagnose, "train-interpretgan": _train_interpretgan}[command]
+    argv_extra = ["--eps", "0.1"] if command == "diagnose" else ["--steps", "2"]
+    with RunLock(out, "underfire other"):  # a live holder: this process
+        code, _, err = cli(*argv(trained_digits, out), *argv_extra)
+        one_line_error(code, err, "is in use by `underfire other`", "choose another --out")
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing written
+    assert cli(*argv(trained_digits, out), *argv_extra)[0] == 0  # free again
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_diagnose_refuses_to_replace_a_different_runs_results_unless_forced(
+    tmp_path, cli, trained_digits
+):
+    out = tmp_path / "diagnose"
+    base = _diagnose(trained_digits, out)
+    assert cli(*base, "--eps", "0.1")[0] == 0
+    results = (out / "results.json").read_bytes()
+    report = (out / "report.html").read_bytes()
+    code, _, err = cli(*base, "--eps", "0.2")
+    one_line_error(code, err, "holds the result of a different `underfire diagnose`", "--force")
+    assert (out / "results.json").read_bytes() == results
+    assert (out / "report.html").read_bytes() == report
+    assert cli(*base, "--eps", "0.1")[0] == 0  # the same run again: recomputed, same numbers
+    assert json.loads((out / "results.json").read_text()) == json.loads(results)
+    assert cli(*base, "--eps", "0.2", "--force")[0] == 0
+    assert json.loads((out / "results.json").read_text())["attack"]["eps"] == 0.2
+    # another command whose files collide: attack also writes results.json
+    attack = ["attack", "--checkpoint", str(trained_digits), "--attack", "fgsm", "--n", "16"]
+    code, _, err = cli(*attack, "--eps", "0.1", "--device", "cpu", "--out", str(out))
+    one_line_error(code, err, "a different `underfire diagnose` run")
+
+
+def test_train_interpretgan_rerun_resumes_other_settings_refused_unless_forced(
+    tmp_path, cli, trained_digits
+):
+    out = tmp_path / "gan"
+    base = _train_interpretgan(trained_digits, out)
+    assert cli(*base, "--steps", "2")[0] == 0
+    weights = _weights_gan(out)
+    summary = json.loads((out / "interpretgan.json").read_text())
+    # the same command again: the finished checkpoint is resumed (nothing trained)
+    assert cli(*base, "--steps", "2")[0] == 0
+    assert _same_weights(_weights_gan(out), weights)
+    assert json.loads((out / "interpretgan.json").read_text())["history"] == summary["history"]
+    # other settings: refused, nothing touched
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code, _, err = cli(*base, "--steps", "3")
+    one_line_error(
+        code, err, "holds the result of a different `underfire train-interpretgan`", "--force"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+    # --force: trained from scratch with the new settings, even ones the checkpoint cannot
+    # resume (another width)
+    code, _, err = cli(*base, "--steps", "3", "--width", "6", "--force")
+    assert code == 0 and "--force: deleting" in err, err
+    again = json.loads((out / "interpretgan.json").read_text())
+    assert again["config"]["steps"] == 3 and again["config"]["width"] == 6
+
+
+def _weights_gan(out: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(out / "interpretgan.pt", weights_only=True)
+    return {
+        f"{layer}.{k}": v
+        for layer, g in payload["generators"].items()
+        for k, v in g["state_dict"].items()
+    }
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

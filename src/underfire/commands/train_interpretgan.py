@@ -9,9 +9,11 @@ from pathlib import Path
 from underfire.commands._common import (
     add_data,
     add_device,
+    add_force,
     add_out,
     checkpoint_and_data,
     device_of,
+    guarded_output,
     positive_float,
     positive_int,
     say,
@@ -60,8 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data(p)
     add_out(p, "runs/interpretgan")
+    add_force(
+        p,
+        "train from scratch, deleting the results of a different run in --out; without it "
+        "they are refused (the same command resumes or reuses its own)",
+    )
     add_device(p)
     p.set_defaults(func=run)
+
+
+#: Files a run writes into --out; a different run's are refused without --force.
+_RESULTS = ("interpretgan.pt", "interpretgan.json", "samples.png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,36 +104,44 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
-    out: Path = args.out
-    say(f"train-interpretgan: {args.steps} steps on {dataset} ({len(train)} images) → {out}")
-    gan, history = train_interpretgan(
-        ckpt.model,
-        train,
-        layers,
-        config,
-        device=device,
-        checkpoint=out / "interpretgan.pt",
-        progress=True,
-        meta={"classifier_checkpoint": str(args.checkpoint), "dataset": dataset},
-    )
-    n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
-    x, y = test.x[:n].to(device), test.y[:n].to(device)
-    stats = evaluate_interpretgan(gan, ckpt.model, x, y)
-    plot_interpretgan(gan, ckpt.model, x[:8], None, out / "samples.png", classes=test.info.classes)
-    summary = {
-        "interpretgan_checkpoint": str(out / "interpretgan.pt"),
-        "classifier": str(args.checkpoint),
-        "dataset": dataset,
-        "layers": gan.layers,
-        "config": gan.meta.get("config"),
-        "seconds": round(float(gan.meta.get("seconds", 0.0)), 2),
-        "test": stats,
-        "history": history,
-    }
-    _io.write_json(out / "interpretgan.json", summary)
-    print(
-        json.dumps(
-            {"interpretgan_checkpoint": summary["interpretgan_checkpoint"], "test": stats}, indent=2
+    with guarded_output(args, "train-interpretgan", _RESULTS) as out:
+        checkpoint = out / "interpretgan.pt"
+        if args.force and checkpoint.exists():
+            # another run's generators may not resume under these settings: start afresh
+            say(f"[train-interpretgan] --force: deleting {checkpoint}")
+            checkpoint.unlink()
+        say(f"train-interpretgan: {args.steps} steps on {dataset} ({len(train)} images) → {out}")
+        gan, history = train_interpretgan(
+            ckpt.model,
+            train,
+            layers,
+            config,
+            device=device,
+            checkpoint=checkpoint,
+            progress=True,
+            meta={"classifier_checkpoint": str(args.checkpoint), "dataset": dataset},
         )
-    )
+        n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
+        x, y = test.x[:n].to(device), test.y[:n].to(device)
+        stats = evaluate_interpretgan(gan, ckpt.model, x, y)
+        plot_interpretgan(
+            gan, ckpt.model, x[:8], None, out / "samples.png", classes=test.info.classes
+        )
+        summary = {
+            "interpretgan_checkpoint": str(checkpoint),
+            "classifier": str(args.checkpoint),
+            "dataset": dataset,
+            "layers": gan.layers,
+            "config": gan.meta.get("config"),
+            "seconds": round(float(gan.meta.get("seconds", 0.0)), 2),
+            "test": stats,
+            "history": history,
+        }
+        _io.write_json(out / "interpretgan.json", summary)
+        print(
+            json.dumps(
+                {"interpretgan_checkpoint": summary["interpretgan_checkpoint"], "test": stats},
+                indent=2,
+            )
+        )
     return 0
