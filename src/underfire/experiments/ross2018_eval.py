@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.attacks import BIM, FGSM, TGSM, GradientMaskingWarning
+from underfire.core.state import model_state
 
 __all__ = [
     "blackbox_accuracy",
@@ -113,12 +114,12 @@ def input_gradients(
     model: nn.Module, x: torch.Tensor, labels: torch.Tensor | None, *, uniform: bool = False
 ) -> torch.Tensor:
     """∂CE(f(x), labels)/∂x per example (N, C, H, W), model in eval mode; ``uniform`` uses the
-    uniform label distribution (the certainty-insensitive loss)."""
+    uniform label distribution (the certainty-insensitive loss). The model is borrowed: its
+    submodules' modes, ``requires_grad`` and ``.grad`` come back as they were."""
     if labels is None and not uniform:
         raise ValueError("input_gradients needs labels unless uniform=True")
-    was = model.training
-    model.eval()
-    try:
+    # every submodule's mode, requires_grad and .grad come back as they were
+    with model_state(model, mode="eval", freeze=True):
         xx = x.detach().clone().requires_grad_(True)
         logits = model(xx)
         loss = (
@@ -127,8 +128,6 @@ def input_gradients(
             else F.cross_entropy(logits, labels, reduction="sum")
         )
         (g,) = torch.autograd.grad(loss, xx)
-    finally:
-        model.train(was)
     return g
 
 
