@@ -197,3 +197,33 @@ def test_pgd_adversarial_training_entry() -> None:
     loss = obj(model, x, y)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+
+
+def test_distill_borrows_a_given_teacher_without_changing_it() -> None:
+    from underfire.data import load_dataset
+
+    train = load_dataset("digits", "train").subset(32)
+
+    def factory() -> nn.Module:
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10)
+        )
+
+    torch.manual_seed(0)
+    teacher = factory().train()
+    teacher[2].eval()  # a BatchNorm frozen in eval mode inside a training model
+    teacher[1].weight.requires_grad_(False)
+    modes = [m.training for m in teacher.modules()]
+    flags = [p.requires_grad for p in teacher.parameters()]
+    state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = distill(
+        factory,
+        train,
+        temperature=5.0,
+        config=TrainConfig(steps=2, batch_size=16, lr=1e-3),
+        teacher=teacher,
+    )
+    assert not student.training
+    assert [m.training for m in teacher.modules()] == modes
+    assert [p.requires_grad for p in teacher.parameters()] == flags
+    assert all(torch.equal(v, state[k]) for k, v in teacher.state_dict().items())

@@ -131,7 +131,8 @@ def distill(
             suffix ``.teacher`` (both resumable: an existing finished run returns at once).
         progress: progress bars (experiments and CLI only).
         meta: extra metadata for both checkpoints.
-        teacher: an already-trained teacher to skip stage 1.
+        teacher: an already-trained teacher to skip stage 1; it is borrowed (run in eval
+            mode, frozen, and given back with its modes and ``requires_grad`` unchanged).
 
     Returns:
         The trained student, in eval mode, to be used at T = 1 (its logits as they are).
@@ -150,10 +151,8 @@ def distill(
             checkpoint=checkpoint,
             progress=progress,
             meta=meta,
-        )
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+        )  # frozen, in eval mode
+    # a given teacher is borrowed: Distillation.soft_labels runs it under model_state
     student = model_factory()
     # a different seed for the student's initialization is not needed: the teacher is trained
     # at T, the student on soft labels; starting both from the same weights is what the
