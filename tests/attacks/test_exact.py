@@ -99,3 +99,89 @@ def test_margin_loss_and_projection():
     d = torch.tensor([[3.0, 4.0]])
     torch.testing.assert_close(project(d, 1.0, "l2"), torch.tensor([[0.6, 0.8]]))
     torch.testing.assert_close(project(d, 3.5, "linf"), torch.tensor([[3.0, 3.5]]))
+
+
+# ---- the L∞ steps of PGD, BIM and ADV² are the norm object's (core.norms.LINF)
+
+
+def _dyadic_batch() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A float64 linear model and inputs on the grid k/256 (0 and 1 included), so that with
+    dyadic ε and α every sum below is exact."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 10)).double().eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 257, (32, 1, 6, 6), generator=gen).double() / 256
+    x[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    return model, x, torch.randint(0, 10, (32,), generator=gen)
+
+
+def _linf_iterates(model, x, labels, start, eps, alpha, steps, *, targeted, form):
+    """The L∞ iteration written with the norm object: ``form="project"`` is
+    x + LINF.project(z − x, ε) clipped to [0, 1]; ``form="ball"`` is LINF.ball(x, ε).project_."""
+    import torch.nn.functional as F
+
+    from underfire.core.norms import LINF
+
+    ball = LINF.ball(x, eps)
+    x_adv = start.clone()
+    for _ in range(steps):
+        xa = x_adv.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xa), labels, reduction="sum")
+        (grad,) = torch.autograd.grad(-loss if targeted else loss, xa)
+        z = x_adv + alpha * LINF.direction(grad)
+        if form == "project":
+            x_adv = (x + LINF.project(z - x, eps)).clamp(0.0, 1.0)
+        else:
+            x_adv = ball.project_(z)
+    return (x + LINF.project(x_adv - x, eps)).clamp(0.0, 1.0)  # the attack base's last step
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_bim_linf_steps_are_linf_project_exactly(targeted: bool) -> None:
+    model, x, y = _dyadic_batch()
+    eps, alpha, steps = 0.125, 0.0625, 4  # iterates leave the box and [0, 1] on the way
+    target = (y + 1) % 10 if targeted else None
+    out = BIM(eps=eps, step_size=alpha, steps=steps)(model, x, y, target=target)
+    labels = target if target is not None else y
+    for form in ("project", "ball"):
+        ref = _linf_iterates(model, x, labels, x, eps, alpha, steps, targeted=targeted, form=form)
+        assert torch.equal(out, ref), form
+
+
+def test_pgd_linf_steps_are_the_norm_objects() -> None:
+    from underfire.core.norms import LINF
+
+    model, x, y = _dyadic_batch()
+    eps, alpha, steps = 0.125, 0.0625, 4
+    out = PGD(eps=eps, step_size=alpha, steps=steps, seed=3)(model, x, y)
+    start = LINF.random_start(x, eps, torch.Generator().manual_seed(3))
+    ball = _linf_iterates(model, x, y, start, eps, alpha, steps, targeted=False, form="ball")
+    assert torch.equal(out, ball)
+    # the random start is off the grid: the z − x round trip of LINF.project may differ by an ulp
+    proj = _linf_iterates(model, x, y, start, eps, alpha, steps, targeted=False, form="project")
+    assert (out - proj).abs().max() <= 2**-52
+
+
+def test_adv2_signed_steps_project_with_the_linf_ball(monkeypatch, tiny_model, batch) -> None:
+    from underfire.attacks import ADV2, adv2
+    from underfire.core.norms import LinfBall, LinfNorm
+
+    calls: list[torch.Tensor] = []
+
+    class Spy(LinfBall):
+        def project_(self, z, index=None):  # type: ignore[no-untyped-def]
+            out = super().project_(z, index)
+            ref = (self.x + LinfNorm().project(z - self.x, self.eps)).clamp(0.0, 1.0)
+            calls.append((out - ref).abs().max())
+            return out
+
+    class SpyNorm(LinfNorm):
+        def ball(self, x, eps):  # type: ignore[no-untyped-def]
+            return Spy(self, x, eps)
+
+    monkeypatch.setattr(adv2, "LINF", SpyNorm())
+    x, y = batch
+    attack = ADV2("grad", eps=0.1, warm_steps=0, steps=3)
+    attack(tiny_model, x, y, target=(y + 1) % 10)
+    assert len(calls) == len(attack.lambdas()) == 3  # every signed step, through the ball
+    assert max(calls) <= 2**-23  # = x + LINF.project(z − x, ε) clipped, to float32 rounding

@@ -116,3 +116,48 @@ def test_capture_and_replace_remove_their_hooks_even_on_error() -> None:
     with replace_output(model[1], torch.zeros_like):
         assert torch.allclose(model(x), model[2].bias.expand(4, 1))
     assert not model[0]._forward_hooks and not model[1]._forward_hooks
+
+
+def _hostile_points(gen: torch.Generator, grid: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x in [0, 1] and iterates z around it: inside the ball, outside it, outside [0, 1]
+    (up to 0.75 beyond either end), at the box's edges; on a dyadic grid when ``grid``."""
+    x = torch.rand(64, 3, 5, 5, generator=gen, dtype=torch.float64)
+    x[:, 0, 0, 0], x[:, 0, 0, 1] = 0.0, 1.0
+    z = x + 2.5 * torch.rand(x.shape, generator=gen, dtype=torch.float64) - 1.25
+    if grid is not None:
+        x, z = (x * 2**grid).round() / 2**grid, (z * 2**grid).round() / 2**grid
+    return x, z
+
+
+@pytest.mark.parametrize("eps", [0.0, 2**-8, 0.125, 0.3, 1.0])
+def test_linf_ball_projection_is_linf_project(eps: float) -> None:
+    """PGD, BIM and ADV² project their L∞ iterates with LINF.ball(x, ε).project_ (two clamps
+    against precomputed bounds); it is x + LINF.project(z − x, ε) clipped to [0, 1]."""
+    gen = torch.Generator().manual_seed(0)
+    # on a dyadic grid every operation of both forms is exact: the same tensors
+    x, z = _hostile_points(gen, grid=12)
+    ball = LINF.ball(x, eps)
+    reference = (x + LINF.project(z - x, eps)).clamp(0.0, 1.0)
+    assert torch.equal(ball.project_(z.clone()), reference)
+    active = torch.tensor([3, 0, 17, 63])
+    assert torch.equal(ball.project_(z[active].clone(), active), reference[active])
+    # any float64 input: equal but for the rounding of the z − x round trip (≤ 1 ulp of 1),
+    # which the box form does not have: a feasible z comes back bit for bit
+    x, z = _hostile_points(gen, grid=None)
+    ball = LINF.ball(x, eps)
+    out = ball.project_(z.clone())
+    reference = (x + LINF.project(z - x, eps)).clamp(0.0, 1.0)
+    assert (out - reference).abs().max() <= 2**-52
+    inside = (z >= (x - eps).clamp(min=0.0)) & (z <= (x + eps).clamp(max=1.0))
+    assert torch.equal(out[inside], z[inside])
+    assert ((out - x).abs() <= eps + 2**-52).all()  # bounds are fl(x ± ε)
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(ball.project_(out.clone()), out)  # a projection: idempotent
+
+
+def test_generic_ball_is_project_then_clip() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x, z = _hostile_points(gen, grid=None)
+    ball = L2.ball(x, 0.5)
+    assert type(ball).__name__ == "Ball"
+    assert torch.equal(ball.project_(z.clone()), (x + L2.project(z - x, 0.5)).clamp(0.0, 1.0))

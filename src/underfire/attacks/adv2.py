@@ -50,6 +50,7 @@ from underfire.attacks.base import ATTACKS, Attack
 from underfire.attacks.pgd import PGD
 from underfire.core.autograd.conv import fast_conv_double_backward
 from underfire.core.autograd.smooth_relu import DEFAULT_TAU, smooth_relu
+from underfire.core.norms import LINF
 from underfire.core.state import model_state
 from underfire.core.validation import (
     check_eps,
@@ -777,7 +778,7 @@ class ADV2(Attack):
             )
         else:
             x_adv = x.clone()
-        lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
+        ball = LINF.ball(x, eps)  # the ε-box ∩ [0, 1]
         n = x.shape[0]
         best = x_adv.clone()
         best_key = torch.full((n, 2), math.inf, device=x.device, dtype=torch.float64)
@@ -827,7 +828,7 @@ class ADV2(Attack):
                 consider(x_adv, logits, dist)  # a forward map: the step's map is the true one
             elif i % self.check_every == 0:
                 judge(x_adv)
-            x_adv = torch.maximum(torch.minimum(x_adv - alpha * grad.sign(), hi), lo)
+            x_adv = ball.project_(x_adv - alpha * LINF.direction(grad))
         judge(x_adv)
         self.result = self._record(model, best, t, m_t, best_dist)
         return best

@@ -137,12 +137,10 @@ class PGD(Attack):
         check: bool,
     ) -> torch.Tensor:
         """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
-        eps, alpha, linf = float(self.eps or 0.0), self.alpha, self.norm == "linf"
-        l2 = get_norm("l2")
-        norm = self.norm or "linf"  # always set by the constructor
-        x_adv = random_start_point(x, eps, norm, gen) if self.random_start else x.clone()
-        if linf:  # the intersection of the ε-box and [0, 1], computed once
-            lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+        eps, alpha = float(self.eps or 0.0), self.alpha
+        norm = get_norm(self.norm or "linf")  # always set by the constructor
+        x_adv = norm.random_start(x, eps, gen) if self.random_start else x.clone()
+        ball = norm.ball(x, eps)  # B(x, ε) ∩ [0, 1], set up once (L∞: the box's bounds)
         active: torch.Tensor | None = None  # indices still being attacked (early stop)
         for step in range(self.steps):
             xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
@@ -164,14 +162,8 @@ class PGD(Attack):
             if check and step == 0:
                 check_gradient(grad, type(self).__name__, stacklevel=6)
             xa = xa.detach()
-            if linf:
-                xa.add_(grad.sign_(), alpha=alpha)
-                lo_a, hi_a = (lo, hi) if active is None else (lo[active], hi[active])
-                torch.maximum(torch.minimum(xa, hi_a, out=xa), lo_a, out=xa)
-            else:
-                x0 = x if active is None else x[active]
-                xa.add_(l2.direction(grad), alpha=alpha)
-                xa = (x0 + l2.project(xa - x0, eps)).clamp_(0.0, 1.0)
+            xa.add_(norm.direction(grad), alpha=alpha)
+            xa = ball.project_(xa, active)
             if active is None:
                 x_adv = xa
             else:

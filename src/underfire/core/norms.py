@@ -4,9 +4,13 @@ An attack bounded in an Lp ball needs four operations, each defined once here:
 ``project`` (onto the ε-ball, per sample), ``random_start`` (a uniform point of the ball),
 ``direction`` (the steepest-ascent direction of a gradient under the norm: its sign for L∞,
 the gradient over its L2 norm for L2) and ``distance`` (per-sample norm of a difference).
+An iterative attack's steps use :meth:`Norm.ball`: the feasible set B(x, ε) ∩ [0, 1] of one
+batch, set up once, whose ``project_`` maps each iterate back into it.
 
 >>> norm = get_norm("linf")
 >>> x_adv = x + norm.project(x_adv - x, eps)
+>>> ball = norm.ball(x, eps)  # in a loop:
+>>> x_adv = ball.project_(x_adv + alpha * norm.direction(grad))
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import math
 
 import torch
 
-__all__ = ["L2", "LINF", "NORMS", "L2Norm", "LinfNorm", "Norm", "get_norm"]
+__all__ = ["L2", "LINF", "NORMS", "Ball", "L2Norm", "LinfBall", "LinfNorm", "Norm", "get_norm"]
 
 _TINY = 1e-12
 
@@ -47,8 +51,31 @@ class Norm:
         """A uniformly random point of the ε-ball around ``x``, clipped to [0, 1]."""
         raise NotImplementedError
 
+    def ball(self, x: torch.Tensor, eps: float) -> Ball:
+        """The feasible set B(x, ε) ∩ [0, 1] of the batch ``x``, for an attack's iterates."""
+        return Ball(self, x, eps)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class Ball:
+    """B(x, ε) ∩ [0, 1] of one batch ``x`` (N, ...) under ``norm``: where iterates must stay.
+
+    :meth:`project_` is ``x + norm.project(z - x, ε)`` clipped to [0, 1] (exact for L∞; for
+    L2 the clip after the ball's projection is the usual approximation of the projection onto
+    the intersection).
+    """
+
+    def __init__(self, norm: Norm, x: torch.Tensor, eps: float) -> None:
+        self.norm, self.x, self.eps = norm, x, eps
+
+    def project_(self, z: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` projected into the set, per sample; ``index`` selects the rows of ``x`` that
+        ``z`` holds (an attack's still-active samples). May work in place on ``z`` (a tensor
+        that needs no grad): use the returned tensor."""
+        x0 = self.x if index is None else self.x[index]
+        return (x0 + self.norm.project(z - x0, self.eps)).clamp_(0.0, 1.0)
 
 
 class LinfNorm(Norm):
@@ -70,6 +97,24 @@ class LinfNorm(Norm):
     ) -> torch.Tensor:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return (x + eps * (2 * noise - 1)).clamp_(0.0, 1.0)
+
+    def ball(self, x: torch.Tensor, eps: float) -> LinfBall:
+        return LinfBall(self, x, eps)
+
+
+class LinfBall(Ball):
+    """The L∞ ball ∩ [0, 1] is a box, [max(x − ε, 0), min(x + ε, 1)] per pixel: its bounds
+    are computed once, and the projection is two in-place clamps (no ``z − x`` round trip,
+    so a feasible ``z`` comes back bit for bit, a clipped one as the box's bound)."""
+
+    def __init__(self, norm: Norm, x: torch.Tensor, eps: float) -> None:
+        super().__init__(norm, x, eps)
+        self.lo = (x - eps).clamp_(min=0.0)
+        self.hi = (x + eps).clamp_(max=1.0)
+
+    def project_(self, z: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        lo, hi = (self.lo, self.hi) if index is None else (self.lo[index], self.hi[index])
+        return torch.maximum(torch.minimum(z, hi, out=z), lo, out=z)
 
 
 class L2Norm(Norm):
