@@ -145,3 +145,77 @@ def test_no_import_cycles_between_modules() -> None:
     # TYPE_CHECKING imports count: a cycle there is a design smell even if it runs.
     cycles = _cycles(_module_graph())
     assert not cycles, f"import cycles between modules: {cycles}"
+
+
+def _not_reexports(source: str, package: str) -> list[str]:
+    """What in a package ``__init__`` is more than re-exports and registry registration: only
+    a docstring, ``from __future__``, imports from the package's own modules, ``__all__`` (a
+    list of the imported names) and ``<registry>.register(...)`` calls are allowed."""
+    tree = ast.parse(source)
+    problems: list[str] = []
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            if any(m.split(".")[0] == "argparse" for m in modules):
+                problems.append(f"line {node.lineno}: imports argparse")
+    for i, node in enumerate(tree.body):
+        where = f"line {node.lineno}"
+        if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # the docstring
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue
+        if isinstance(node, ast.ImportFrom):
+            own = node.level == 1 or (
+                node.level == 0 and (node.module or "").startswith(f"{package}.")
+            )
+            if not own:
+                problems.append(f"{where}: imports from {node.module}, not from {package}")
+            imported.update(a.asname or a.name for a in node.names)
+            continue
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["__all__"]
+            and isinstance(node.value, ast.List | ast.Tuple)
+            and all(isinstance(e, ast.Constant) for e in node.value.elts)
+        ):
+            missing = {e.value for e in node.value.elts} - imported  # type: ignore[attr-defined]
+            if missing:
+                problems.append(f"{where}: __all__ names {sorted(missing)}, not imported")
+            continue
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr == "register"
+        ):
+            continue
+        problems.append(f"{where}: {type(node).__name__} (only imports, __all__, registration)")
+    return problems
+
+
+def test_defenses_init_keeps_reexports_and_the_registry_only() -> None:
+    init = SRC / "defenses" / "__init__.py"
+    assert _not_reexports(init.read_text(encoding="utf-8"), "underfire.defenses") == []
+
+
+def test_reexport_check_catches_definitions_and_argparse() -> None:
+    bad = (
+        '"""doc"""\nimport argparse\nfrom underfire.defenses.base import create\n'
+        "from underfire.train import Trainer\n"
+        "def add_defense_arguments(p): ...\nclass Objective: ...\nX = 1\n"
+        '__all__ = ["create", "Gone"]\n'
+    )
+    problems = "\n".join(_not_reexports(bad, "underfire.defenses"))
+    for needle in (
+        "imports argparse",
+        "Import (only",
+        "from underfire.train",
+        "FunctionDef",
+        "ClassDef",
+        "Assign (only",
+        "['Gone']",
+    ):
+        assert needle in problems, (needle, problems)
