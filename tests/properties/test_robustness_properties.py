@@ -134,3 +134,112 @@ def test_batch_size_zero_no_longer_gives_accuracy_zero() -> None:
             robust_accuracy(model, FGSM(eps=0.1), (x, y), batch_size=bad)
     with pytest.raises(ValueError, match="eps\\[0\\] must be a finite number"):
         robust_accuracy(model, FGSM(eps=0.1), (x, y), eps=[float("nan")])
+
+
+# ---- collect_data: every container of (x, y) it takes, hostile contents and n
+
+
+class _Holder:
+    """An object with ``.x`` and ``.y`` (like underfire's ImageDataset)."""
+
+    def __init__(self, x: object, y: object) -> None:
+        self.x, self.y = x, y
+
+
+class _Items:
+    """A map-style dataset of (x_i, y_i) items (``__getitem__`` and ``__len__`` only)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.images, self.labels = x, y  # not .x/.y: those take the in-memory path
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+
+def _wrap(kind: str, x: torch.Tensor, y: object, batch: int) -> object:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if kind == "tuple":
+        return (x, y)
+    if kind == "list":
+        return [x, y]
+    if kind == "holder":
+        return _Holder(x, y)
+    assert isinstance(y, torch.Tensor)
+    if kind == "items":
+        return _Items(x, y)
+    if kind == "tensor-dataset":
+        return TensorDataset(x, y)
+    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False)
+
+
+labels_kinds = st.sampled_from(
+    ["int64"] * 4 + ["int32", "uint8", "float", "fraction", "2d", "short", "list", "bool"]
+)
+ns = st.one_of(
+    st.none(), st.integers(1, 5), st.sampled_from([0, -1, -3, 2.0, 2.5, True, "2", math.nan])
+)
+junk = st.sampled_from([None, 3, "data", {"x": 1}, torch.rand(2, 1, 3, 3), (torch.rand(2),)])
+
+
+@pytest.mark.parametrize("kind", ["tuple", "list", "holder", "items", "tensor-dataset", "loader"])
+@SETTINGS
+@given(
+    case=cases(),
+    labels=labels_kinds,
+    n=ns,
+    batch=st.integers(1, 3),
+    garbage=st.one_of(st.none(), junk),
+)
+def test_collect_data_valid_or_clear(
+    case: Case, kind: str, labels: str, n: object, batch: int, garbage: object
+) -> None:
+    from underfire.robustness import collect_data
+
+    x = case.x
+    expect = [f for f in case.flaws if f not in ("dtype", "label")]  # no model to check these
+    count = x.shape[0] if x.dim() == 4 else 0
+    y: object = {
+        "int64": case.y,
+        "int32": case.y.int(),
+        "uint8": case.y.clamp(0, 255).to(torch.uint8),
+        "float": case.y.double(),  # integral values, but not a class index dtype
+        "fraction": case.y.double() + 0.5,
+        "2d": case.y[:, None],
+        "short": case.y[:-1],
+        "list": case.y.tolist(),
+        "bool": case.y > 0,
+    }[labels]
+    if x.dim() != 4 or labels in ("2d", "short", "list"):
+        kind = "tuple" if kind in ("items", "tensor-dataset", "loader") else kind
+    if labels not in ("int64", "int32", "uint8") and not (labels == "short" and count == 0):
+        expect.append(f"labels {labels}")  # (an empty batch has no label to leave out)
+    if kind in ("items", "tensor-dataset", "loader") and count == 0:
+        expect.append("empty data")
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        expect.append("n")
+    elif isinstance(n, int) and n < count and "inf" in expect:
+        expect.remove("inf")  # the inf is in the last image, which the first n leave out
+    data = garbage if garbage is not None else _wrap(kind, x, y, batch)
+    if garbage is not None:
+        expect = ["not data"]
+    x0 = x.clone()
+    try:
+        got_x, got_y = collect_data(data, n)  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 - the property is about which errors
+        assert_clear(err)
+        event(f"refused: {type(err).__name__}")
+        assert expect, f"valid input refused: {type(err).__name__}: {err}"
+        return
+    finally:
+        assert torch.equal(x.nan_to_num(), x0.nan_to_num()), "input mutated"
+    assert not expect, f"{expect} accepted"
+    event(f"valid result ({kind})")
+    keep = count if n is None else min(count, n)  # type: ignore[type-var]
+    assert got_x.shape == (keep, *x.shape[1:]) and got_x.dtype == x.dtype
+    assert torch.equal(got_x, x[:keep])
+    assert got_y.dtype == torch.int64 and torch.equal(got_y, case.y[:keep])
+    assert got_x.min() >= 0 and got_x.max() <= 1 if keep else True
