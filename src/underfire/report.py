@@ -40,6 +40,13 @@ def _column_decimals(rows: Sequence[dict[str, Any]], col: str) -> int | None:
     return max(0, min(4, 2 - math.floor(math.log10(largest))))
 
 
+def _is_text_column(rows: Sequence[dict[str, Any]], col: str) -> bool:
+    """A column without a single number is text: left-aligned, where numbers align right."""
+    return not any(
+        isinstance(r.get(col), int | float) and not isinstance(r.get(col), bool) for r in rows
+    )
+
+
 def _formatted_rows(cols: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     decimals = {c: _column_decimals(rows, c) for c in cols}
     return [[_format(r.get(c, ""), decimals[c]) for c in cols] for r in rows]
@@ -106,9 +113,17 @@ class Report:
                 body.append(_markdown_paragraphs(block.payload))
             elif block.kind == "table":
                 cols, rows = block.payload
-                head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+                align = ["" if not _is_text_column(rows, c) else ' class="text"' for c in cols]
+                head = "".join(
+                    f"<th{a}>{html.escape(c)}</th>" for c, a in zip(cols, align, strict=True)
+                )
                 lines = [
-                    "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+                    "<tr>"
+                    + "".join(
+                        f"<td{a}>{html.escape(cell)}</td>"
+                        for cell, a in zip(cells, align, strict=True)
+                    )
+                    + "</tr>"
                     for cells in _formatted_rows(cols, rows)
                 ]
                 body.append(
@@ -163,6 +178,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
 table {{ border-collapse: collapse; margin: 1rem 0; }}
 div.table {{ overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }}
+th.text, td.text {{ text-align: left; }}
 th {{ background: #f3f3f3; }}
 img {{ max-width: 100%; }}
 figcaption {{ color: #555; font-size: .9rem; }}

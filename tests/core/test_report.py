@@ -25,3 +25,14 @@ def test_report_writes_markdown_and_self_contained_html(tmp_path):
         and "Title &lt;x&gt;" in page
     )
     assert "<li>a</li>" in page
+
+
+def test_text_columns_align_left_and_number_columns_right(tmp_path):
+    report = Report("t").table(
+        [{"model": "normal", "accuracy": 0.9, "held": True}, {"model": "gradreg", "accuracy": 1}]
+    )
+    _, html = report.write(tmp_path)
+    page = html.read_text()
+    assert '<th class="text">model</th><th>accuracy</th><th class="text">held</th>' in page
+    assert '<td class="text">normal</td><td>0.900</td><td class="text">True</td>' in page
+    assert "th.text, td.text { text-align: left; }" in page

@@ -20,7 +20,7 @@ from underfire.report import Report
 __all__ = [
     "VERDICT",
     "claim_record",
-    "evidence_rows",
+    "evidence_tables",
     "prepare_output",
     "round_floats",
     "write_claims",
@@ -73,21 +73,40 @@ def claim_record(
     }
 
 
-def evidence_rows(evidence: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
-    """A claim's evidence as ``{"quantity", "value"}`` rows; nested dicts become ``a / b`` names.
+def evidence_tables(evidence: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """A claim's evidence as tables a reader can scan: one row per item, one column per quantity.
 
-    Lists of plain values are joined by commas (the report formats lone numbers itself).
+    Every dict whose own values are plain (numbers, text, lists of plain values) is a record,
+    named by its path (``resnet-small / grad``); records with the same quantities share a table
+    (the findings' per classifier × interpreter numbers become one table instead of dozens of
+    ``quantity | value`` rows). Plain values at the top level form a ``quantity | value`` table.
     """
-    rows: list[dict[str, Any]] = []
-    for key, value in evidence.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            rows.extend(evidence_rows(value, prefix=f"{name} / "))
-        elif isinstance(value, list | tuple):
-            rows.append({"quantity": name, "value": ", ".join(_plain(x) for x in value) or "—"})
-        else:
-            rows.append({"quantity": name, "value": "—" if value is None else value})
-    return rows
+    top: dict[str, Any] = {}
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def walk(d: dict[str, Any], path: str) -> None:
+        plain = {k: v for k, v in d.items() if not (isinstance(v, dict) and v)}
+        if plain:
+            if path:
+                row = {"item": path} | {k: _cell(v) for k, v in plain.items()}
+                groups.setdefault(tuple(plain), []).append(row)
+            else:
+                top.update(plain)
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                walk(v, f"{path} / {k}" if path else str(k))
+
+    walk(evidence, "")
+    tables = [[{"quantity": k, "value": _cell(v)} for k, v in top.items()]] if top else []
+    return tables + list(groups.values())
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(x) for x in value) or "—"
+    return value
 
 
 def _plain(x: Any) -> str:
@@ -111,4 +130,5 @@ def write_claims(r: Report, claims: Iterable[dict[str, Any]], noun: str) -> None
             f"**{noun.capitalize()} {c['id']}** — {c['claim']} Rule: {c['rule']}. "
             f"Verdict: **{VERDICT[c['held']]}**. {c['note']}"
         )
-        r.table(evidence_rows(c["evidence"]))
+        for table in evidence_tables(c["evidence"]):
+            r.table(table)
