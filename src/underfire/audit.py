@@ -42,7 +42,8 @@ from underfire.attacks.base import Attack
 from underfire.core import io as _io
 from underfire.core.state import model_state
 from underfire.core.validation import check_eps, check_float, check_int
-from underfire.interpreters import INTERPRETERS, Interpreter
+from underfire.interpreters import INTERPRETERS, Interpreter, normalize_maps
+from underfire.interpreters.cam import capture_layer, find_target_layer
 from underfire.metrics import l1_distance, topk_iou
 from underfire.plotting import new_figure, prediction_titles, save_figure
 from underfire.report import Report
@@ -53,6 +54,15 @@ __all__ = ["AuditConfig", "audit", "collect_data", "default_eps"]
 #: Attacks whose result is a minimal perturbation, not bounded by an ε.
 MINIMAL = ("cw", "jsma")
 
+#: Interpreters that read a target layer's feature map.
+LAYERED = ("cam", "gradcam")
+
+#: A map is constant when max − min ≤ CONSTANT_RTOL · max |map| (or it is all zero). Relative,
+#: because float32 rounding leaves a span of ~1e-7 · max on a map that is constant in exact
+#: arithmetic (e.g. Grad-CAM on a 1×1 feature map), and min–max normalization would turn that
+#: rounding into speckle; maps of real content span a sizeable fraction of their maximum.
+CONSTANT_RTOL = 1e-4
+
 
 @dataclass(frozen=True)
 class AuditConfig:
@@ -62,6 +72,11 @@ class AuditConfig:
         attacks: registered attack names; ε-bounded ones are swept over ``eps``.
         interpreters: registered interpreter names whose maps are compared under attack.
         eps: L∞ radii (None: by input size, see :func:`default_eps`); ε = 0 is always added.
+        interpreter_options: keyword arguments per interpreter name, e.g.
+            ``{"gradcam": {"relu": False}}``.
+        target_layer: module name CAM / Grad-CAM read (e.g. ``"net.layer4"``); None: the
+            model's declared ``target_layer``, else the last module with a spatial 4-D output
+            (:func:`underfire.interpreters.cam.find_target_layer`).
         n: at most this many samples are audited (the first n).
         n_maps: images used for the explanation sections (maps are costlier).
         batch_size: attack batch size.
@@ -76,6 +91,8 @@ class AuditConfig:
     attacks: tuple[str, ...] = ("fgsm", "pgd", "cw")
     interpreters: tuple[str, ...] = ("grad", "ig", "gradcam")
     eps: tuple[float, ...] | None = None
+    interpreter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_layer: str | None = None
     n: int = 1000
     n_maps: int = 16
     batch_size: int = 128
@@ -91,6 +108,20 @@ class AuditConfig:
             ATTACKS.get(name)
         for name in self.interpreters:
             INTERPRETERS.get(name)
+        for name, options in self.interpreter_options.items():
+            if name not in self.interpreters:
+                raise ValueError(
+                    f"interpreter_options names {name!r}, which is not among the audited "
+                    f"interpreters {', '.join(self.interpreters)}"
+                )
+            if not isinstance(options, dict):
+                raise TypeError(f"interpreter_options[{name!r}] must be a dict of keywords")
+        if self.target_layer is not None and (
+            not isinstance(self.target_layer, str) or not self.target_layer
+        ):
+            raise TypeError(
+                f"target_layer must be None or a module name, got {self.target_layer!r}"
+            )
         if not self.attacks:
             raise ValueError("an audit needs at least one attack, e.g. attacks=('fgsm', 'pgd')")
         if self.eps is not None:
@@ -127,6 +158,8 @@ class _Run:
     progress: bool
     started: float = field(default_factory=time.perf_counter)
     results: dict[str, Any] = field(default_factory=dict)
+    #: interpreter name → its target layer {"name", "how", "size"} (CAM methods only)
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -173,6 +206,63 @@ def _part(
 def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x).argmax(1)
+
+
+def _build_interpreter(run: _Run, name: str) -> Interpreter:
+    kwargs = dict(run.config.interpreter_options.get(name, {}))
+    if name in run.layers:
+        kwargs["target_layer"] = run.layers[name]["name"]
+    return INTERPRETERS.create(name, **kwargs)
+
+
+def _prepare_interpreters(run: _Run) -> None:
+    """Choose the CAM methods' target layers and run every interpreter once on one image, so
+    that an interpreter that cannot run on this model stops the audit before the attacks
+    (which take most of its time), with one message saying what to pass."""
+    from underfire.interpreters.cam import declared_target_layer
+    from underfire.models import get_layer
+
+    x, y = run.x[:1].to(run.device), run.y[:1].to(run.device)
+    for name in run.config.interpreters:
+        hint = ""
+        try:
+            if name in LAYERED:
+                hint = (
+                    "; name the layer with target_layer='<module name>' (CLI: --target-layer), "
+                    "or leave this interpreter out"
+                )
+                given = run.config.interpreter_options.get(name, {}).get("target_layer")
+                given = given or run.config.target_layer
+                layer = given or find_target_layer(run.model, x)
+                if given:
+                    how = "given"
+                elif declared_target_layer(run.model):
+                    how = "declared by the model"
+                else:
+                    how = "found automatically: the last module with a spatial 4-D output"
+                with torch.no_grad(), capture_layer(get_layer(run.model, layer)) as outs:
+                    run.model(x)
+                size = [int(v) for v in outs[-1].shape[2:]]
+                run.layers[name] = {"name": layer, "how": how, "size": size}
+            _build_interpreter(run, name)(run.model, x, y)
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(
+                f"interpreter {name!r} cannot run on this model ({message}){hint}; "
+                "the audit stopped before any attack ran"
+            ) from err
+        info = run.layers.get(name)
+        if info is not None and info["size"] == [1, 1]:
+            note = (
+                f"{name}: target layer {info['name']} is 1×1 at this input size, so its maps "
+                "are constant and carry no spatial information; choose an earlier layer "
+                "(target_layer / --target-layer) for spatial maps"
+            )
+            warnings.warn(note, stacklevel=3)
+            notes = run.results.setdefault("notes", [])
+            if note not in notes:
+                notes.append(note)
+    run.results["layers"] = run.layers
 
 
 def _build_attack(name: str, config: AuditConfig, eps: float) -> Attack:
@@ -427,7 +517,7 @@ def _maps(run: _Run, name: str) -> dict[str, Any]:
     also keeps the map close to the benign one). Map statistics are taken over the images
     whose attack reached the target, so the two rows compare successful attacks only.
     """
-    interpreter: Interpreter = INTERPRETERS.create(name)
+    interpreter = _build_interpreter(run, name)
     n = min(run.config.n_maps, run.x.shape[0])
     x, y = run.x[:n].to(run.device), run.y[:n].to(run.device)
     eps = max(run.eps)
@@ -441,15 +531,12 @@ def _maps(run: _Run, name: str) -> dict[str, Any]:
             )
         except (TypeError, ValueError) as err:
             run.results.setdefault("notes", []).append(f"ADV² on {name} not run: {err}")
-    benign_raw = interpreter(run.model, x, raw=True)
-    span = benign_raw.flatten(1).amax(1) - benign_raw.flatten(1).amin(1)
-    constant = span <= 1e-8 * benign_raw.flatten(1).abs().amax(1).clamp_min(1e-30)
-    benign = interpreter(run.model, x)
-    keep = ~constant
+    benign, constant = _normalized_maps(interpreter, run.model, x)
     out: dict[str, Any] = {
         "eps": eps,
         "n": n,
         "constant_maps": int(constant.sum()),
+        "target_layer": run.layers.get(name),
         "benign": benign[:8].cpu().tolist(),
         "x": x[:8].cpu().tolist(),
         "y": y[:8].cpu().tolist(),
@@ -457,20 +544,36 @@ def _maps(run: _Run, name: str) -> dict[str, Any]:
         "attacks": {},
     }
     for label, x_adv in adversarial.items():
-        adv_map = interpreter(run.model, x_adv)
+        adv_map, adv_constant = _normalized_maps(interpreter, run.model, x_adv)
         pred = _predict(run.model, x_adv)
-        used = keep & (pred == target)
+        # a constant map (benign or attacked) has no ranking to compare: left out
+        used = ~constant & ~adv_constant & (pred == target)
         l1 = l1_distance(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
         iou = topk_iou(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
         out["attacks"][label] = {
             "reached_target": (pred == target).double().mean().item(),
             "n_used": int(used.sum()),
+            "constant_maps": int(adv_constant.sum()),
             "l1": l1.mean().item() if l1.numel() else None,
             "iou": iou.mean().item() if iou.numel() else None,
             "maps": adv_map[:8].cpu().tolist(),
             "pred": pred[:8].cpu().tolist(),
         }
     return out
+
+
+def _normalized_maps(
+    interpreter: Interpreter, model: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[0, 1] maps and which are constant (see :data:`CONSTANT_RTOL`); constant maps are
+    returned as zeros rather than as normalized rounding noise."""
+    raw = interpreter(model, x, raw=True)
+    flat = raw.flatten(1)
+    span = flat.amax(1) - flat.amin(1)
+    constant = span <= CONSTANT_RTOL * flat.abs().amax(1)
+    maps = normalize_maps(raw)
+    maps[constant] = 0
+    return maps, constant
 
 
 def _diagnosis(run: _Run) -> dict[str, Any]:
@@ -524,11 +627,12 @@ def audit(
     x, y = collect_data(data, config.n)
     eps = sorted({0.0, *(config.eps or default_eps(x))})
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        _check_resumable(out_dir, config, x)
     run = _Run(model=model, x=x, y=y, config=config, eps=eps, out=out_dir, progress=progress)
     with model_state(model, freeze=False):
         model.eval()
+        _prepare_interpreters(run)  # before anything is saved: a fixed call is not "other settings"
+        if out_dir is not None:
+            _check_resumable(out_dir, config, x)
         clean = _part(run, "clean", _clean, always=True)
         assert clean is not None
         for name in config.attacks:
@@ -727,9 +831,11 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     if maps:
         rep.section("Explanations under attack")
         first = results[f"maps-{maps[0]}"]
+        shown = len(first["x"])
         rep.text(
-            f"Maps of {first['n']} images, benign vs attacked toward the class (y + 1) mod K at "
-            f"ε = {first['eps']:.3g}, over the images whose attack reached that class. High L1 / "
+            f"Maps of {first['n']} images (the figures show the first {shown}), benign vs "
+            f"attacked toward the class (y + 1) mod K at ε = {first['eps']:.3g}; L1 and IoU are "
+            "averaged over the images whose attack reached that class. High L1 / "
             "low IoU under PGD means the explanation changes visibly when the prediction is "
             "attacked; a small change under ADV² means an attacker can change the prediction "
             "while keeping the explanation looking benign."
@@ -750,6 +856,19 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                     }
                 )
         rep.table(rows)
+        for n in maps:
+            layer = results[f"maps-{n}"].get("target_layer")
+            if layer:
+                h, w = layer["size"]
+                rep.text(
+                    f"{n} reads the feature map of `{layer['name']}` ({h}×{w} at this input "
+                    f"size; {layer['how']})"
+                    + (
+                        ": a 1×1 map is constant, so these maps carry no spatial information."
+                        if h * w == 1
+                        else "."
+                    )
+                )
         constant = [
             f"{n} ({results[f'maps-{n}']['constant_maps']})"
             for n in maps

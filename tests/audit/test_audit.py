@@ -116,3 +116,80 @@ def test_torchvision_model_from_python(tmp_path: Path) -> None:
         out=tmp_path,
     )
     assert r["attack-fgsm"]["eps"] == [0.0, 8 / 255] and (tmp_path / "report.html").exists()
+
+
+class Normalized(torch.nn.Module):
+    """A user's wrapper: normalization inside, the torchvision model declares no target_layer."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / 0.25)
+
+
+def _wrapped_resnet() -> torch.nn.Module:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return Normalized(torchvision.models.resnet18(num_classes=3)).eval()
+
+
+CAM_SMALL = {
+    "attacks": ("fgsm",),
+    "interpreters": ("gradcam",),
+    "eps": (8 / 255,),
+    "n_maps": 4,
+    "pgd_steps": 2,
+    "surrogate": False,
+}
+
+
+def test_gradcam_finds_a_target_layer_on_a_wrapped_torchvision_model(tmp_path: Path) -> None:
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    r = audit(_wrapped_resnet(), (x, y), out=tmp_path, **CAM_SMALL)
+    # at 32×32 layer4 is 1×1 and global pooling follows: the last spatial map is layer3 (2×2)
+    assert r["layers"]["gradcam"] == {
+        "name": "net.layer3",
+        "how": "found automatically: the last module with a spatial 4-D output",
+        "size": [2, 2],
+    }
+    assert r["maps-gradcam"]["target_layer"]["name"] == "net.layer3"
+    assert "net.layer3" in (tmp_path / "report.md").read_text()
+
+
+def test_a_given_1x1_target_layer_warns_and_its_constant_maps_are_left_out(
+    tmp_path: Path,
+) -> None:
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    with pytest.warns(UserWarning, match="1×1"):
+        r = audit(_wrapped_resnet(), (x, y), out=tmp_path, target_layer="net.layer4", **CAM_SMALL)
+    maps = r["maps-gradcam"]
+    # float32 rounding leaves a span of ~1e-7 · max: still constant under the relative test
+    assert maps["constant_maps"] == 4
+    assert all(a["n_used"] == 0 and a["iou"] is None for a in maps["attacks"].values())
+    assert torch.tensor(maps["benign"]).abs().max() == 0  # shown blank, not as rounding speckle
+    assert "carry no spatial information" in (tmp_path / "report.md").read_text()
+
+
+def test_an_interpreter_that_cannot_run_stops_the_audit_before_the_attacks(
+    tmp_path: Path,
+) -> None:
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3)).eval()
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="'gradcam' cannot run on this model.*--target-layer"):
+        audit(mlp, (x, y), out=tmp_path, **CAM_SMALL)
+    assert not list(tmp_path.glob("parts/attack-*.json"))
+
+
+def test_interpreter_options_reach_the_interpreter(digits_model, digits_splits) -> None:
+    r = audit(
+        digits_model,
+        digits_splits["test"],
+        **(CAM_SMALL | {"n": 4, "eps": (0.1,)}),
+        interpreter_options={"gradcam": {"relu": False}},
+    )
+    assert r["layers"]["gradcam"]["how"] == "declared by the model"
+    with pytest.raises(ValueError, match="not among the audited"):
+        AuditConfig(interpreter_options={"ig": {"steps": 8}}, interpreters=("grad",))
