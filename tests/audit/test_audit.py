@@ -193,3 +193,20 @@ def test_interpreter_options_reach_the_interpreter(digits_model, digits_splits) 
     assert r["layers"]["gradcam"]["how"] == "declared by the model"
     with pytest.raises(ValueError, match="not among the audited"):
         AuditConfig(interpreter_options={"ig": {"steps": 8}}, interpreters=("grad",))
+
+
+def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
+    digits_model, digits_splits, tmp_path: Path
+) -> None:
+    x, y = digits_splits["test"].x[:12], digits_splits["test"].y[:12].clone()
+    y[:2] = (y[:2] + 1) % 10  # two images the model now gets "wrong": no perturbation needed
+    cw = {"attacks": ("cw",), "interpreters": ("grad",), "n_maps": 2, "surrogate": False}
+    full = audit(digits_model, (x, y), out=tmp_path, **cw)
+    r = full["attack-cw"]
+    assert r["n_correct"] == sum(full["clean"]["correct"]) <= 10
+    assert r["success_rate"] >= 0.9  # the audit's CW settings (50 steps at lr 0.01 gave ~10%)
+    assert r["median"]["l0"] > 0 and r["median"]["l2"] > 0.1
+    assert "Warning" not in (tmp_path / "report.md").read_text()
+    weak = audit(digits_model, (x, y), **(cw | {"cw_steps": 1}), out=tmp_path / "weak")
+    assert weak["attack-cw"]["success_rate"] < 0.9
+    assert "**Warning:** cw flipped only" in (tmp_path / "weak" / "report.md").read_text()
