@@ -210,3 +210,35 @@ def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
     weak = audit(digits_model, (x, y), **(cw | {"cw_steps": 1}), out=tmp_path / "weak")
     assert weak["attack-cw"]["success_rate"] < 0.9
     assert "**Warning:** cw flipped only" in (tmp_path / "weak" / "report.md").read_text()
+
+
+def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
+    digits_model, digits_splits, monkeypatch, capsys
+) -> None:
+    import underfire.audit as audit_module
+    from underfire.interpreters import INTERPRETERS
+
+    created = []
+    real_create = audit_module.ATTACKS.create
+
+    def spy(name: str, **kwargs):
+        created.append((name, kwargs))
+        return real_create(name, **kwargs)
+
+    monkeypatch.setattr(audit_module.ATTACKS, "create", spy)
+    x, y = digits_splits["test"].x[:2], digits_splits["test"].y[:2]
+    r = audit(
+        digits_model,
+        (x, y),
+        attacks=("fgsm",),
+        interpreters=("ig",),
+        eps=(0.1,),
+        n_maps=2,
+        surrogate=False,
+        progress=True,
+    )
+    assert "maps-ig" in capsys.readouterr().err  # a bar with ETA, not 11 silent minutes
+    (adv2,) = [kw for name, kw in created if name == "adv2"]
+    assert adv2["interpreter"].steps == audit_module.ADV2_IG_STEPS < 50
+    shown = torch.tensor(r["maps-ig"]["benign"])
+    assert torch.allclose(shown, INTERPRETERS.create("ig")(digits_model, x), atol=1e-5)
