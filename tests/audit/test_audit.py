@@ -1,4 +1,4 @@
-"""`underfire.audit` on a digits model: complete results, worst case, resume, inputs, report."""
+"""`underfire.audit` (underfire.auditing) on a digits model: complete results, worst case, resume, inputs, report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.browser import assert_report_renders
-from underfire.audit import AuditConfig, audit, collect_data
+from underfire.auditing import AuditConfig, audit, collect_data
 from underfire.core.errors import UnknownNameError
 
 SMALL = {
@@ -215,7 +215,7 @@ def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
 def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
     digits_model, digits_splits, monkeypatch, capsys
 ) -> None:
-    import underfire.audit as audit_module
+    import underfire.auditing as audit_module
     from underfire.interpreters import INTERPRETERS
 
     created = []

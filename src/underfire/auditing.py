@@ -1,4 +1,5 @@
-"""`underfire.audit`: how attackable is a classifier, and how attackable are its explanations?
+"""`underfire.audit(model, data)` (this module: `underfire.auditing`): how attackable is a classifier,
+and how attackable are its explanations?
 
 One call (or ``underfire audit``) runs, on the user's own model and data:
 
