@@ -361,7 +361,7 @@ def _minimal_attack(run: _Run, name: str) -> dict[str, Any]:
 
     return {
         "success_rate": flipped.double().sum().item() / max(int(clean.sum()), 1),
-        "n_correct": int(clean.sum()),
+        "n_right": int(clean.sum()),
         "success": ok.tolist(),
         "median": {k: median(v) for k, v in norms.items()},
         "linf": norms["linf"].tolist(),
@@ -395,8 +395,9 @@ def _worst_case(run: _Run, clean: list[bool]) -> dict[str, Any]:
     }
 
 
-def _train_surrogate(run: _Run) -> nn.Module:
-    """A Ross CNN (any square input) trained on the audited model's own labels."""
+def _train_surrogate(run: _Run, train: torch.Tensor) -> nn.Module:
+    """A Ross CNN (any square input) trained on the audited model's own labels of the
+    images ``run.x[train]``."""
     from underfire.models import create_model
     from underfire.train import TrainConfig, Trainer
 
@@ -424,7 +425,7 @@ def _train_surrogate(run: _Run) -> nn.Module:
         classes=tuple(str(i) for i in range(k)),
         description="the audited images with the audited model's labels",
     )
-    trainer.fit(ImageDataset(run.x, labels, info, "train"))
+    trainer.fit(ImageDataset(run.x[train], labels[train], info, "train"))
     return surrogate.eval()
 
 
@@ -697,22 +698,25 @@ def audit(
 
 
 def _transfer(run: _Run) -> dict[str, Any]:
-    surrogate = _train_surrogate(run)
-    agreement = torch.cat(
-        [
-            (
-                _predict(surrogate, run.x[a:b].to(run.device))
-                == _predict(run.model, run.x[a:b].to(run.device))
-            ).cpu()
-            for a, b in run.batches("agreement")
-        ]
-    )
+    """The bounded attacks crafted on a surrogate and evaluated on the model. The surrogate
+    learns the model's labels of 80% of the audited images; its agreement with the model is
+    measured on the 20% it did not see (on its training images when fewer than 10 are
+    audited), since agreement on training images says little."""
+    n = run.x.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(run.config.seed))
+    held = n // 5 if n >= 10 else 0
+    train, test = (order[held:], order[:held]) if held else (order, order)
+    surrogate = _train_surrogate(run, train)
+    xs = run.x[test].to(run.device)
+    agreement = (_predict(surrogate, xs) == _predict(run.model, xs)).cpu()
     attacks = {
         a: _bounded_attack(run, a, surrogate) for a in run.config.attacks if a not in MINIMAL
     }
     return {
         "surrogate": "ross-cnn (hidden 256) on the model's labels",
         "agreement": agreement.double().mean().item(),
+        "agreement_on": f"{held} held-out images" if held else f"its {n} training images",
+        "trained_on": len(train),
         "attacks": attacks,
     }
 
@@ -810,21 +814,29 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     rep.table(rows)
     fig = new_figure(6, 3.6)
     ax = fig.subplots()
+    markers = iter("os^Dvp<>h*")
     for label, acc in curves.items():
-        style = "k-" if label == "worst case" else ("--" if "transfer" in label else "-")
-        ax.plot(eps, acc, style, marker="o", label=label)
+        if label == "worst case":
+            # wide and pale, drawn first: an attack that is the worst case stays visible on it
+            ax.plot(eps, acc, "k-", lw=5, alpha=0.3, zorder=1, label=label)
+        else:
+            ls = "--" if "transfer" in label else "-"
+            ax.plot(eps, acc, ls=ls, marker=next(markers, "o"), ms=5, zorder=2, label=label)
     ax.set(xlabel="ε (L∞)", ylabel="accuracy", ylim=(-0.02, 1.02), xlim=(0, max(eps) * 1.05))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     rep.figure(
         save_figure(fig, figures / "robust_accuracy.png"),
-        "Accuracy vs ε; the black line is the per-sample worst case",
+        "Accuracy vs ε; the wide grey line is the per-sample worst case (an attack lying on "
+        "it is the worst case there); dashed lines are transferred attacks",
     )
     if transfer:
+        on = transfer.get("agreement_on", "its training images")
         rep.text(
-            f"Transferred rows craft the examples on a surrogate ({transfer['surrogate']}, agreeing "
-            f"with the model on {transfer['agreement']:.1%} of samples) and evaluate them on the "
-            "model: what an attacker without the weights achieves."
+            f"Transferred rows craft the examples on a surrogate ({transfer['surrogate']}, "
+            f"trained on {transfer.get('trained_on', clean['n'])} of the audited images; it "
+            f"agrees with the model on {transfer['agreement']:.1%} of {on}) and evaluate them "
+            "on the model: what an attacker without the weights achieves."
         )
 
     minimal = [n for n in results["config"]["attacks"] if n in MINIMAL and f"attack-{n}" in results]
@@ -840,7 +852,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
             [
                 {
                     "attack": n,
-                    "images": results[f"attack-{n}"].get("n_correct", clean["n"]),
+                    "images": results[f"attack-{n}"].get("n_right", clean["n"]),
                     "success": results[f"attack-{n}"]["success_rate"],
                     **{
                         f"median {NORM_NAMES[k]}": v
@@ -943,14 +955,26 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     diag = results.get("diagnosis")
     if diag and "table" in diag:
         rep.section("Per-layer diagnosis")
+        table, dropped = _diagnosis_table(diag["table"])
         rep.text(
-            f"How a PGD perturbation (ε = {diag['eps']:.3g}, {diag['n']} images) grows through the "
-            "layers: amplification is the relative change of a layer's features, restored is the "
-            "share of the correct prediction that comes back when that layer is patched with clean "
-            "activations (docs/diagnosis.md defines each column); layers with high amplification "
-            "and low information kept are where the model is most vulnerable."
+            f"How a PGD perturbation (ε = {diag['eps']:.3g}, {diag['n']} images) grows through "
+            "the layers. Amplification is the relative change of a layer's features under the "
+            "attack, growth its ratio to the previous layer's. The top-10 % columns patch only "
+            "the 10 % of the layer's units that the attack changed most: restored is the share "
+            "of the correct-class probability that comes back when they get their clean values, "
+            "broken the share lost when only they get the attacked values. Information loss "
+            "(0 to 1) is the share of the image's variance that a linear decoder cannot recover "
+            "from the layer's features. Layers "
+            "with high amplification and high information loss are where the model is most "
+            "vulnerable."
         )
-        rep.table(diag["table"])
+        if dropped:
+            rep.text(
+                "Patching a whole layer restores and breaks the prediction completely at every "
+                "layer here (1.00), as it must at a layer every path goes through (a network "
+                "without branches), so those two columns are left out."
+            )
+        rep.table(table)
     elif diag:
         run_notes = results.setdefault("notes", [])
         if diag["skipped"] not in run_notes:
@@ -959,6 +983,34 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         rep.section("Notes")
         rep.text("\n".join(f"- {n}" for n in results["notes"]))
     return rep.write(out)[1]
+
+
+#: Readable headers of the diagnosis table (the keys are those of
+#: :meth:`underfire.diagnosis.LayerVulnerability.rows`).
+DIAGNOSIS_HEADERS = {
+    "layer": "layer",
+    "amplification": "amplification",
+    "growth": "growth",
+    "restored": "restored (whole layer)",
+    "broken": "broken (whole layer)",
+    "information_loss": "information loss",
+}
+
+
+def _diagnosis_table(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Rows with readable headers; the whole-layer patching columns are dropped when they
+    are 1 at every layer (then they carry no information). Returns (rows, dropped)."""
+    whole = ("restored", "broken")
+    dropped = all(isinstance(r.get(k), float) and abs(r[k] - 1) < 1e-6 for r in rows for k in whole)
+
+    def header(key: str) -> str:
+        if key.startswith(("restored_top", "broken_top")):
+            kind, frac = key.split("_top")
+            return f"{kind} (top {float(frac):.0%} units)"
+        return DIAGNOSIS_HEADERS.get(key, key.replace("_", " "))
+
+    table = [{header(k): v for k, v in r.items() if not (dropped and k in whole)} for r in rows]
+    return table, dropped
 
 
 def _map_figure(part: dict[str, Any], name: str, figures: Path) -> Path:

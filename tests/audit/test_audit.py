@@ -53,7 +53,17 @@ def test_results_are_complete_and_consistent(audited) -> None:
     assert 0 <= maps["l1"] <= 1 and 0 <= maps["iou"] <= 1
     saved = json.loads((out / "results.json").read_text())
     assert "correct" not in json.dumps(saved)  # per-sample lists stay in parts/
-    assert_report_renders(out / "report.html", min_images=2)
+    # the surrogate's agreement is measured on images it was not trained on
+    assert (
+        r["transfer"]["trained_on"] == 39 and r["transfer"]["agreement_on"] == "9 held-out images"
+    )
+    md = (out / "report.md").read_text()
+    assert "Maps of 8 images (the figures show the first 8)" in md
+    # readable headers; whole-layer patching (1.00 by construction on a chain) left out, said so
+    assert "information loss" in md and "information_loss" not in md and "restored_top" not in md
+    if all(row["restored"] == 1 for row in r["diagnosis"]["table"]):
+        assert "restored (whole layer)" not in md and "so those two columns are left out" in md
+    assert_report_renders(out / "report.html", min_images=2)  # also: no table cut off
 
 
 def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:
@@ -203,7 +213,7 @@ def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
     cw = {"attacks": ("cw",), "interpreters": ("grad",), "n_maps": 2, "surrogate": False}
     full = audit(digits_model, (x, y), out=tmp_path, **cw)
     r = full["attack-cw"]
-    assert r["n_correct"] == sum(full["clean"]["correct"]) <= 10
+    assert r["n_right"] == sum(full["clean"]["correct"]) <= 10
     assert r["success_rate"] >= 0.9  # the audit's CW settings (50 steps at lr 0.01 gave ~10%)
     assert r["median"]["l0"] > 0 and r["median"]["l2"] > 0.1
     assert "Warning" not in (tmp_path / "report.md").read_text()
