@@ -918,7 +918,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                         "images compared": a["n_used"],
                         "map L1": "n/a" if a["l1"] is None else a["l1"],
                         "top-k IoU": "n/a" if a["iou"] is None else a["iou"],
-                        "constant maps": part["constant_maps"],
+                        "constant maps (benign / attacked)": (
+                            f"{part['constant_maps']} / {a.get('constant_maps', 0)}"
+                        ),
                     }
                 )
         rep.table(rows)
@@ -935,14 +937,17 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                         else "."
                     )
                 )
-        constant = [
-            f"{n} ({results[f'maps-{n}']['constant_maps']})"
-            for n in maps
-            if results[f"maps-{n}"]["constant_maps"]
-        ]
+        constant = []
+        for n in maps:
+            part = results[f"maps-{n}"]
+            attacked = sum(a.get("constant_maps", 0) for a in part["attacks"].values())
+            if part["constant_maps"] or attacked:
+                constant.append(f"{n} ({part['constant_maps']} benign, {attacked} attacked)")
         if constant:
             rep.text(
-                "Constant maps carry no information and are left out of L1/IoU: "
+                f"Constant maps (max − min ≤ {CONSTANT_RTOL:g} · max |map|) carry no "
+                "information: they are "
+                "shown blank and left out of L1/IoU, with their image pair: "
                 + ", ".join(constant)
                 + "."
             )

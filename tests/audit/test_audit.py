@@ -180,7 +180,8 @@ def test_a_given_1x1_target_layer_warns_and_its_constant_maps_are_left_out(
     assert maps["constant_maps"] == 4
     assert all(a["n_used"] == 0 and a["iou"] is None for a in maps["attacks"].values())
     assert torch.tensor(maps["benign"]).abs().max() == 0  # shown blank, not as rounding speckle
-    assert "carry no spatial information" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "carry no spatial information" in md and "gradcam (4 benign, 8 attacked)" in md
 
 
 def test_an_interpreter_that_cannot_run_stops_the_audit_before_the_attacks(
