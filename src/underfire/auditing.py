@@ -750,7 +750,8 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
 
     def strip(v: Any) -> Any:
         if isinstance(v, dict):
-            return {k: strip(w) for k, w in v.items() if k not in drop}
+            # only lists: the median L∞ (a number) stays, the per-sample L∞ list goes
+            return {k: strip(w) for k, w in v.items() if not (k in drop and isinstance(w, list))}
         if isinstance(v, list):
             return [strip(w) for w in v]
         return v
@@ -952,9 +953,14 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                 + "."
             )
         for n in maps:
+            layer = results[f"maps-{n}"].get("target_layer")
+            where = (
+                f" (layer {layer['name']}, {layer['size'][0]}×{layer['size'][1]})" if layer else ""
+            )
             rep.figure(
                 _map_figure(results[f"maps-{n}"], n, figures),
-                f"{n}: images, their benign maps, and the maps of attacked images (titles: pred (true))",
+                f"{n}{where}: images, their benign maps, and the maps of attacked images "
+                "(titles: pred (true); red: wrong)",
             )
 
     diag = results.get("diagnosis")

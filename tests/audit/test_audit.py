@@ -53,6 +53,7 @@ def test_results_are_complete_and_consistent(audited) -> None:
     assert 0 <= maps["l1"] <= 1 and 0 <= maps["iou"] <= 1
     saved = json.loads((out / "results.json").read_text())
     assert "correct" not in json.dumps(saved)  # per-sample lists stay in parts/
+    assert set(saved["attack-cw"]["median"]) == {"l0", "l2", "linf"}  # the medians all stay
     # the surrogate's agreement is measured on images it was not trained on
     assert (
         r["transfer"]["trained_on"] == 39 and r["transfer"]["agreement_on"] == "9 held-out images"
