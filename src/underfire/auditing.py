@@ -200,6 +200,7 @@ def _part(
     path = run.out / "parts" / f"{name}.json" if run.out is not None else None
     if path is not None and path.exists():
         result = json.loads(path.read_text())
+        run.results.setdefault("resumed", []).append(name)
     elif run.over_budget() and not always:
         run.results.setdefault("skipped", []).append(name)
         return None
@@ -691,6 +692,10 @@ def audit(
     run.results["soundness"] = _soundness(run)
     run.results["config"] = asdict(config) | {"eps": eps}
     run.results["seconds"] = round(time.perf_counter() - run.started, 1)
+    run.results["part_seconds"] = round(
+        sum(v["seconds"] for v in run.results.values() if isinstance(v, dict) and "seconds" in v),
+        1,
+    )
     if out_dir is not None:
         _io.write_json(out_dir / "results.json", _summary(run.results))
         write_report(run.results, out_dir)
@@ -769,7 +774,13 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     eps = results["config"]["eps"]
     clean = results["clean"]
     rep.text(
-        f"Audited {clean['n']} samples in {results['seconds']:.0f} s. "
+        f"Audited {clean['n']} samples in {results['seconds']:.0f} s"
+        + (
+            f" (this run; it resumed an earlier one, and all parts took "
+            f"{results['part_seconds']:.0f} s of computing together). "
+            if results.get("resumed")
+            else ". "
+        )
         + (
             f"Skipped for the time budget: {', '.join(results['skipped'])}."
             if results.get("skipped")

@@ -75,6 +75,9 @@ def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) ->
     again = audit(digits_model, digits_splits["test"], out=out, **SMALL)
     assert part.stat().st_mtime_ns == stamp  # not recomputed
     assert again["worst_case"] == first["worst_case"]
+    # the header does not pass the resumed run's seconds off as the audit's cost
+    assert "attack-cw" in again["resumed"] and again["part_seconds"] >= first["part_seconds"] - 0.1
+    assert "it resumed an earlier one" in (out / "report.md").read_text()
 
 
 def test_other_settings_in_the_same_folder_are_refused(
