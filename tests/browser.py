@@ -35,7 +35,11 @@ for (const h of document.querySelectorAll('h2, h3')) {
   const nested = el && el.tagName > h.tagName;  // an h3 right under an h2 is content
   sections.push({title: h.textContent.trim(), blocks: n + (nested ? 1 : 0)});
 }
-return {title: document.title, images: images, sections: sections,
+// a table whose box scrolls sideways: its right columns are hidden until scrolled
+const clipped = [...document.querySelectorAll('div.table')]
+  .filter(d => d.scrollWidth > d.clientWidth + 1)
+  .map(d => (d.querySelector('th') || d).textContent.trim().slice(0, 60));
+return {title: document.title, images: images, sections: sections, clipped: clipped,
         width: document.documentElement.scrollWidth, viewport: window.innerWidth};
 """
 
@@ -69,7 +73,8 @@ def inspect_html(path: str | Path, screenshot: str | Path | None = None) -> dict
 
 
 def assert_report_renders(path: str | Path, *, min_images: int = 1) -> dict[str, Any]:
-    """Every image loads, no section is empty, the page does not overflow sideways."""
+    """Every image loads, no section is empty, neither the page nor a table overflows
+    sideways."""
     seen = inspect_html(path)
     broken = [i["alt"] for i in seen["images"] if not i["ok"]]
     empty = [s["title"] for s in seen["sections"] if s["blocks"] == 0]
@@ -77,4 +82,5 @@ def assert_report_renders(path: str | Path, *, min_images: int = 1) -> dict[str,
     assert not broken, f"{path}: images that did not load: {broken}"
     assert not empty, f"{path}: empty sections: {empty}"
     assert seen["width"] <= seen["viewport"] + 1, f"{path}: page wider than the window"
+    assert not seen["clipped"], f"{path}: tables cut off (scroll sideways): {seen['clipped']}"
     return seen

@@ -129,6 +129,6 @@ def test_robustness_accepts_a_dataloader_and_a_dataset(tiny_model, xy):
 
 
 def test_audit_collect_data_is_the_robustness_one():
-    from underfire import audit, robustness
+    from underfire import auditing, robustness
 
-    assert audit.collect_data is robustness.collect_data
+    assert auditing.collect_data is robustness.collect_data

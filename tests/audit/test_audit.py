@@ -1,4 +1,4 @@
-"""`underfire.audit` on a digits model: complete results, worst case, resume, inputs, report."""
+"""`underfire.audit` (underfire.auditing) on a digits model: complete results, worst case, resume, inputs, report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.browser import assert_report_renders
-from underfire.audit import AuditConfig, audit, collect_data
+from underfire.auditing import AuditConfig, audit, collect_data
 from underfire.core.errors import UnknownNameError
 
 SMALL = {
@@ -53,7 +53,18 @@ def test_results_are_complete_and_consistent(audited) -> None:
     assert 0 <= maps["l1"] <= 1 and 0 <= maps["iou"] <= 1
     saved = json.loads((out / "results.json").read_text())
     assert "correct" not in json.dumps(saved)  # per-sample lists stay in parts/
-    assert_report_renders(out / "report.html", min_images=2)
+    assert set(saved["attack-cw"]["median"]) == {"l0", "l2", "linf"}  # the medians all stay
+    # the surrogate's agreement is measured on images it was not trained on
+    assert (
+        r["transfer"]["trained_on"] == 39 and r["transfer"]["agreement_on"] == "9 held-out images"
+    )
+    md = (out / "report.md").read_text()
+    assert "Maps of 8 images (the figures show the first 8)" in md
+    # readable headers; whole-layer patching (1.00 by construction on a chain) left out, said so
+    assert "information loss" in md and "information_loss" not in md and "restored_top" not in md
+    if all(row["restored"] == 1 for row in r["diagnosis"]["table"]):
+        assert "restored (whole layer)" not in md and "so those two columns are left out" in md
+    assert_report_renders(out / "report.html", min_images=2)  # also: no table cut off
 
 
 def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:
@@ -64,6 +75,9 @@ def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) ->
     again = audit(digits_model, digits_splits["test"], out=out, **SMALL)
     assert part.stat().st_mtime_ns == stamp  # not recomputed
     assert again["worst_case"] == first["worst_case"]
+    # the header does not pass the resumed run's seconds off as the audit's cost
+    assert "attack-cw" in again["resumed"] and again["part_seconds"] >= first["part_seconds"] - 0.1
+    assert "it resumed an earlier one" in (out / "report.md").read_text()
 
 
 def test_other_settings_in_the_same_folder_are_refused(
@@ -116,3 +130,130 @@ def test_torchvision_model_from_python(tmp_path: Path) -> None:
         out=tmp_path,
     )
     assert r["attack-fgsm"]["eps"] == [0.0, 8 / 255] and (tmp_path / "report.html").exists()
+
+
+class Normalized(torch.nn.Module):
+    """A user's wrapper: normalization inside, the torchvision model declares no target_layer."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / 0.25)
+
+
+def _wrapped_resnet() -> torch.nn.Module:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return Normalized(torchvision.models.resnet18(num_classes=3)).eval()
+
+
+CAM_SMALL = {
+    "attacks": ("fgsm",),
+    "interpreters": ("gradcam",),
+    "eps": (8 / 255,),
+    "n_maps": 4,
+    "pgd_steps": 2,
+    "surrogate": False,
+}
+
+
+def test_gradcam_finds_a_target_layer_on_a_wrapped_torchvision_model(tmp_path: Path) -> None:
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    r = audit(_wrapped_resnet(), (x, y), out=tmp_path, **CAM_SMALL)
+    # at 32×32 layer4 is 1×1 and global pooling follows: the last spatial map is layer3 (2×2)
+    assert r["layers"]["gradcam"] == {
+        "name": "net.layer3",
+        "how": "found automatically: the last module with a spatial 4-D output",
+        "size": [2, 2],
+    }
+    assert r["maps-gradcam"]["target_layer"]["name"] == "net.layer3"
+    assert "net.layer3" in (tmp_path / "report.md").read_text()
+
+
+def test_a_given_1x1_target_layer_warns_and_its_constant_maps_are_left_out(
+    tmp_path: Path,
+) -> None:
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    with pytest.warns(UserWarning, match="1×1"):
+        r = audit(_wrapped_resnet(), (x, y), out=tmp_path, target_layer="net.layer4", **CAM_SMALL)
+    maps = r["maps-gradcam"]
+    # float32 rounding leaves a span of ~1e-7 · max: still constant under the relative test
+    assert maps["constant_maps"] == 4
+    assert all(a["n_used"] == 0 and a["iou"] is None for a in maps["attacks"].values())
+    assert torch.tensor(maps["benign"]).abs().max() == 0  # shown blank, not as rounding speckle
+    md = (tmp_path / "report.md").read_text()
+    assert "carry no spatial information" in md and "gradcam (4 benign, 8 attacked)" in md
+
+
+def test_an_interpreter_that_cannot_run_stops_the_audit_before_the_attacks(
+    tmp_path: Path,
+) -> None:
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3)).eval()
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="'gradcam' cannot run on this model.*--target-layer"):
+        audit(mlp, (x, y), out=tmp_path, **CAM_SMALL)
+    assert not list(tmp_path.glob("parts/attack-*.json"))
+
+
+def test_interpreter_options_reach_the_interpreter(digits_model, digits_splits) -> None:
+    r = audit(
+        digits_model,
+        digits_splits["test"],
+        **(CAM_SMALL | {"n": 4, "eps": (0.1,)}),
+        interpreter_options={"gradcam": {"relu": False}},
+    )
+    assert r["layers"]["gradcam"]["how"] == "declared by the model"
+    with pytest.raises(ValueError, match="not among the audited"):
+        AuditConfig(interpreter_options={"ig": {"steps": 8}}, interpreters=("grad",))
+
+
+def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
+    digits_model, digits_splits, tmp_path: Path
+) -> None:
+    x, y = digits_splits["test"].x[:12], digits_splits["test"].y[:12].clone()
+    y[:2] = (y[:2] + 1) % 10  # two images the model now gets "wrong": no perturbation needed
+    cw = {"attacks": ("cw",), "interpreters": ("grad",), "n_maps": 2, "surrogate": False}
+    full = audit(digits_model, (x, y), out=tmp_path, **cw)
+    r = full["attack-cw"]
+    assert r["n_right"] == sum(full["clean"]["correct"]) <= 10
+    assert r["success_rate"] >= 0.9  # the audit's CW settings (50 steps at lr 0.01 gave ~10%)
+    assert r["median"]["l0"] > 0 and r["median"]["l2"] > 0.1
+    assert "Warning" not in (tmp_path / "report.md").read_text()
+    weak = audit(digits_model, (x, y), **(cw | {"cw_steps": 1}), out=tmp_path / "weak")
+    assert weak["attack-cw"]["success_rate"] < 0.9
+    assert "**Warning:** cw flipped only" in (tmp_path / "weak" / "report.md").read_text()
+
+
+def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
+    digits_model, digits_splits, monkeypatch, capsys
+) -> None:
+    import underfire.auditing as audit_module
+    from underfire.interpreters import INTERPRETERS
+
+    created = []
+    real_create = audit_module.ATTACKS.create
+
+    def spy(name: str, **kwargs):
+        created.append((name, kwargs))
+        return real_create(name, **kwargs)
+
+    monkeypatch.setattr(audit_module.ATTACKS, "create", spy)
+    x, y = digits_splits["test"].x[:2], digits_splits["test"].y[:2]
+    r = audit(
+        digits_model,
+        (x, y),
+        attacks=("fgsm",),
+        interpreters=("ig",),
+        eps=(0.1,),
+        n_maps=2,
+        surrogate=False,
+        progress=True,
+    )
+    assert "maps-ig" in capsys.readouterr().err  # a bar with ETA, not 11 silent minutes
+    (adv2,) = [kw for name, kw in created if name == "adv2"]
+    assert adv2["interpreter"].steps == audit_module.ADV2_IG_STEPS < 50
+    shown = torch.tensor(r["maps-ig"]["benign"])
+    assert torch.allclose(shown, INTERPRETERS.create("ig")(digits_model, x), atol=1e-5)

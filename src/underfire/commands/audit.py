@@ -56,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated (default: grad,ig,gradcam)",
     )
     p.add_argument(
+        "--target-layer",
+        default=None,
+        help="module CAM / Grad-CAM read, e.g. net.layer4 (default: the model's declared "
+        "target_layer, else the last module with a spatial 4-D output)",
+    )
+    p.add_argument(
         "--eps",
         type=float_list,
         default=None,
@@ -84,12 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from underfire.audit import AuditConfig, audit
+    from underfire.auditing import AuditConfig, audit
 
     config = AuditConfig(
         attacks=tuple(args.attacks),
         interpreters=tuple(args.interpreters),
         eps=tuple(args.eps) if args.eps else None,
+        target_layer=args.target_layer,
         n=args.n,
         n_maps=args.n_maps,
         surrogate=not args.no_surrogate,
@@ -100,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
     say(f"auditing {args.checkpoint} on {dataset} ({args.split}, n ≤ {args.n}) → {args.out}")
     with guarded_output(args, "audit", ("results.json", "report.html", "report.md")):
         results = audit(ckpt.model, data, config=config, out=args.out, progress=True)
+    # the summary is the command's result: stdout (progress and notes stay on stderr)
     worst = results["worst_case"]
-    say(
+    print(
         f"clean accuracy {results['clean']['accuracy']:.3f}; worst-case robust accuracy "
         + ", ".join(
             f"ε={e:g}: {a:.3f}" for e, a in zip(worst["eps"], worst["accuracy"], strict=True)
-        )
+        ),
+        flush=True,
     )
     failed = [c["check"] for c in results["soundness"] if not c["passed"]]
     if failed:
-        say("gradient-masking checks failed: " + "; ".join(failed))
-    say(f"report: {args.out / 'report.html'} ({results['seconds']:.0f} s)")
+        print("gradient-masking checks failed: " + "; ".join(failed), flush=True)
+    print(f"report: {args.out / 'report.html'} ({results['seconds']:.0f} s)", flush=True)
     return 0

@@ -8,7 +8,8 @@ Grad-CAM: M_c = ReLU(Σ_k α_k A_k), α_k = mean_{ij} ∂f_c/∂A_{k,ij}; on a G
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.core.autograd.capture import capture_layer as core_capture_layer
+from underfire.core.state import model_state
 from underfire.interpreters.base import (
     INTERPRETERS,
     Interpreter,
@@ -24,16 +26,93 @@ from underfire.interpreters.base import (
     resize_maps,
 )
 
-__all__ = ["CAM", "GradCAM", "cam_weights", "capture_layer", "resolve_layer"]
+__all__ = [
+    "CAM",
+    "GradCAM",
+    "cam_weights",
+    "capture_layer",
+    "declared_target_layer",
+    "find_target_layer",
+    "resolve_layer",
+]
 
 
-def resolve_layer(model: nn.Module, target_layer: str | nn.Module | None) -> nn.Module:
-    """The module whose output the map is built from: a module, a name, or ``model.target_layer``."""
+def declared_target_layer(model: nn.Module) -> str | None:
+    """The layer the model names: ``model.target_layer``, else that of the shallowest
+    submodule declaring one, prefixed with its name (a user's wrapper around an underfire
+    model, e.g. ``Normalized(net)`` → ``"net." + net.target_layer``); None if none does."""
+    for prefix, module in model.named_modules():
+        name = getattr(module, "target_layer", None)
+        if isinstance(name, str) and name:
+            return f"{prefix}.{name}" if prefix else name
+    return None
+
+
+def find_target_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The declared target layer (:func:`declared_target_layer`), else found by one forward
+    pass on the probe batch ``x``: the module that finishes last among those whose output is a
+    4-D (N, K, h, w) feature map with h·w > 1. Forward hooks fire when a module returns, so a
+    block outlives its children and the block (``net.layer4`` of a torchvision ResNet, not its
+    last ReLU) is found; global pooling (h·w = 1) is passed over. If no layer keeps h·w > 1,
+    the last 4-D output is taken (its Grad-CAM maps are then constant).
+
+    Raises:
+        ValueError: no module outputs a 4-D tensor (e.g. an MLP): CAM methods do not apply.
+    """
+    declared = declared_target_layer(model)
+    if declared is not None:
+        return declared
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    handles = []
+
+    def hook(name: str) -> Callable[[nn.Module, object, object], None]:
+        def record(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() == 4:
+                seen.append((name, tuple(out.shape[2:])))
+
+        return record
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook(name)))
+        with torch.no_grad(), model_state(model):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        raise ValueError(
+            f"{type(model).__name__} has no layer with a 4-D (N, K, h, w) output, so CAM and "
+            "Grad-CAM do not apply; use another interpreter (grad, ig, smoothgrad)"
+        )
+    spatial = [name for name, (h, w) in seen if h * w > 1]
+    return spatial[-1] if spatial else seen[-1][0]
+
+
+#: model → {probe shape: layer found}, so an interpreter called at every step of an attack
+#: searches once.
+_FOUND: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def resolve_layer(
+    model: nn.Module, target_layer: str | nn.Module | None, x: torch.Tensor | None = None
+) -> nn.Module:
+    """The module whose output the map is built from: a module, a name, or else the model's
+    declared layer, or else the one :func:`find_target_layer` finds on the probe ``x``."""
     from underfire.models import get_layer
 
     if isinstance(target_layer, nn.Module):
         return target_layer
-    name = target_layer or getattr(model, "target_layer", "")
+    name = target_layer or declared_target_layer(model)
+    if not name and x is not None:
+        found = _FOUND.setdefault(model, {})
+        key = tuple(x.shape[1:])
+        if key not in found:
+            found[key] = find_target_layer(model, x[:1].detach())
+        name = found[key]
     if not name:
         raise ValueError(
             f"{type(model).__name__} has no target_layer; pass target_layer='<module name>' "
@@ -93,7 +172,8 @@ class CAM(Interpreter):
     the map is it upsampled bilinearly to H×W (then min–max normalized, as ADV² does).
 
     Args:
-        target_layer: module name of the last conv block (default ``model.target_layer``).
+        target_layer: module name of the last conv block (default: the model's declared
+            ``target_layer``, else the one :func:`find_target_layer` finds).
         fc_layer: name of the final linear layer (default: the last ``nn.Linear``).
     """
 
@@ -110,7 +190,7 @@ class CAM(Interpreter):
     ) -> torch.Tensor:
         from underfire.models import get_layer
 
-        layer = resolve_layer(model, self.target_layer)
+        layer = resolve_layer(model, self.target_layer, x)
         fc = get_layer(model, self.fc_layer) if self.fc_layer else _last_linear(model)
         if not isinstance(fc, nn.Linear):
             raise TypeError(f"fc_layer {self.fc_layer!r} is not an nn.Linear")
@@ -156,7 +236,8 @@ class GradCAM(Interpreter):
     relu_attributions=True)``); the map upsamples it bilinearly to H×W.
 
     Args:
-        target_layer: module name of the last conv block (default ``model.target_layer``).
+        target_layer: module name of the last conv block (default: the model's declared
+            ``target_layer``, else the one :func:`find_target_layer` finds).
         relu: apply the final ReLU (Selvaraju et al.); False keeps the signed map.
     """
 
@@ -173,7 +254,7 @@ class GradCAM(Interpreter):
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
-        layer = resolve_layer(model, self.target_layer)
+        layer = resolve_layer(model, self.target_layer, x)
         # x need not require grad when the weights do (the usual case): the backward pass then
         # stops at the target layer's inputs' producers without an input-gradient branch.
         needs_leaf = not any(p.requires_grad for p in model.parameters())
