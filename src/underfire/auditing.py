@@ -43,6 +43,7 @@ from underfire.attacks.base import Attack
 from underfire.core import io as _io
 from underfire.core.state import model_state
 from underfire.core.validation import check_eps, check_float, check_int
+from underfire.diagnosis import readable_rows
 from underfire.interpreters import INTERPRETERS, Interpreter, normalize_maps
 from underfire.interpreters.cam import capture_layer, find_target_layer
 from underfire.metrics import l1_distance, topk_iou
@@ -977,7 +978,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     diag = results.get("diagnosis")
     if diag and "table" in diag:
         rep.section("Per-layer diagnosis")
-        table, dropped = _diagnosis_table(diag["table"])
+        table, dropped = readable_rows(diag["table"])
         rep.text(
             f"How a PGD perturbation (ε = {diag['eps']:.3g}, {diag['n']} images) grows through "
             "the layers. Amplification is the relative change of a layer's features under the "
@@ -1005,34 +1006,6 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         rep.section("Notes")
         rep.text("\n".join(f"- {n}" for n in results["notes"]))
     return rep.write(out)[1]
-
-
-#: Readable headers of the diagnosis table (the keys are those of
-#: :meth:`underfire.diagnosis.LayerVulnerability.rows`).
-DIAGNOSIS_HEADERS = {
-    "layer": "layer",
-    "amplification": "amplification",
-    "growth": "growth",
-    "restored": "restored (whole layer)",
-    "broken": "broken (whole layer)",
-    "information_loss": "information loss",
-}
-
-
-def _diagnosis_table(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-    """Rows with readable headers; the whole-layer patching columns are dropped when they
-    are 1 at every layer (then they carry no information). Returns (rows, dropped)."""
-    whole = ("restored", "broken")
-    dropped = all(isinstance(r.get(k), float) and abs(r[k] - 1) < 1e-6 for r in rows for k in whole)
-
-    def header(key: str) -> str:
-        if key.startswith(("restored_top", "broken_top")):
-            kind, frac = key.split("_top")
-            return f"{kind} (top {float(frac):.0%} units)"
-        return DIAGNOSIS_HEADERS.get(key, key.replace("_", " "))
-
-    table = [{header(k): v for k, v in r.items() if not (dropped and k in whole)} for r in rows]
-    return table, dropped
 
 
 def _map_figure(part: dict[str, Any], name: str, figures: Path) -> Path:

@@ -21,6 +21,7 @@ from underfire.diagnosis.layer_vulnerability import (
     LayerDecoder,
     LayerVulnerability,
     layer_vulnerability,
+    readable_rows,
 )
 from underfire.diagnosis.layers import (
     DEFAULT_LAYERS,
@@ -46,5 +47,6 @@ __all__ = [
     "fraction_unexplained",
     "layer_vulnerability",
     "linear_probe_loss",
+    "readable_rows",
     "resolve_layers",
 ]

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from underfire.attacks import PGD
-from underfire.diagnosis import InterpretGANConfig, layer_vulnerability, train_interpretgan
+from underfire.diagnosis import (
+    InterpretGANConfig,
+    layer_vulnerability,
+    readable_rows,
+    train_interpretgan,
+)
 from underfire.diagnosis.plots import plot_interpretgan, plot_layer_vulnerability
 from underfire.models import model_for_dataset
 from underfire.train import TrainConfig, Trainer, evaluate
@@ -93,7 +98,7 @@ def section(ctx: DemoContext) -> None:
         f"classifier from {mx.clean_accuracy:.1%} to {mx.adversarial_accuracy:.1%} and of an "
         f"average-pooling twin (same training) from {av.clean_accuracy:.1%} to {av.adversarial_accuracy:.1%}. "
         "Per layer: *amplification* is the relative feature change ‖h(x′)−h(x)‖/‖h(x)‖, *growth* its "
-        "ratio to the previous layer's; *restored top-k* is the share of the correct-class probability "
+        "ratio to the previous layer's; *restored (top k units)* is the share of the correct-class probability "
         f"that comes back when the {mx.topk:.0%} most perturbed units of the layer get their clean "
         "values; *information loss* is the fraction of the images' variance a cross-validated linear "
         "probe cannot recover from the layer (docs/diagnosis.md). One seed, one small data set: "
@@ -101,9 +106,9 @@ def section(ctx: DemoContext) -> None:
     )
     ctx.report.table(
         [
-            {"model": name} | {k: v for k, v in row.items() if k != "broken" and k != "restored"}
+            {"model": name} | {k: v for k, v in row.items() if not k.endswith("(whole layer)")}
             for name, r in results.items()
-            for row in r.rows()
+            for row in readable_rows(r.rows())[0]
         ]
     )
     ctx.report.text(
