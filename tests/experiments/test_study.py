@@ -1,8 +1,8 @@
-"""The shared pieces of the paper reproductions (``underfire.experiments._study``)."""
+"""The shared pieces of the paper reproductions (``underfire.studies.claims``)."""
 
 from __future__ import annotations
 
-from underfire.experiments._study import evidence_tables
+from underfire.studies.claims import evidence_tables
 
 
 def test_evidence_tables_give_one_row_per_item_and_one_column_per_quantity() -> None:

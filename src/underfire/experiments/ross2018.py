@@ -30,7 +30,6 @@ from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
-from underfire.experiments._study import prepare_output, write_claims
 from underfire.experiments.ross2018_claims import evaluate_claims
 from underfire.experiments.ross2018_config import (
     INSENSITIVE_DBL_LAMBDA,
@@ -46,6 +45,7 @@ from underfire.experiments.ross2018_eval import (
 )
 from underfire.models import model_for_dataset
 from underfire.report import Report
+from underfire.studies.claims import prepare_output, write_claims
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
 __all__ = ["judge_agreement", "load_data", "run_ross2018", "train_judges", "train_models"]

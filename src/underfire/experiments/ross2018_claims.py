@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from underfire.experiments._study import claim_record, round_floats
+from underfire.studies.claims import claim_record, round_floats
 
 __all__ = ["CLAIMS", "evaluate_claims"]
 

@@ -33,7 +33,6 @@ from torch import nn
 from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.data import ImageDataset, ImageFolderDataset, load_dataset
-from underfire.experiments._study import prepare_output
 from underfire.experiments.zhang2020_config import Zhang2020Config, resolve_config
 from underfire.experiments.zhang2020_eval import (
     PartStore,
@@ -53,6 +52,7 @@ from underfire.interpreters import Ensemble
 from underfire.interpreters.base import Interpreter
 from underfire.interpreters.rts import RTS, RTSConfig, train_rts
 from underfire.models import create_model, model_for_dataset
+from underfire.studies.claims import prepare_output
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
 __all__ = ["load_data", "run_zhang2020", "train_classifier"]

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from underfire._version import __version__
-from underfire.experiments._study import write_claims
 from underfire.experiments.zhang2020_claims import transfer_table
 from underfire.experiments.zhang2020_config import PAPER_CONFIDENCE, PAPER_SUCCESS, Zhang2020Config
 from underfire.report import Report
+from underfire.studies.claims import write_claims
 
 __all__ = ["write_report"]
 

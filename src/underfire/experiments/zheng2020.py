@@ -33,7 +33,6 @@ from underfire._version import __version__
 from underfire.attacks import PGD
 from underfire.core import io as _io
 from underfire.data import ImageDataset, load_dataset
-from underfire.experiments._study import prepare_output
 from underfire.experiments.zheng2020_config import POOLINGS, Zheng2020Config, resolve_config
 from underfire.experiments.zheng2020_diagnosis import (
     diagnose_model,
@@ -42,6 +41,7 @@ from underfire.experiments.zheng2020_diagnosis import (
 )
 from underfire.experiments.zheng2020_eval import compare_variants, robust_curves
 from underfire.models import model_for_dataset
+from underfire.studies.claims import prepare_output
 from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Scaffolding shared by the paper reproductions (Ross 2018, Zhang 2020, Zheng 2020).
+"""Claims and their evidence, as every study records and reports them.
 
 Only what is the same in all of them lives here: the output folder with its ``config.json``,
 the claim records with their rounding, and the report section that states each claim with its
