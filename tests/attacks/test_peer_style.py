@@ -129,6 +129,7 @@ def test_robustness_accepts_a_dataloader_and_a_dataset(tiny_model, xy):
 
 
 def test_audit_collect_data_is_the_robustness_one():
-    from underfire import auditing, robustness
+    from underfire import robustness
+    from underfire.studies import audit as auditing
 
     assert auditing.collect_data is robustness.collect_data

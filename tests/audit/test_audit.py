@@ -1,7 +1,8 @@
-"""`underfire.audit` (underfire.auditing) on a digits model: complete results, worst case, resume, inputs, report."""
+"""`underfire.audit` (underfire.studies.audit) on a digits model: complete results, worst case, resume, inputs, report."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -11,8 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.browser import assert_report_renders
-from underfire.auditing import AuditConfig, audit, collect_data
 from underfire.core.errors import UnknownNameError
+from underfire.core.outputs import OutputConflictError
+from underfire.studies.audit import AuditConfig, audit, collect_data
 
 SMALL = {
     "attacks": ("fgsm", "pgd", "cw"),
@@ -83,9 +85,37 @@ def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) ->
 def test_other_settings_in_the_same_folder_are_refused(
     audited, digits_model, digits_splits
 ) -> None:
+    """Fails if the Python API writes over another audit's results without force."""
     out, _ = audited
-    with pytest.raises(ValueError, match="other settings"):
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(OutputConflictError, match="holds the result of"):
         audit(digits_model, digits_splits["test"], out=out, **(SMALL | {"n": 40}))
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_a_replaced_model_is_refused_then_audited_anew_never_reported_from_old_parts(
+    digits_model, digits_splits, tmp_path: Path
+) -> None:
+    """Fails if parts computed for one model are reused for another (the part key must hold
+    the model's weights, not only the settings and data): model B's audit must report B."""
+    test = digits_splits["test"]
+    small = SMALL | {"attacks": ("fgsm",), "interpreters": ("grad",), "surrogate": False}
+    a = audit(digits_model, test, out=tmp_path, **small)
+    other = copy.deepcopy(digits_model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(-1.0)  # same architecture, other weights: a much worse classifier
+    with pytest.raises(OutputConflictError):
+        audit(other, test, out=tmp_path, **small)
+    b = audit(other, test, out=tmp_path, force=True, **small)
+    x, y = collect_data(test, small["n"])
+    with torch.no_grad():
+        expected = (other(x).argmax(1) == y).double().mean().item()
+    assert b["clean"]["accuracy"] == pytest.approx(expected)
+    assert b["clean"]["accuracy"] != a["clean"]["accuracy"]
+    assert "resumed" not in b  # nothing of model A's audit was reused
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["clean"]["accuracy"] == pytest.approx(expected)
 
 
 def test_time_budget_skips_later_parts(digits_model, digits_splits, tmp_path: Path) -> None:
@@ -230,7 +260,8 @@ def test_cw_flips_the_correct_images_and_its_medians_skip_misclassified_ones(
 def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
     digits_model, digits_splits, monkeypatch, capsys
 ) -> None:
-    import underfire.auditing as audit_module
+    import underfire.studies.audit.config as audit_config
+    import underfire.studies.audit.maps as audit_module
     from underfire.interpreters import INTERPRETERS
 
     created = []
@@ -254,6 +285,6 @@ def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
     )
     assert "maps-ig" in capsys.readouterr().err  # a bar with ETA, not 11 silent minutes
     (adv2,) = [kw for name, kw in created if name == "adv2"]
-    assert adv2["interpreter"].steps == audit_module.ADV2_IG_STEPS < 50
+    assert adv2["interpreter"].steps == audit_config.ADV2_IG_STEPS < 50
     shown = torch.tensor(r["maps-ig"]["benign"])
     assert torch.allclose(shown, INTERPRETERS.create("ig")(digits_model, x), atol=1e-5)

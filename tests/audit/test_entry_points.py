@@ -14,7 +14,7 @@ from tests.cli.conftest import cli_env, run_cli
 
 
 def test_audit_is_callable_from_the_package() -> None:
-    from underfire.auditing import audit
+    from underfire.studies.audit import audit
 
     assert underfire.audit is audit
     from underfire import audit as imported

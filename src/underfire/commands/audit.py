@@ -12,7 +12,7 @@ from underfire.commands._common import (
     add_out,
     checkpoint_and_data,
     float_list,
-    guarded_output,
+    invocation,
     positive_float,
     positive_int,
     say,
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from underfire.auditing import AuditConfig, audit
+    from underfire.studies.audit import AuditConfig, audit
 
     config = AuditConfig(
         attacks=tuple(args.attacks),
@@ -105,8 +105,17 @@ def run(args: argparse.Namespace) -> int:
     )
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     say(f"auditing {args.checkpoint} on {dataset} ({args.split}, n ≤ {args.n}) → {args.out}")
-    with guarded_output(args, "audit", ("results.json", "report.html", "report.md")):
-        results = audit(ckpt.model, data, config=config, out=args.out, progress=True)
+    results = audit(
+        ckpt.model,
+        data,
+        config=config,
+        out=args.out,
+        progress=True,
+        force=args.force,
+        command="audit",
+        arguments=invocation(args),
+        argv=" ".join(getattr(args, "argv", None) or ["audit"]),
+    )
     # the summary is the command's result: stdout (progress and notes stay on stderr)
     worst = results["worst_case"]
     print(

@@ -11,12 +11,14 @@ from underfire.commands._common import (
     add_device,
     add_force,
     device_of,
-    guarded_output,
+    invocation,
     positive_float,
     positive_int,
     say,
 )
 
+#: The paper reproductions (every registered study that takes no inputs from its caller may
+#: be run here; these are the ones the help lists).
 STUDIES = ("ross2018", "zhang2020", "zheng2020")
 
 #: One line for `underfire --help` (read without building the full parser).
@@ -33,7 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "study",
-        choices=STUDIES,
         help="ross2018: Ross & Doshi-Velez, AAAI 2018 (input-gradient regularization); "
         "zhang2020: Zhang et al., USENIX Security 2020 (ADV², attacks on interpreters); "
         "zheng2020: Zheng et al. 2020 (max vs average pooling, per-layer diagnosis)",
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="output folder (default: runs/STUDY-DATASET)"
     )
-    p.add_argument("--seed", type=int, default=0, help="ross2018: the seed")
+    p.add_argument("--seed", type=int, default=None, help="the seed (default 0)")
     p.add_argument(
         "--seeds",
         type=int,
@@ -135,9 +136,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_RESULTS = ("results.json", "config.json", "report.html", "report.md")
-
-
 def _weights(values: list[str] | None) -> dict[str, str] | None:
     """--weights values → {arch: file}; 'random' applies to both ImageNet classifiers."""
     if not values:
@@ -154,119 +152,70 @@ def _weights(values: list[str] | None) -> dict[str, str] | None:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.study == "zheng2020":
-        return _run_zheng2020(args)
-    profile = args.profile or ("quick" if args.quick else "full")
-    if args.study == "zhang2020":
-        return _run_zhang2020(args, profile)
-    from underfire.experiments.ross2018 import run_ross2018
-
-    args.dataset = args.dataset or "mnist"
-    out = args.out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
-    with guarded_output(args, "reproduce", _RESULTS):
-        t0 = time.perf_counter()
-        results = run_ross2018(
-            args.dataset,
-            profile=profile,
-            out=out,
-            data_root=args.data_root,
-            device=device_of(args),
-            progress=True,
-            log=lambda m: say(f"[reproduce] {m}"),
-            seed=args.seed,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            n_eval=args.n_eval,
-            paper_lambda=args.paper_lambda,
-            models=args.models,
-        )
-        for c in results["claims"]:
-            verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-            print(f"claim {c['id']}: {verdict} — {c['claim']}")
-        say(
-            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-        )
-    return 0
+#: The command's options that a study's ``configure`` may take (None: not given).
+OPTIONS = (
+    "dataset",
+    "profile",
+    "data_root",
+    "seed",
+    "seeds",
+    "gan_steps",
+    "steps",
+    "batch_size",
+    "n_eval",
+    "paper_lambda",
+    "weights",
+    "n_images",
+    "models",
+)
 
 
-def _run_zheng2020(args: argparse.Namespace) -> int:
+def study_options(args: argparse.Namespace, accepted: set[str], study: str) -> dict[str, Any]:
+    """The options the user gave, refused in one line where the study does not take them."""
     from underfire.cli import CommandError
-    from underfire.experiments.zheng2020 import run_zheng2020
-    from underfire.experiments.zheng2020_report import outcome_sentence
 
-    if args.paper_lambda is not None:
-        raise CommandError("--paper-lambda applies to ross2018 only")
-    profile = args.profile or ("quick" if args.quick else "full")
-    args.dataset = args.dataset or "mnist"
-    out = args.out = args.out or Path("runs") / f"{args.study}-{args.dataset}"
-    with guarded_output(args, "reproduce", _RESULTS):
-        t0 = time.perf_counter()
-        results = run_zheng2020(
-            args.dataset,
-            profile=profile,
-            out=out,
-            data_root=args.data_root,
-            device=device_of(args),
-            progress=True,
-            log=lambda m: say(f"[reproduce] {m}"),
-            seeds=args.seeds,
-            gan_steps=args.gan_steps,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            n_eval=args.n_eval,
-        )
-        seeds = len(results["config"]["seeds"])
-        print(outcome_sentence(results["comparison"], seeds).replace("**", ""))
-        say(
-            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-        )
-    return 0
+    given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
+    if "weights" in given:
+        given["weights"] = _weights(given["weights"])
+    if args.quick and "profile" not in given:
+        given["profile"] = "quick"
+    for name in given:
+        if name not in accepted:
+            raise CommandError(f"--{name.replace('_', '-')} does not apply to {study}")
+    return given
 
 
-def _run_zhang2020(args: argparse.Namespace, profile: str) -> int:
-    from underfire.experiments.zhang2020 import run_zhang2020
-    from underfire.experiments.zhang2020_config import CLASSIFIERS
+def run(args: argparse.Namespace) -> int:
+    import inspect
 
-    dataset = args.dataset or "cifar10"
-    out = args.out = args.out or Path("runs") / f"zhang2020-{dataset}"
-    weights = _weights(args.weights)
-    overrides: dict[str, Any] = {"n_eval": args.n_images or args.n_eval}
-    if weights is not None:
-        if dataset != "imagenet":
-            raise ValueError(
-                "--weights is for --dataset imagenet (other datasets train their classifiers)"
-            )
-        # without a file for DenseNet-169, only the supplied classifiers run
-        overrides |= {
-            "weights": weights,
-            "classifiers": tuple(c for c in CLASSIFIERS["imagenet"] if c in weights),
-        }
-    if args.steps:
-        overrides["train_steps"] = args.steps
-    if args.batch_size:
-        overrides["batch_size"] = args.batch_size
-    with guarded_output(args, "reproduce", _RESULTS):
-        t0 = time.perf_counter()
-        results = run_zhang2020(
-            dataset,
-            profile=profile,
-            out=out,
-            data_root=args.data_root,
-            device=device_of(args),
-            progress=True,
-            log=lambda m: say(f"[reproduce] {m}"),
-            seed=args.seed,
-            **overrides,
-        )
-        for c in results["claims"]:
-            verdict = {True: "held", False: "did not hold", None: "not evaluated"}[c["held"]]
-            print(f"finding {c['id']}: {verdict} — {c['claim']}")
-        say(
-            f"[reproduce] wrote {out}/report.html, results.json and config.json in {time.perf_counter() - t0:.1f} s"
-        )
+    from underfire.cli import CommandError
+    from underfire.studies import get_study, run_study
+
+    study = get_study(args.study)
+    accepted = set(inspect.signature(study.configure).parameters)
+    config = study.configure(**study_options(args, accepted, study.name))
+    if args.out is None:
+        if study.default_out is None:
+            raise CommandError(f"{study.name} needs --out")
+        args.out = study.default_out(config)
+    t0 = time.perf_counter()
+    results = run_study(
+        study,
+        config,
+        out=args.out,
+        force=args.force,
+        device=device_of(args),
+        threads=args.threads,
+        progress=True,
+        log=lambda m: say(f"[reproduce] {m}"),
+        command="reproduce",
+        arguments=invocation(args),
+        argv=" ".join(getattr(args, "argv", None) or ["reproduce", study.name]),
+    )
+    for line in study.summary(results):
+        print(line, flush=True)
+    say(
+        f"[reproduce] wrote {args.out}/report.html, results.json and config.json in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     return 0

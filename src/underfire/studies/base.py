@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -75,6 +76,10 @@ class Study:
             ``data``); they are placed in ``run.state`` and fingerprinted in the run record.
         default_out: the output folder when none is given, from the config.
         results_name: the results file.
+        results_file: ``results_file(results) -> data`` written to the results file (e.g.
+            without bulky per-sample lists); the run still returns the full results.
+        around: ``around(run) -> context manager`` entered around all parts (e.g. borrowing
+            the caller's model in eval mode and giving it back exactly as it was).
     """
 
     name: str
@@ -86,6 +91,8 @@ class Study:
     inputs: tuple[str, ...] = ()
     default_out: Callable[[Any], Path] | None = None
     results_name: str = "results.json"
+    results_file: Callable[[dict[str, Any]], Any] | None = None
+    around: Callable[[StudyRun], AbstractContextManager[Any]] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.parts]

@@ -7,6 +7,7 @@ cache, timing, ``config.json``, the results file and the report.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,6 +39,7 @@ def run_study(
     log: Callable[[str], None] | None = None,
     command: str | None = None,
     arguments: Mapping[str, Any] | None = None,
+    argv: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Run ``study`` and return its results (also written to ``out``).
@@ -54,6 +56,7 @@ def run_study(
         progress, log: progress bars and one-line messages (the command line turns them on).
         command, arguments: how the run is recorded in ``out`` (the command line passes its
             own; the default records the study, its config and the inputs' fingerprints).
+        argv: the command line shown in the folder's lock while the run holds it.
         options: ``configure``'s keywords when ``config`` is None.
     """
     study = get_study(study) if isinstance(study, str) else study
@@ -98,7 +101,10 @@ def run_study(
         arguments=record,
         results=study.files,
         force=force,
+        argv=argv,
     ):
+        _execute(run)
+        # written with the results, so that config.json always describes finished results
         _io.write_json(
             run.out / "config.json",
             config.to_dict()
@@ -109,14 +115,19 @@ def run_study(
                 "inputs": identities,
             },
         )
-        _execute(run)
-        _io.write_json(run.out / study.results_name, run.results)
+        saved = study.results_file(run.results) if study.results_file else run.results
+        _io.write_json(run.out / study.results_name, saved)
         if study.report is not None:
             study.report(run)
     return run.results
 
 
 def _execute(run: StudyRun) -> None:
+    with run.study.around(run) if run.study.around else contextlib.nullcontext():
+        _execute_parts(run)
+
+
+def _execute_parts(run: StudyRun) -> None:
     seed = getattr(run.config, "seed", None)
     if isinstance(seed, int):
         seed_everything(seed)

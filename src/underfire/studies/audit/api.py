@@ -1,0 +1,127 @@
+"""`underfire.audit(model, data)`: how attackable is a classifier, and how attackable are its
+explanations?
+
+One call (or ``underfire audit``) runs, on the user's own model and data:
+
+* clean accuracy;
+* white-box robust accuracy vs ε for each attack, with an AutoAttack-style worst case: a
+  sample counts as robust at ε only if *every* attack failed on it (Croce & Hein 2020 report
+  the per-sample minimum over an ensemble of attacks the same way);
+* minimal-perturbation attacks (CW, JSMA): success and median L0/L2/L∞ perturbation norms;
+  their examples also count towards the worst case at ε when their L∞ norm is ≤ ε;
+* transfer: the same attacks crafted on a surrogate trained here on the model's own labels;
+* gradient-masking soundness checks with verdicts (Carlini et al. 2019, "On Evaluating
+  Adversarial Robustness"): iterative not weaker than single-step, accuracy non-increasing
+  in ε, white-box not weaker than transfer, an unbounded attack reaching ~0% accuracy,
+  healthy input gradients;
+* explanations: each interpreter's maps on benign vs PGD examples (and ADV² where it is
+  available), with L1 distance and top-k IoU — the stability of the explanation under
+  attack; constant maps are reported and left out of those statistics;
+* the per-layer diagnosis, where :mod:`underfire.diagnosis` is available.
+
+The audit is a study (:mod:`underfire.studies`): every part is saved under ``out/parts/`` as
+it finishes, keyed on the settings, the model's weights and the data, so a killed audit run
+again continues where it stopped, and a replaced model is audited anew; ``n`` and
+``time_budget`` bound the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from underfire.core.state import model_state
+from underfire.robustness import collect_data
+from underfire.studies.audit.config import AuditConfig
+from underfire.studies.base import StudyRun
+from underfire.studies.runner import run_study
+
+__all__ = ["audit", "borrowed_model", "results_file"]
+
+
+def audit(
+    model: nn.Module,
+    data: Any,
+    *,
+    config: AuditConfig | None = None,
+    out: str | Path | None = None,
+    progress: bool = False,
+    force: bool = False,
+    command: str | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    argv: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Audit ``model`` (any ``nn.Module`` taking [0, 1] NCHW images, returning logits).
+
+    Args:
+        model: the classifier; normalization inside it, as everywhere in underfire.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair; the first ``config.n`` samples
+            are audited.
+        config: what to run (:class:`AuditConfig`); keyword ``overrides`` replace its fields,
+            e.g. ``audit(model, data, attacks=("fgsm", "pgd"), n=500)``.
+        out: folder for results.json, report.md/html, figures and the resumable parts; None
+            keeps everything in memory. A folder in use by a live run, or holding the results
+            of another audit (other settings, model or data), is refused unless ``force``.
+        progress: show progress bars with ETA (the CLI turns them on).
+        force: replace another run's results in ``out``.
+        command, arguments, argv: how the command line records its run in ``out``.
+
+    Returns:
+        The results (also written to ``out/results.json``, without per-sample lists).
+    """
+    from underfire.studies.audit import STUDY
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    base = config or AuditConfig()
+    if overrides:
+        tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        config = AuditConfig(**{**asdict(base), **tuples})
+    else:
+        config = base
+    x, y = collect_data(data, config.n)
+    param = next(model.parameters(), None)
+    return run_study(
+        STUDY,
+        config,
+        inputs={"model": model, "data": (x, y)},
+        out=out,
+        force=force,
+        device=param.device if param is not None else "cpu",
+        progress=progress,
+        command=command,
+        arguments=arguments,
+        argv=argv,
+    )
+
+
+@contextmanager
+def borrowed_model(run: StudyRun) -> Iterator[None]:
+    """The audited model in eval mode for the whole audit, given back exactly as it was."""
+    with model_state(run.state["model"], freeze=False) as model:
+        model.eval()
+        yield
+
+
+def results_file(results: dict[str, Any]) -> dict[str, Any]:
+    """results.json without the bulky per-sample lists and map tensors."""
+    drop = {"correct", "maps", "x", "y", "benign", "success", "linf", "pred"}
+
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            # only lists: the median L∞ (a number) stays, the per-sample L∞ list goes
+            return {k: strip(w) for k, w in v.items() if not (k in drop and isinstance(w, list))}
+        if isinstance(v, list):
+            return [strip(w) for w in v]
+        return v
+
+    return strip(results)
+
+
+# ------------------------------------------------------------------------------ the report

@@ -1,0 +1,216 @@
+"""The audit's explanation parts: which layer CAM methods read, every interpreter checked on
+one image before any attack, maps benign vs PGD vs ADV², and the per-layer diagnosis."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from underfire.attacks import ATTACKS
+from underfire.diagnosis import layer_vulnerability
+from underfire.interpreters import INTERPRETERS, Interpreter, normalize_maps
+from underfire.interpreters.cam import capture_layer, find_target_layer
+from underfire.metrics import l1_distance, topk_iou
+from underfire.studies.audit.config import ADV2_IG_STEPS, CONSTANT_RTOL, LAYERED, default_eps
+from underfire.studies.audit.context import (
+    batches,
+    data_of,
+    eps_of,
+    layers_of,
+    model_of,
+    part,
+    predict,
+)
+from underfire.studies.base import StudyRun
+from underfire.studies.cache import fingerprint
+
+__all__ = ["run_diagnosis", "run_maps", "run_prepare"]
+
+
+def _build_interpreter(run: StudyRun, name: str) -> Interpreter:
+    kwargs = dict(run.config.interpreter_options.get(name, {}))
+    if name in layers_of(run):
+        kwargs["target_layer"] = layers_of(run)[name]["name"]
+    return INTERPRETERS.create(name, **kwargs)
+
+
+def _prepare_interpreters(run: StudyRun) -> None:
+    """Choose the CAM methods' target layers and run every interpreter once on one image, so
+    that an interpreter that cannot run on this model stops the audit before the attacks
+    (which take most of its time), with one message saying what to pass."""
+    from underfire.interpreters.cam import declared_target_layer
+    from underfire.models import get_layer
+
+    x_all, y_all = data_of(run)
+    x, y = x_all[:1].to(run.device), y_all[:1].to(run.device)
+    for name in run.config.interpreters:
+        hint = ""
+        try:
+            if name in LAYERED:
+                hint = (
+                    "; name the layer with target_layer='<module name>' (CLI: --target-layer), "
+                    "or leave this interpreter out"
+                )
+                given = run.config.interpreter_options.get(name, {}).get("target_layer")
+                given = given or run.config.target_layer
+                layer = given or find_target_layer(model_of(run), x)
+                if given:
+                    how = "given"
+                elif declared_target_layer(model_of(run)):
+                    how = "declared by the model"
+                else:
+                    how = "found automatically: the last module with a spatial 4-D output"
+                with torch.no_grad(), capture_layer(get_layer(model_of(run), layer)) as outs:
+                    model_of(run)(x)
+                size = [int(v) for v in outs[-1].shape[2:]]
+                layers_of(run)[name] = {"name": layer, "how": how, "size": size}
+            _build_interpreter(run, name)(model_of(run), x, y)
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ValueError(
+                f"interpreter {name!r} cannot run on this model ({message}){hint}; "
+                "the audit stopped before any attack ran"
+            ) from err
+        info = layers_of(run).get(name)
+        if info is not None and info["size"] == [1, 1]:
+            note = (
+                f"{name}: target layer {info['name']} is 1×1 at this input size, so its maps "
+                "are constant and carry no spatial information; choose an earlier layer "
+                "(target_layer / --target-layer) for spatial maps"
+            )
+            warnings.warn(note, stacklevel=3)
+            notes = run.results.setdefault("notes", [])
+            if note not in notes:
+                notes.append(note)
+    run.results["layers"] = layers_of(run)
+
+
+def _maps(run: StudyRun, name: str) -> dict[str, Any]:
+    """Benign vs attacked maps of one interpreter, on the first ``n_maps`` images.
+
+    As in Zhang et al. (2020), both attacks aim at the same target class (y + 1) mod K at the
+    largest ε of the sweep: PGD alone (the baseline, which ignores the map) and ADV² (which
+    also keeps the map close to the benign one). Map statistics are taken over the images
+    whose attack reached the target, so the two rows compare successful attacks only.
+
+    Integrated Gradients inside ADV² uses :data:`ADV2_IG_STEPS` quadrature points (ADV²
+    differentiates the map at every one of its ~140 steps, and IG's 50 points made it two
+    thirds of an audit's time); every map shown and compared is the full 50-point IG.
+    """
+    interpreter = _build_interpreter(run, name)
+    x_all, y_all = data_of(run)
+    n = min(run.config.n_maps, x_all.shape[0])
+    x, y = x_all[:n].to(run.device), y_all[:n].to(run.device)
+    eps = max(eps_of(run))
+    target = (y + 1) % int(model_of(run)(x[:1]).shape[1])
+    pgd = ATTACKS.create("pgd", eps=eps, steps=run.config.pgd_steps, seed=run.config.seed)
+    adv2 = None
+    if "adv2" in ATTACKS:
+        inner = interpreter
+        if name == "ig":
+            options = run.config.interpreter_options.get(name, {})
+            steps = min(int(options.get("steps", 50)), ADV2_IG_STEPS)
+            inner = INTERPRETERS.create(name, **(options | {"steps": steps}))
+        try:
+            adv2 = ATTACKS.create("adv2", interpreter=inner, eps=eps)
+        except (TypeError, ValueError) as err:
+            run.results.setdefault("notes", []).append(f"ADV² on {name} not run: {err}")
+    crafted: dict[str, list[torch.Tensor]] = {"PGD": []}
+    if adv2 is not None:
+        crafted["ADV²"] = []
+    # small batches: ADV² takes seconds per image, and the bar's ETA needs steps
+    for a, b in batches(run, f"maps-{name} (PGD, ADV²)", n, size=4):
+        crafted["PGD"].append(pgd(model_of(run), x[a:b], y[a:b], target=target[a:b]))
+        if adv2 is not None:
+            try:
+                crafted["ADV²"].append(adv2(model_of(run), x[a:b], y[a:b], target=target[a:b]))
+            except (TypeError, ValueError) as err:
+                run.results.setdefault("notes", []).append(f"ADV² on {name} not run: {err}")
+                adv2 = None
+                del crafted["ADV²"]
+    adversarial = {label: torch.cat(parts) for label, parts in crafted.items()}
+    benign, constant = _normalized_maps(interpreter, model_of(run), x)
+    out: dict[str, Any] = {
+        "eps": eps,
+        "n": n,
+        "constant_maps": int(constant.sum()),
+        "target_layer": layers_of(run).get(name),
+        "benign": benign[:8].cpu().tolist(),
+        "x": x[:8].cpu().tolist(),
+        "y": y[:8].cpu().tolist(),
+        "pred": predict(model_of(run), x[:8]).cpu().tolist(),
+        "attacks": {},
+    }
+    for label, x_adv in adversarial.items():
+        adv_map, adv_constant = _normalized_maps(interpreter, model_of(run), x_adv)
+        pred = predict(model_of(run), x_adv)
+        # a constant map (benign or attacked) has no ranking to compare: left out
+        used = ~constant & ~adv_constant & (pred == target)
+        l1 = l1_distance(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
+        iou = topk_iou(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
+        out["attacks"][label] = {
+            "reached_target": (pred == target).double().mean().item(),
+            "n_used": int(used.sum()),
+            "constant_maps": int(adv_constant.sum()),
+            "l1": l1.mean().item() if l1.numel() else None,
+            "iou": iou.mean().item() if iou.numel() else None,
+            "maps": adv_map[:8].cpu().tolist(),
+            "pred": pred[:8].cpu().tolist(),
+        }
+    return out
+
+
+def _normalized_maps(
+    interpreter: Interpreter, model: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[0, 1] maps and which are constant (see :data:`CONSTANT_RTOL`); constant maps are
+    returned as zeros rather than as normalized rounding noise."""
+    raw = interpreter(model, x, raw=True)
+    flat = raw.flatten(1)
+    span = flat.amax(1) - flat.amin(1)
+    constant = span <= CONSTANT_RTOL * flat.abs().amax(1)
+    maps = normalize_maps(raw)
+    maps[constant] = 0
+    return maps, constant
+
+
+def _diagnosis(run: StudyRun) -> dict[str, Any]:
+    """Per-layer amplification, patching and information loss (docs/diagnosis.md)."""
+    x_all, y_all = data_of(run)
+    n = min(64, x_all.shape[0])
+    x, y = x_all[:n].to(run.device), y_all[:n].to(run.device)
+    eps = eps_of(run)[len(eps_of(run)) // 2]
+    x_adv = ATTACKS.create("pgd", eps=eps, steps=run.config.pgd_steps, seed=run.config.seed)(
+        model_of(run), x, y
+    )
+    try:
+        result = layer_vulnerability(model_of(run), x, x_adv, y=y)
+    except ValueError as err:  # a user's model with no default layer list
+        return {"skipped": f"per-layer diagnosis not run: {err}"}
+    rows = [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        for row in result.rows()
+    ]
+    return {"eps": eps, "n": n, "table": rows}
+
+
+def run_prepare(run: StudyRun) -> None:
+    """The ε list, the model's and data's fingerprints, and the interpreters checked."""
+    x = data_of(run)[0]
+    run.state["eps"] = sorted({0.0, *(run.config.eps or default_eps(x))})
+    run.state["model_id"] = fingerprint(model_of(run))
+    run.state["data_id"] = fingerprint(data_of(run))
+    _prepare_interpreters(run)
+
+
+def run_maps(run: StudyRun) -> None:
+    for name in run.config.interpreters:
+        part(run, f"maps-{name}", functools.partial(_maps, name=name))
+
+
+def run_diagnosis(run: StudyRun) -> None:
+    part(run, "diagnosis", _diagnosis)
