@@ -8,14 +8,12 @@ optimizer, evaluation, checkpoints with metadata, and resuming after an interrup
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from underfire.core.errors import NonFiniteError
+from underfire.core.seed import seed_everything
 from underfire.core.state import model_state
 from underfire.core.validation import check_float, check_int, check_seed
 
@@ -99,12 +98,6 @@ class TrainResult:
     reused: bool = False
     #: Training time summed over every session of the run (resumes included).
     total_seconds: float = 0.0
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def batches(

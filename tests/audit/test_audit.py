@@ -82,6 +82,32 @@ def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) ->
     assert "it resumed an earlier one" in (out / "report.md").read_text()
 
 
+def test_a_recomputed_part_equals_the_fresh_one_whatever_was_reused_before_it(
+    digits_model, digits_splits, tmp_path: Path, monkeypatch
+) -> None:
+    """Fails if a part's result depends on how much randomness earlier parts drew: the
+    transfer part's surrogate was built before it was seeded, so a resumed audit (earlier
+    parts reused, drawing nothing) trained another surrogate than the fresh run had."""
+    import underfire.studies.audit.attacks as audit_attacks
+
+    small = SMALL | {"attacks": ("fgsm",), "interpreters": ("grad",), "n": 24}
+    build = audit_attacks._build_attack
+
+    def drawing(*args, **kwargs):  # an attack with a random start draws from the generator
+        torch.rand(7)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(audit_attacks, "_build_attack", drawing)
+    first = audit(digits_model, digits_splits["test"], out=tmp_path, **small)
+    monkeypatch.undo()
+    (tmp_path / "parts" / "transfer.json").unlink()
+    again = audit(digits_model, digits_splits["test"], out=tmp_path, **small)
+    assert "attack-fgsm" in again["resumed"] and "transfer" not in again["resumed"]
+    first["transfer"].pop("seconds")
+    again["transfer"].pop("seconds")
+    assert again["transfer"] == first["transfer"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(
     audited, digits_model, digits_splits
 ) -> None:

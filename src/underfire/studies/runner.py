@@ -18,10 +18,10 @@ import torch
 from underfire._version import __version__
 from underfire.core import io as _io
 from underfire.core.outputs import guard_output
+from underfire.core.seed import seed_everything
 from underfire.studies.base import Part, Study, StudyRun
 from underfire.studies.cache import fingerprint
 from underfire.studies.registry import get_study
-from underfire.train import seed_everything
 
 __all__ = ["run_study"]
 

@@ -165,11 +165,13 @@ def _train_surrogate(run: StudyRun, train: torch.Tensor) -> nn.Module:
     if h != w:
         raise ValueError("the surrogate needs square images")
     k = int(model(x[:1].to(run.device)).shape[1])
+    # seeded before it is built: its initial weights must not depend on how much randomness
+    # earlier parts drew (a resumed audit reuses them and would train another surrogate)
+    torch.manual_seed(run.config.seed)
     surrogate = create_model("ross-cnn", in_channels=c, input_size=h, num_classes=k, hidden=256)
     labels = torch.cat(
         [predict(model, x[a:b].to(run.device)).cpu() for a, b in batches(run, "labels")]
     )
-    torch.manual_seed(run.config.seed)
     trainer = Trainer(
         surrogate,
         config=TrainConfig(epochs=run.config.surrogate_epochs, batch_size=64, seed=run.config.seed),
