@@ -198,3 +198,21 @@ def test_unknown_study_names_list_the_known_ones():
 def test_parts_named_twice_are_refused():
     with pytest.raises(ValueError, match="parts named twice: a"):
         Study("x", "x", ToyConfig, (Part("a", _score), Part("a", _double)))
+
+
+def test_the_code_version_follows_compiled_code_not_line_positions():
+    """Fails if the key hashes source text by position (a line inserted above a part while a
+    run goes on changed its key) or ignores what the function does."""
+    from underfire.studies.cache import code_version
+
+    def f(run):
+        return {"a": 1}
+
+    namespace: dict = {}
+    exec("\n\n\ndef f(run):\n    return {'a': 1}\n", namespace)  # same code, other lines
+    assert code_version(namespace["f"]) == code_version(f)
+    exec("def f(run):\n    return {'a': 2}\n", namespace)
+    assert code_version(namespace["f"]) != code_version(f)
+    exec("def f(run):\n    return {'a': 1 if run in {'x', 'y', 'z'} else 0}\n", namespace)
+    assert code_version(namespace["f"]) != code_version(f)
+    assert code_version(f, version=2) != code_version(f)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import json
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,17 +90,32 @@ def fingerprint(value: Any) -> str:
 
 
 def code_version(compute: Callable[..., Any], version: int | str = 1) -> str:
-    """The code a part runs: its declared ``version``, underfire's version and the SHA-256 of
-    its function's source (a ``functools.partial`` also contributes its bound arguments)."""
+    """The code a part runs: its declared ``version``, underfire's version and a digest of
+    its function's compiled code (bytecode, names and constants, nested functions included;
+    a ``functools.partial`` also contributes its bound arguments). Compiled code, not source
+    text: editing or moving other lines of the file while a run goes on changes no key."""
     digest = hashlib.sha256(f"{__version__}|{version}".encode())
     while isinstance(compute, functools.partial):
         digest.update(repr((compute.args, sorted(compute.keywords.items()))).encode())
         compute = compute.func
-    try:
-        digest.update(inspect.getsource(compute).encode())
-    except (OSError, TypeError):  # built-in or defined interactively: its name must do
+    code = getattr(compute, "__code__", None)
+    if isinstance(code, types.CodeType):
+        _feed_code(digest, code)
+    else:  # a built-in or another callable: its name must do
         digest.update(getattr(compute, "__qualname__", repr(compute)).encode())
     return digest.hexdigest()[:16]
+
+
+def _feed_code(digest: Any, code: types.CodeType) -> None:
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(digest, const)
+        elif isinstance(const, frozenset):  # iteration order varies between processes
+            digest.update(repr(sorted(map(repr, const))).encode())
+        else:
+            digest.update(repr(const).encode())
 
 
 def part_key(
