@@ -1,97 +1,42 @@
 """Building blocks of the ADV² reproduction (Zhang et al., USENIX Security 2020): the
-interpreters of a classifier, batched maps, the attacks (targeted PGD baseline and ADV²),
-per-sample measures and a resumable store for the expensive parts.
+interpreters of a classifier, batched maps, the attacks (targeted PGD baseline and ADV²) and
+per-sample measures.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core import io as _io
-from underfire.experiments.zhang2020_config import Zhang2020Config
 from underfire.interpreters import create_interpreter
 from underfire.interpreters.base import Interpreter
 from underfire.interpreters.mask import MaskWarning
 from underfire.metrics import l1_distance, topk_iou
+from underfire.studies.zhang2020.config import Zhang2020Config
 
 __all__ = [
-    "PartStore",
     "adv2_attack",
     "attack_measures",
+    "attack_row",
     "batched",
     "build_interpreters",
+    "ensemble_members",
     "has_gap_head",
     "map_measures",
     "maps_of",
     "pgd_attack",
     "random_targets",
+    "records_of",
+    "rts_data",
+    "run_attack",
+    "select_images",
     "summarize",
 ]
-
-
-# ----------------------------------------------------------------------------- resumable parts
-
-
-class PartStore:
-    """Tensors of finished parts under ``root`` (``torch.save``; read back with ``weights_only``).
-
-    A part is recomputed when its file is missing or was written under another configuration
-    (``fingerprint``): a resumed run never mixes results of two settings.
-    """
-
-    def __init__(self, root: Path, cfg: Zhang2020Config) -> None:
-        self.root = Path(root)
-        d = cfg.to_dict()
-        for k in ("profile", "n_figure"):
-            d.pop(k, None)
-        self.fingerprint = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        p = self.path(key)
-        if not p.exists():
-            return None
-        try:
-            data = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # a torn or foreign file: recompute it
-            return None
-        if not isinstance(data, dict) or data.get("fingerprint") != self.fingerprint:
-            return None
-        return data
-
-    def put(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
-        payload = {**data, "fingerprint": self.fingerprint}
-        self.path(key).parent.mkdir(parents=True, exist_ok=True)
-        _io.atomic_write(self.path(key), lambda f: torch.save(_cpu(payload), f))
-        return payload
-
-    def cached(
-        self, key: str, compute: Callable[[], dict[str, Any]]
-    ) -> tuple[dict[str, Any], bool]:
-        """(the part, whether it came from disk)."""
-        got = self.get(key)
-        if got is not None:
-            return got, True
-        return self.put(key, compute()), False
-
-
-def _cpu(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return v.detach().cpu()
-    if isinstance(v, dict):
-        return {k: _cpu(x) for k, x in v.items()}
-    return v
 
 
 # ----------------------------------------------------------------------------- interpreters
@@ -179,6 +124,33 @@ def maps_of(
     return torch.cat(out) if out else x.new_zeros((0, 1, *x.shape[-2:]))
 
 
+def select_images(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int, batch: int
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The first ``n`` correctly classified images; with too few (untrained or random
+    weights), the first ``n`` images labelled with the model's own predictions."""
+    with torch.no_grad():
+        pred = torch.cat([model(x[sl]).argmax(1) for sl in batched(x.shape[0], batch)])
+    ok = (pred == y).nonzero().flatten()
+    if ok.numel() >= min(n, 2):
+        idx = ok[:n]
+        return x[idx], y[idx], "correctly classified test images"
+    return x[:n], pred[:n], "the first test images, labelled with the model's predictions"
+
+
+def rts_data(
+    x: torch.Tensor, y: torch.Tensor, extra: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RTS's training images ``x, y``, plus adversarial examples ``extra`` for RTS^A."""
+    if extra is None:
+        return x, y
+    # RTS samples its batches uniformly: repeat the few adversarial examples so that they make
+    # up a quarter of the training set of RTS^A.
+    xa, ya = extra[0].to(x.device), extra[1].to(y.device)
+    reps = max(1, round(x.shape[0] / 3 / max(1, xa.shape[0])))
+    return torch.cat([x, xa.repeat(reps, 1, 1, 1)]), torch.cat([y, ya.repeat(reps)])
+
+
 def random_targets(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
     """A uniformly random class ≠ y per sample (the paper's random targets), seeded."""
     gen = torch.Generator().manual_seed(seed)
@@ -251,6 +223,19 @@ def run_attack(
     return torch.cat(outs), records
 
 
+def records_of(records: list[Any]) -> dict[str, torch.Tensor]:
+    """Concatenate an attack's per-batch result records (dicts or objects of 1-d tensors)."""
+    merged: dict[str, list[torch.Tensor]] = {}
+    for r in records:
+        if r is None:
+            continue
+        items = r.items() if isinstance(r, dict) else vars(r).items()
+        for k, v in items:
+            if isinstance(v, torch.Tensor) and v.dim() == 1:
+                merged.setdefault(k, []).append(v.detach().float().cpu())
+    return {k: torch.cat(v) for k, v in merged.items()}
+
+
 # ----------------------------------------------------------------------------- measures
 
 
@@ -277,3 +262,30 @@ def map_measures(benign: torch.Tensor, other: torch.Tensor) -> dict[str, torch.T
 
 def summarize(v: torch.Tensor) -> float:
     return float(v.float().mean()) if v.numel() else float("nan")
+
+
+def attack_row(
+    model: nn.Module,
+    x_adv: torch.Tensor,
+    t: torch.Tensor,
+    benign: dict[str, torch.Tensor],
+    maps: dict[str, torch.Tensor],
+    batch: int,
+) -> dict[str, Any]:
+    """Success, confidence and per-interpreter map measures of one set of adversarial inputs."""
+    a = attack_measures(model, x_adv, t, batch)
+    row: dict[str, Any] = {
+        "n": int(x_adv.shape[0]),
+        "success": summarize(a["success"]),
+        "confidence": summarize(a["confidence"]),
+        "maps": {},
+    }
+    for name, m in maps.items():
+        mm = map_measures(benign[name], m)
+        row["maps"][name] = {
+            "n": int(mm["l1"].numel()),
+            "l1": summarize(mm["l1"]),
+            "iou": summarize(mm["iou"]),
+            "l1_all": mm["l1"].tolist(),
+        }
+    return row

@@ -10,8 +10,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from underfire.experiments.zhang2020_config import PAPER_SUCCESS
 from underfire.studies.claims import claim_record, round_floats
+from underfire.studies.zhang2020.config import PAPER_SUCCESS
 
 __all__ = ["evaluate_claims", "transfer_table"]
 

@@ -1,49 +1,69 @@
 """The Zhang et al. (2020) ADV² reproduction: end to end on digits (test profile and the
-documented --quick profile), resumability, config, findings and bad input."""
+documented quick profile), resumption keyed on the settings and on the classifier's identity,
+config, findings and bad input."""
 
 from __future__ import annotations
 
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from underfire.experiments.zhang2020_claims import evaluate_claims
-from underfire.experiments.zhang2020_config import PROFILES, Zhang2020Config, resolve_config
+from underfire.checkpoint import CHECKSUM_ALGORITHM, checksum, read_checkpoint
+from underfire.studies import run_study
+from underfire.studies.zhang2020 import PROFILES, Zhang2020Config, configure, resolve_config
+from underfire.studies.zhang2020.claims import evaluate_claims
 
 FIGURES = ["pgd_vs_adv2.png", "transfer.png", "countermeasures.png", "samples_ross-cnn.png"]
+#: The sub-parts of one classifier, each stored in OUT/parts as CLASSIFIER__NAME.pt (.json for
+#: the test accuracy).
+SUB_PARTS = [
+    "test-accuracy",
+    "rts",
+    "benign",
+    "noise",
+    "pgd",
+    "adv2-grad",
+    "adv2-gradcam",
+    "adv2-mask",
+    "adv2-rts",
+    "ensemble",
+    "rtsa-train",
+    "rtsa",
+    "rtsa-eval",
+]
 
 
-def _reproduce(out: Path, *args: str) -> int:
-    from underfire.cli import main
-
+def _reproduce(
+    out: Path, profile: str = "test", config: Zhang2020Config | None = None, **options: Any
+) -> dict[str, Any]:
+    """``run_study`` on digits with the profile's config, or ``config`` when given."""
     threads = torch.get_num_threads()
+    config = config or configure(dataset="digits", profile=profile)
     try:  # one thread: tiny models on a shared 2-core machine
-        return main(
-            ["reproduce", "zhang2020", "--dataset", "digits", *args, "--out", str(out)]
-            + ["--device", "cpu", "--threads", "1"]
-        )
+        return run_study("zhang2020", config, out=out, threads=1, **options)
     finally:
         torch.set_num_threads(threads)
 
 
 @pytest.fixture(
     scope="module",
-    params=[["--profile", "test"], pytest.param(["--quick"], marks=pytest.mark.slow)],
+    params=["test", pytest.param("quick", marks=pytest.mark.slow)],
     ids=["test-profile", "quick"],
 )
 def run(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict, list[str]]:
+) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("zhang2020")
-    assert _reproduce(out, *request.param) == 0
+    _reproduce(out, request.param)
     results = json.loads((out / "results.json").read_text())
     return out, results, request.param
 
 
-def test_outputs_are_complete(run: tuple[Path, dict, list[str]]) -> None:
+def test_outputs_are_complete(run: tuple[Path, dict, str]) -> None:
     out, results, _ = run
     for name in ("results.json", "config.json", "report.md", "report.html"):
         assert (out / name).stat().st_size > 0, name
@@ -92,12 +112,12 @@ def test_outputs_are_complete(run: tuple[Path, dict, list[str]]) -> None:
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
 
-def test_quick_profile_reaches_the_papers_direction(run: tuple[Path, dict, list[str]]) -> None:
+def test_quick_profile_reaches_the_papers_direction(run: tuple[Path, dict, str]) -> None:
     """On the documented quick profile, ADV² fools the classifier and keeps maps closer to the
     benign ones than PGD does (the paper's central finding). Its wall time is measured in
     docs/zhang2020.md, not asserted here (timings belong to benchmarks)."""
-    _out, results, args = run
-    if args != ["--quick"]:
+    _out, results, profile = run
+    if profile != "quick":
         pytest.skip("the test profile's attacks are too short to expect the paper's direction")
     r = results["classifiers"]["ross-cnn"]
     for k in ("grad", "gradcam", "rts"):
@@ -105,35 +125,85 @@ def test_quick_profile_reaches_the_papers_direction(run: tuple[Path, dict, list[
         assert r["adv2"][k]["maps"][k]["l1"] < r["pgd"]["maps"][k]["l1"], k
 
 
-def test_resume_recomputes_nothing(run: tuple[Path, dict, list[str]]) -> None:
-    out, results, args = run
-    if args != ["--profile", "test"]:
+def _numbers(results: dict[str, Any]) -> dict[str, Any]:
+    """The measurements of a run without its bookkeeping (timings, reuse flags)."""
+    r = copy.deepcopy(results["classifiers"]["ross-cnn"])
+    for key in ("timings", "training", "rts_training"):
+        r.pop(key)
+    r["rtsa"].pop("training")
+    for row in r["adv2"].values():
+        for key in ("seconds", "seconds_per_image", "reused"):
+            row.pop(key)
+    return r
+
+
+def _parts(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (out / "parts").glob("ross-cnn__*")}
+
+
+def test_resume_recomputes_nothing(run: tuple[Path, dict, str]) -> None:
+    """Fails if a second run in the same folder recomputes a finished part, retrains a model,
+    or reports other numbers."""
+    out, results, profile = run
+    if profile != "test":
         pytest.skip("resumption is checked once, on the fast profile")
-    parts = sorted((out / "parts" / "ross-cnn").glob("*.pt"))
-    assert parts and all(
-        p.name.startswith(("benign", "noise", "pgd", "adv2-", "ensemble", "rtsa")) for p in parts
-    )
-    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    stamps = _parts(out)
+    assert sorted(p.stem for p in stamps) == sorted(f"ross-cnn__{k}" for k in SUB_PARTS)
     models = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
-    assert _reproduce(out, *args) == 0
-    again = json.loads((out / "results.json").read_text())
-    assert {p: p.stat().st_mtime_ns for p in parts} == stamps
+    again = _reproduce(out)
+    assert _parts(out) == stamps
     assert {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")} == models
-    a, b = results["classifiers"]["ross-cnn"], again["classifiers"]["ross-cnn"]
-    assert a["adv2"]["grad"]["maps"] == b["adv2"]["grad"]["maps"]
+    assert sorted(again["run"]["reused"]) == sorted(f"ross-cnn/{k}" for k in SUB_PARTS)
+    assert results["run"]["reused"] == []
+    assert _numbers(again) == _numbers(results)
+    assert again["claims"] == results["claims"]
+    b = again["classifiers"]["ross-cnn"]
     assert all(b["adv2"][k]["reused"] for k in b["adv2"])
-    # a changed setting invalidates the finished parts instead of mixing two configurations
-    from underfire.experiments.zhang2020_eval import PartStore
+    assert b["rts_training"]["reused"] and b["rtsa"]["training"]["reused"]
 
-    other = PartStore(out / "parts" / "ross-cnn", resolve_config("digits", "test", eps=0.2))
-    assert other.get("pgd") is None
-    assert (
-        PartStore(out / "parts" / "ross-cnn", resolve_config("digits", "test")).get("pgd")
-        is not None
+
+def test_a_replaced_classifier_recomputes_every_part_that_uses_it(
+    run: tuple[Path, dict, str], tmp_path: Path
+) -> None:
+    """The bug of reporting one model's results for another: fails if, after the classifier's
+    checkpoint is replaced by other weights, any part computed for the old weights is reused."""
+    out, results, profile = run
+    if profile != "test":
+        pytest.skip("checked once, on the fast profile")
+    import shutil
+
+    folder = tmp_path / "replaced"
+    shutil.copytree(out, folder)
+    ckpt = folder / "models" / "ross-cnn.pt"
+    payload = read_checkpoint(ckpt)
+    first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][first] = payload["state_dict"][first] * 0.5
+    payload["checksum"] = {"algorithm": CHECKSUM_ALGORITHM, "digest": checksum(payload)}
+    torch.save(payload, ckpt)
+    again = _reproduce(folder)  # the same settings: no force needed, and nothing reused
+    assert again["run"]["reused"] == []
+    b, a = again["classifiers"]["ross-cnn"], results["classifiers"]["ross-cnn"]
+    assert not any(row["reused"] for row in b["adv2"].values())
+    assert not b["rts_training"]["reused"]
+    assert b["pgd"]["maps"] != a["pgd"]["maps"]
+
+
+def test_a_setting_recomputes_only_the_parts_that_read_it(run: tuple[Path, dict, str]) -> None:
+    """Fails if a part's key misses a config field it reads (the noise baseline reads
+    noise_samples) or holds one it does not read (n_figure is read by the figures only)."""
+    out, _results, profile = run
+    if profile != "test":
+        pytest.skip("checked once, on the fast profile")
+    figures = _reproduce(out, config=resolve_config("digits", "test", n_figure=1), force=True)
+    assert sorted(figures["run"]["reused"]) == sorted(f"ross-cnn/{k}" for k in SUB_PARTS)
+    noise = _reproduce(out, config=resolve_config("digits", "test", noise_samples=2), force=True)
+    assert "ross-cnn/noise" not in noise["run"]["reused"]
+    assert sorted(noise["run"]["reused"]) == sorted(
+        f"ross-cnn/{k}" for k in SUB_PARTS if k != "noise"
     )
 
 
-def test_findings_follow_the_numbers(run: tuple[Path, dict, list[str]]) -> None:
+def test_findings_follow_the_numbers(run: tuple[Path, dict, str]) -> None:
     _out, results, _ = run
     r = copy.deepcopy(results)
     row = r["classifiers"]["ross-cnn"]
@@ -167,7 +237,7 @@ def test_findings_follow_the_numbers(run: tuple[Path, dict, list[str]]) -> None:
     assert held["1"] is None and held["2"] is None and held["3"] is None and held["6"] is None
 
 
-def test_profiles_and_bad_input(tmp_path: Path) -> None:
+def test_profiles_and_bad_input() -> None:
     assert set(PROFILES) == {"full", "cpu", "quick", "test"}
     cpu = resolve_config("cifar10", "cpu")
     assert cpu.classifiers == ("resnet-small", "densenet-small") and cpu.eps == pytest.approx(0.031)
@@ -185,27 +255,27 @@ def test_profiles_and_bad_input(tmp_path: Path) -> None:
         resolve_config("digits", "test", ensemble=("grad", "mask"))
     with pytest.raises(ValueError, match="eps"):
         resolve_config("digits", "test", eps=0.0)
-    assert _reproduce(tmp_path / "x", "--weights", "w.pt") == 2  # one-line user error
+    with pytest.raises(ValueError, match="--weights is for --dataset imagenet"):
+        configure(dataset="digits", weights=["w.pt"])
+    assert configure(dataset="digits", quick=True) == resolve_config("digits", "quick")
+    assert configure(dataset="digits", quick=True, profile="test").profile == "test"
+    cfg = configure(
+        dataset="imagenet", profile="test", weights=["resnet50=a.pt"], n_images=3, seed=2
+    )
+    assert cfg.weights == {"resnet50": "a.pt"} and cfg.classifiers == ("resnet50",)
+    assert cfg.n_eval == 3 and cfg.seed == 2
 
 
 @pytest.mark.slow
 def test_imagenet_plumbing_with_random_weights(shared_data: Path, tmp_path: Path) -> None:
     """The ImageNet path (224×224, torchvision ResNet-50, CAM on its GAP head) runs end to end on
     the 1000-image sample; with random weights the report must say the numbers mean nothing."""
-    from underfire.cli import main
-
     if not (shared_data / "imagenet-sample" / "labels.csv").exists():
         pytest.skip("no ImageNet sample in the shared data")
-    threads = torch.get_num_threads()
-    try:
-        code = main(
-            ["reproduce", "zhang2020", "--dataset", "imagenet", "--profile", "test"]
-            + ["--weights", "resnet50=random", "--data-root", str(shared_data)]
-            + ["--out", str(tmp_path), "--device", "cpu", "--threads", "1"]
-        )
-    finally:
-        torch.set_num_threads(threads)
-    assert code == 0
+    config = configure(
+        dataset="imagenet", profile="test", weights=["resnet50=random"], data_root=shared_data
+    )
+    _reproduce(tmp_path, config=config)
     results = json.loads((tmp_path / "results.json").read_text())
     r = results["classifiers"]["resnet50"]
     assert r["training"]["weights"] == "random"

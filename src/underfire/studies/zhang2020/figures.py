@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from underfire.experiments.zhang2020_claims import transfer_table
 from underfire.plotting import save_figure
+from underfire.studies.zhang2020.claims import transfer_table
 
 __all__ = ["make_figures"]
 

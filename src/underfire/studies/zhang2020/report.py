@@ -1,4 +1,5 @@
-"""report.md / report.html of the ADV² reproduction (Zhang et al., USENIX Security 2020)."""
+"""report.md / report.html of the ADV² reproduction (Zhang et al., USENIX Security 2020), one
+function per section."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from underfire._version import __version__
-from underfire.experiments.zhang2020_claims import transfer_table
-from underfire.experiments.zhang2020_config import PAPER_CONFIDENCE, PAPER_SUCCESS, Zhang2020Config
 from underfire.report import Report
+from underfire.studies.base import StudyRun
 from underfire.studies.claims import write_claims
+from underfire.studies.zhang2020.claims import transfer_table
+from underfire.studies.zhang2020.config import PAPER_CONFIDENCE, PAPER_SUCCESS, Zhang2020Config
+from underfire.studies.zhang2020.figures import make_figures
 
-__all__ = ["write_report"]
+__all__ = ["report"]
+
+Results = dict[str, Any]
 
 
 def _paper_rate(clf: str, interp: str) -> str:
@@ -23,10 +28,36 @@ def _paper_rate(clf: str, interp: str) -> str:
     return f"{r50:.0%} / {d169:.0%}"
 
 
-def write_report(
-    out: Path, cfg: Zhang2020Config, results: dict[str, Any], figs: dict[str, Path]
-) -> None:
+def report(run: StudyRun) -> None:
+    """Figures, report.md and report.html of a finished run, into ``run.out``."""
+    if run.out is None:
+        raise ValueError("the report needs an output folder")
+    cfg: Zhang2020Config = run.config
+    results = run.results
+    test = run.state.get("test")
+    classes = test.classes if test is not None else None
+    figs = make_figures(run.out / "figures", results, run.state.get("figure_tensors", {}), classes)
     r = Report(f"Reproduction of Zhang et al. (USENIX Security 2020), ADV², on {cfg.dataset}")
+    _introduction(r, cfg, results)
+    r.section("Findings of the paper")
+    write_claims(r, results["claims"], "finding")
+    _classifiers(r, results)
+    _attacks(r, cfg, results, figs)
+    _transfer(r, results, figs)
+    _ensemble(r, results)
+    _rtsa(r, cfg, results, figs)
+    _samples(r, results, figs)
+    timing = {c: v["timings"] for c, v in results["classifiers"].items()}
+    reused = results.get("run", {}).get("reused", [])
+    r.text(
+        f"Run time: {results['timings']['total']:.1f} s in all; per classifier (s): "
+        f"`{json.dumps(timing)}`. Parts reused from an earlier run in this folder (same "
+        f"settings, classifiers, RTS networks and images): {', '.join(reused) or 'none'}."
+    )
+    r.write(run.out)
+
+
+def _introduction(r: Report, cfg: Zhang2020Config, results: Results) -> None:
     r.text(
         f"underfire {__version__}, profile `{cfg.profile}`, seed {cfg.seed}, device `{results['device']}`. "
         f"Attacks: targeted, random target class ≠ true class, L∞ ε = {cfg.eps:g}, step {cfg.step_size:.4g}; "
@@ -38,7 +69,8 @@ def write_report(
         "adversarial map (the adversarial map explains the class predicted on the adversarial "
         "input); IoU = top-k % overlap averaged over k ∈ {5, 10, 20, 30, 40, 50} %. The benign-noise "
         "baseline is the map of the image under random ±ε signs: how much a map moves with no attack. "
-        "Every number here was computed by this run (`results.json`); the configuration is in `config.json`."
+        "Every number here is in `results.json` (parts reused from an earlier run in this folder "
+        "are listed at the end); the configuration is in `config.json`."
     )
     if cfg.dataset == "imagenet" and any(w == "random" for w in cfg.weights.values()):
         r.text(
@@ -53,9 +85,8 @@ def write_report(
             "finding, not its exact numbers."
         )
 
-    r.section("Findings of the paper")
-    write_claims(r, results["claims"], "finding")
 
+def _classifiers(r: Report, results: Results) -> None:
     r.section("Classifiers")
     r.table(
         [
@@ -85,6 +116,8 @@ def write_report(
         if "adv2_skipped" in v:
             r.text(f"{c}: {v['adv2_skipped']}; only the PGD baseline ran.")
 
+
+def _attacks(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, Path]) -> None:
     r.section("PGD vs ADV² per classifier × interpreter (paper Tables 2–5, Figs. 4–7)")
     rows, map_rows = [], []
     for c, v in results["classifiers"].items():
@@ -130,6 +163,10 @@ def write_report(
     r.figure(
         figs["metrics"], "PGD (grey) vs ADV² (red) per interpreter; blue ticks: benign ±ε noise"
     )
+    _settings(r, results)
+
+
+def _settings(r: Report, results: Results) -> None:
     settings = [
         {
             "classifier": c,
@@ -151,6 +188,8 @@ def write_report(
         )
         r.table(settings)
 
+
+def _transfer(r: Report, results: Results, figs: dict[str, Path]) -> None:
     r.section("Transfer across interpreters")
     r.text(
         "Rows: the interpreter ADV² targeted (PGD: none); columns: the interpreter whose map is "
@@ -172,6 +211,8 @@ def write_report(
         "L1 between benign and adversarial maps, attack target × judging interpreter",
     )
 
+
+def _ensemble(r: Report, results: Results) -> None:
     r.section("Countermeasure 1: ensemble interpretation")
     any_ens = False
     for c, v in results["classifiers"].items():
@@ -215,6 +256,8 @@ def write_report(
     if not any_ens:
         r.text("Not evaluated (needs ADV² and at least two ensemble members).")
 
+
+def _rtsa(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, Path]) -> None:
     r.section("Countermeasure 2: adversarial interpretation (RTS^A)")
     any_a = False
     for c, v in results["classifiers"].items():
@@ -241,6 +284,8 @@ def write_report(
     if "countermeasures" in figs:
         r.figure(figs["countermeasures"], "Left: ensemble interpretation; right: RTS vs RTS^A")
 
+
+def _samples(r: Report, results: Results, figs: dict[str, Path]) -> None:
     r.section("Samples")
     for c in results["classifiers"]:
         key = f"samples_{c}"
@@ -249,9 +294,3 @@ def write_report(
                 figs[key],
                 f"{c}: benign, PGD and ADV² images (top rows) and their maps (bottom rows), per interpreter",
             )
-
-    timing = {c: v["timings"] for c, v in results["classifiers"].items()}
-    r.text(
-        f"Run time: {results['timings']['total']:.1f} s in all; per classifier (s): `{json.dumps(timing)}`."
-    )
-    r.write(out)

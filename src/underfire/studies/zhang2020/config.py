@@ -15,7 +15,9 @@ The published success rates (ImageNet, ResNet-50 / DenseNet-169) are in :data:`P
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "PAPER_SUCCESS",
     "PROFILES",
     "Zhang2020Config",
+    "configure",
+    "default_out",
+    "parse_weights",
     "resolve_config",
 ]
 
@@ -95,6 +100,8 @@ class Zhang2020Config:
         noise_samples: random-sign ±ε copies per image for the benign-noise map baseline.
         n_figure: images per interpreter in the sample figure.
         eval_batch: attack batch size.
+        data_root: dataset folder (None: the loader's default); read by no cached part, since
+            the data's own identity keys them.
     """
 
     dataset: str = "cifar10"
@@ -126,6 +133,7 @@ class Zhang2020Config:
     noise_samples: int = 1
     n_figure: int = 4
     eval_batch: int = 50
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -328,3 +336,79 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Zha
     for k in ("classifiers", "interpreters", "ensemble"):
         settings[k] = tuple(settings.get(k, getattr(Zhang2020Config, k, ())) or ())
     return replace(Zhang2020Config(), **settings)
+
+
+def parse_weights(values: Sequence[str] | Mapping[str, str] | None) -> dict[str, str] | None:
+    """``--weights`` values (``ARCH=FILE``, a bare FILE for ResNet-50, or ``random`` for both
+    ImageNet classifiers) → {arch: file}; a mapping is taken as it is."""
+    if not values:
+        return None
+    if isinstance(values, Mapping):
+        return {str(k): str(v) for k, v in values.items()}
+    if isinstance(values, str):
+        values = [values]
+    out: dict[str, str] = {}
+    for v in values:
+        if v == "random":
+            out |= {"resnet50": "random", "densenet169": "random"}
+        elif "=" in v:
+            arch, path = v.split("=", 1)
+            out[arch.strip()] = path
+        else:
+            out["resnet50"] = v
+    return out
+
+
+def configure(
+    *,
+    dataset: str | None = None,
+    profile: str | None = None,
+    quick: bool = False,
+    data_root: str | Path | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    n_eval: int | None = None,
+    n_images: int | None = None,
+    weights: Sequence[str] | Mapping[str, str] | None = None,
+) -> Zhang2020Config:
+    """The validated config of a run from the options of ``underfire reproduce zhang2020``.
+
+    Args:
+        dataset: cifar10 (default), mnist, digits or imagenet.
+        profile: full (default), cpu, quick or test; ``quick=True`` means "quick".
+        data_root: dataset folder.
+        seed: the seed (default 0).
+        steps, batch_size: classifier training (override the profile).
+        n_eval, n_images: correctly classified test images attacked (``n_images`` wins).
+        weights: ImageNet only: ``ARCH=FILE`` values (see :func:`parse_weights`); without a
+            file for DenseNet-169 only the classifiers given run.
+
+    Raises:
+        ValueError: unknown dataset or profile, invalid values, or ``weights`` for a dataset
+            whose classifiers are trained here.
+    """
+    dataset = dataset or "cifar10"
+    overrides: dict[str, Any] = {
+        "seed": seed,
+        "train_steps": steps,
+        "batch_size": batch_size,
+        "n_eval": n_images or n_eval,
+        "data_root": str(data_root) if data_root is not None else None,
+    }
+    parsed = parse_weights(weights)
+    if parsed is not None:
+        if dataset.lower() != "imagenet":
+            raise ValueError(
+                "--weights is for --dataset imagenet (other datasets train their classifiers)"
+            )
+        overrides |= {
+            "weights": parsed,
+            "classifiers": tuple(c for c in CLASSIFIERS["imagenet"] if c in parsed),
+        }
+    return resolve_config(dataset, profile or ("quick" if quick else "full"), **overrides)
+
+
+def default_out(config: Zhang2020Config) -> Path:
+    """``runs/zhang2020-DATASET``."""
+    return Path("runs") / f"zhang2020-{config.dataset}"
