@@ -152,22 +152,37 @@ class Report:
         return md, page
 
 
+# *emphasis*: the opening star is not preceded, and the closing star not followed, by a
+# letter or digit (so 2*3*4 stays arithmetic); neither touches a space on its inner side.
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline(s: str) -> str:
+    """`code`, **bold** and *emphasis* of one paragraph as HTML (nothing inside `code`)."""
+    codes: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        codes.append(f"<code>{html.escape(match.group(1))}</code>")
+        return f"\x00{len(codes) - 1}\x00"
+
+    s = html.escape(_CODE.sub(hold, s))
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    s = _EMPHASIS.sub(r"<em>\1</em>", s)
+    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], s)
+
+
 def _markdown_paragraphs(text: str) -> str:
-    """Just enough Markdown for report prose: paragraphs, bullet lists, **bold**, `code`."""
-
-    def inline(s: str) -> str:
-        s = html.escape(s)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-        return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
-
+    """Just enough Markdown for report prose: paragraphs, bullet lists, **bold**,
+    *emphasis*, `code`."""
     parts = []
     for para in re.split(r"\n\s*\n", text):
         lines = para.splitlines()
         if lines and all(line.lstrip().startswith(("- ", "* ")) for line in lines):
-            items = "".join(f"<li>{inline(line.lstrip()[2:])}</li>" for line in lines)
+            items = "".join(f"<li>{_inline(line.lstrip()[2:])}</li>" for line in lines)
             parts.append(f"<ul>{items}</ul>")
         else:
-            parts.append(f"<p>{inline(' '.join(lines))}</p>")
+            parts.append(f"<p>{_inline(' '.join(lines))}</p>")
     return "\n".join(parts)
 
 

@@ -9,36 +9,34 @@ import torch
 
 from underfire.checkpoint import save_checkpoint
 from underfire.cli import main
-from underfire.data import load_dataset
-from underfire.experiments.demo_context import DemoContext
 from underfire.report import Report
+from underfire.studies import StudyRun
+from underfire.studies.demo import STUDY, configure
 
 
 @pytest.mark.slow
 def test_demo_section(trained_digits, tmp_path):
-    from underfire.experiments.demo_adv2 import section
+    from underfire.studies.demo.adv2 import evaluation, write
 
     model, test = trained_digits
-    ctx = DemoContext(
+    run = StudyRun(
+        STUDY,
+        configure(sections=["adv2"]),
         tmp_path,
         torch.device("cpu"),
-        0,
-        "digits",
-        load_dataset("digits", "train"),
-        load_dataset("digits", "val"),
-        test,
-        model,
-        Report("t"),
+        state={"model": model, "test": test},
     )
-    section(ctx)
-    rows = {(r["interpreter"], r["attack"]): r for r in ctx.results["adv2"]["rows"]}
+    run.results["adv2"] = evaluation(run)
+    rows = {(r["interpreter"], r["attack"]): r for r in run.results["adv2"]["rows"]}
     assert set(rows) == {(i, a) for i in ("grad", "gradcam") for a in ("PGD", "ADV²")}
     for name in ("grad", "gradcam"):
         pgd, adv = rows[(name, "PGD")], rows[(name, "ADV²")]
         assert adv["success"] >= 0.8 and pgd["success"] >= 0.8
         assert adv["map_l1"] < pgd["map_l1"] and adv["map_iou"] > pgd["map_iou"]
     assert (tmp_path / "figures" / "adv2.png").stat().st_size > 0
-    ctx.report.write(tmp_path)
+    report = Report("t")
+    write(report, run)
+    report.write(tmp_path)
     assert "ADV²" in (tmp_path / "report.md").read_text()
 
 

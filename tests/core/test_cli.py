@@ -73,7 +73,7 @@ def test_console_script_entry_point():
 
 
 def test_demo_writes_results_figures_and_report(tmp_path):
-    from underfire.experiments.demo import run_demo
+    from underfire.studies.demo import run_demo
 
     out = tmp_path / "demo"
     results = run_demo(out, epochs=15)

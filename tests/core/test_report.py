@@ -36,3 +36,17 @@ def test_text_columns_align_left_and_number_columns_right(tmp_path):
     assert '<th class="text">model</th><th>accuracy</th><th class="text">held</th>' in page
     assert '<td class="text">normal</td><td>0.900</td><td class="text">True</td>' in page
     assert "th.text, td.text { text-align: left; }" in page
+
+
+def test_single_star_emphasis_renders_as_em_but_not_in_code_or_arithmetic(tmp_path):
+    report = Report("t").text(
+        "Per layer: *amplification* is a ratio, *restored (top k units)* a share; "
+        "`*literal*` stays code, 2*3*4 stays arithmetic and a * b * c a product; **bold**."
+    )
+    _, page = report.write(tmp_path)
+    html = page.read_text()
+    assert "<em>amplification</em>" in html and "<em>restored (top k units)</em>" in html
+    assert "<code>*literal*</code>" in html
+    assert "2*3*4" in html and "a * b * c" in html
+    assert "<strong>bold</strong>" in html
+    assert html.count("<em>") == 2

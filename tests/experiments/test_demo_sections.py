@@ -22,9 +22,9 @@ def test_unknown_section_names_the_known_ones(tmp_path: Path, capsys) -> None:
 
 def test_help_lists_the_sections() -> None:
     from underfire.commands.demo import SECTION_NAMES
-    from underfire.experiments.demo import SECTIONS
+    from underfire.studies.demo import SECTION_NAMES as STUDY_SECTIONS
 
-    assert SECTION_NAMES == tuple(name for name, _ in SECTIONS)
+    assert SECTION_NAMES == STUDY_SECTIONS
 
 
 def test_help_does_not_import_torch() -> None:

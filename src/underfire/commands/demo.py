@@ -10,12 +10,12 @@ from underfire.commands._common import (
     add_force,
     add_out,
     device_of,
-    guarded_output,
+    invocation,
     positive_int,
     say,
 )
 
-#: The demo's sections in order (experiments.demo.SECTIONS; a test keeps the two equal).
+#: The demo's sections in order (studies.demo.SECTION_NAMES; a test keeps the two equal).
 SECTION_NAMES = ("classifier", "defenses", "attacks", "interpreters", "adv2", "diagnosis")
 
 #: One line for `underfire --help` (read without building the full parser).
@@ -46,27 +46,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_RESULTS = ("results.json", "report.html", "report.md")
-
-
 def run(args: argparse.Namespace) -> int:
-    from underfire.experiments.demo import run_demo
+    # run_study holds --out (lock, run records, --force) for the CLI as for the Python API
+    from underfire.studies import run_study
+    from underfire.studies.demo import STUDY, configure
 
     t0 = time.perf_counter()
     sections = [s.strip() for s in args.sections.split(",")] if args.sections else None
-    with guarded_output(args, "demo", _RESULTS):
-        results = run_demo(
-            args.out,
-            device=device_of(args),
-            seed=args.seed,
-            epochs=args.epochs,
-            sections=sections,
-            progress=True,
-            log=lambda m: say(f"[demo] {m}"),
-        )
-        acc = results["classifier"]["test_accuracy"]
-        say(
-            f"[demo] test accuracy {acc:.2%}; wrote {args.out}/report.html and results.json "
-            f"in {time.perf_counter() - t0:.1f} s"
-        )
+    config = configure(seed=args.seed, epochs=args.epochs, sections=sections)
+    results = run_study(
+        STUDY,
+        config,
+        out=args.out,
+        force=args.force,
+        device=device_of(args),
+        progress=True,
+        log=lambda m: say(f"[demo] {m}"),
+        command="demo",
+        arguments=invocation(args),
+    )
+    acc = results["classifier"]["test_accuracy"]
+    say(
+        f"[demo] test accuracy {acc:.2%}; wrote {args.out}/report.html and results.json "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0

@@ -15,30 +15,29 @@ from typing import Any
 import torch
 
 from underfire.attacks import ADV2, PGD
-from underfire.experiments.demo_context import DemoContext
 from underfire.interpreters import GradCAM, Interpreter, Saliency
 from underfire.metrics import l1_distance, topk_iou
 from underfire.plotting import new_figure, save_figure
+from underfire.report import Report
+from underfire.studies.base import StudyRun
+from underfire.studies.demo.sections import cached_section, one_thread, section_part
+
+__all__ = ["PARTS", "evaluation", "write"]
 
 N_IMAGES = 6
 EPS, STEP = 0.3, 0.01
 
 
-def section(ctx: DemoContext) -> None:
-    """Add the "ADV²" section: a figure of benign / PGD / ADV² maps and their numbers."""
-    threads = torch.get_num_threads()
-    if ctx.device.type == "cpu":
-        torch.set_num_threads(1)  # tiny ops: one thread is faster on a busy CPU
-    try:
-        _section(ctx)
-    finally:
-        torch.set_num_threads(threads)
+def evaluation(run: StudyRun) -> dict[str, Any]:
+    """ADV² and PGD against two interpreters of the demo model: their numbers and figure."""
+    with one_thread(run):
+        return _evaluation(run)
 
 
-def _section(ctx: DemoContext) -> None:
-    model, device = ctx.model.eval(), ctx.device
-    x = ctx.test.x[:N_IMAGES].to(device)
-    y = ctx.test.y[:N_IMAGES].to(device)
+def _evaluation(run: StudyRun) -> dict[str, Any]:
+    model, device, test = run.state["model"].eval(), run.device, run.state["test"]
+    x = test.x[:N_IMAGES].to(device)
+    y = test.y[:N_IMAGES].to(device)
     t = (y + 1) % 10
     with torch.no_grad():
         pred = model(x).argmax(1)
@@ -47,9 +46,9 @@ def _section(ctx: DemoContext) -> None:
     images: dict[str, torch.Tensor] = {"clean": x}
     maps: dict[str, dict[str, torch.Tensor]] = {}
     for name, interp in interpreters.items():
-        ctx.log(f"adv2: attacking {name}")
+        run.log(f"adv2: attacking {name}")
         start = time.perf_counter()
-        attack = ADV2(interp, preset="small", eps=EPS, step_size=STEP, seed=ctx.seed)
+        attack = ADV2(interp, preset="small", eps=EPS, step_size=STEP, seed=run.config.seed)
         x_adv = attack(model, x, y, target=t)
         seconds = time.perf_counter() - start
         steps = attack.warm_steps + len(attack.lambdas())
@@ -89,8 +88,9 @@ def _section(ctx: DemoContext) -> None:
             )
         rows[-1]["seconds"] = round(seconds, 2)
 
-    figure = _figure(ctx, images, maps, y, t)
-    ctx.results["adv2"] = {
+    if run.out is not None:
+        _figure(run, images, maps, y, t)
+    return {
         "n_images": N_IMAGES,
         "eps": EPS,
         "step_size": STEP,
@@ -98,30 +98,15 @@ def _section(ctx: DemoContext) -> None:
         "rows": rows,
         "settings": {name: ADV2(i, preset="small").config() for name, i in interpreters.items()},
     }
-    ctx.report.section("ADV²: fooling the classifier and its interpreter")
-    ctx.report.text(
-        f"ADV² (Zhang et al., USENIX Security 2020) against the demo classifier on {N_IMAGES} test "
-        f"images, target (y + 1) mod 10, L∞ ε = {EPS} (the 8×8 digits have 17 grey levels; the "
-        "paper's 0.031 moves nothing here), next to PGD with the same ε, step and number of steps. "
-        "Success: prediction equals the target; L1 and top-k IoU compare the interpreter's map "
-        "of the adversarial example (for the target class) with the benign map (for the clean "
-        "prediction): ADV² should reach the target like PGD while keeping the map closer "
-        "(lower L1, higher IoU)."
-    )
-    ctx.report.table(rows)
-    ctx.report.figure(
-        figure,
-        "Clean, PGD and ADV² images (first columns) and each interpreter's benign, PGD and ADV² maps",
-    )
 
 
 def _figure(
-    ctx: DemoContext,
+    run: StudyRun,
     images: dict[str, torch.Tensor],
     maps: dict[str, dict[str, torch.Tensor]],
     y: torch.Tensor,
     t: torch.Tensor,
-) -> Any:
+) -> None:
     columns: list[tuple[str, torch.Tensor, bool]] = [(k, v, False) for k, v in images.items()]
     for name, by_attack in maps.items():
         columns += [(f"{name}: {k}", v, True) for k, v in by_attack.items()]
@@ -138,4 +123,32 @@ def _figure(
                 ax.set_title(title, fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"{int(y[i])} → {int(t[i])}", fontsize=8)
-    return save_figure(fig, ctx.figure_path("adv2.png"))
+    save_figure(fig, run.figure_path("adv2.png"))
+
+
+def adv2(run: StudyRun) -> dict[str, Any]:
+    run.log("section: adv2")
+    return cached_section(run, "adv2", evaluation, uses=("model", "test"))
+
+
+def write(report: Report, run: StudyRun) -> None:
+    """The "ADV²" section of the report."""
+    r = run.results["adv2"]
+    report.section("ADV²: fooling the classifier and its interpreter")
+    report.text(
+        f"ADV² (Zhang et al., USENIX Security 2020) against the demo classifier on {r['n_images']} test "
+        f"images, target (y + 1) mod 10, L∞ ε = {r['eps']} (the 8×8 digits have 17 grey levels; the "
+        "paper's 0.031 moves nothing here), next to PGD with the same ε, step and number of steps. "
+        "Success: prediction equals the target; L1 and top-k IoU compare the interpreter's map "
+        "of the adversarial example (for the target class) with the benign map (for the clean "
+        "prediction): ADV² should reach the target like PGD while keeping the map closer "
+        "(lower L1, higher IoU)."
+    )
+    report.table(r["rows"])
+    report.figure(
+        run.figure_path("adv2.png"),
+        "Clean, PGD and ADV² images (first columns) and each interpreter's benign, PGD and ADV² maps",
+    )
+
+
+PARTS = (section_part("adv2", "adv2", adv2),)
