@@ -192,6 +192,11 @@ def run(args: argparse.Namespace) -> int:
     from underfire.studies import get_study, run_study
 
     study = get_study(args.study)
+    if study.inputs:
+        raise CommandError(
+            f"{study.name} takes {', '.join(study.inputs)} from its caller; run it with "
+            f"`underfire {study.name}` or from Python"
+        )
     accepted = set(inspect.signature(study.configure).parameters)
     config = study.configure(**study_options(args, accepted, study.name))
     if args.out is None:
