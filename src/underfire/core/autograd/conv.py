@@ -165,7 +165,11 @@ def fast_conv_double_backward(model: nn.Module) -> Iterator[nn.Module]:
     ...     g, = torch.autograd.grad(score(model(x)), x, create_graph=True)
     ...     (g * g).sum().backward()
     """
-    patched = [mod for mod in model.modules() if _patchable(mod)]
+    patched = [
+        mod
+        for mod in model.modules()
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and _patchable(mod)
+    ]
     with ExitStack() as stack:
         for mod in patched:
             stack.enter_context(patch_forward(mod, _fast_forward(mod)))
