@@ -100,3 +100,16 @@ def test_cli_adv2_errors(checkpoint, tmp_path, capsys):
     assert "--rts-checkpoint" in capsys.readouterr().err
     assert main(_argv(checkpoint, tmp_path / "d", "--interpreter", "nope", "--target", "next")) != 0
     assert "nope" in capsys.readouterr().err
+
+
+def test_cli_adv2_protects_another_runs_results(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_argv(checkpoint, out, "--interpreter", "grad", "--target", "next")) == 0
+    first = (out / "results.json").read_text()
+    capsys.readouterr()
+    other = _argv(checkpoint, out, "--interpreter", "grad", "--target", "random")
+    assert main(other) != 0
+    assert "--force" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == first
+    assert main([*other, "--force"]) == 0
+    assert json.loads((out / "results.json").read_text())["target"] == "random"

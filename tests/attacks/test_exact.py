@@ -163,7 +163,8 @@ def test_pgd_linf_steps_are_the_norm_objects() -> None:
 
 
 def test_adv2_signed_steps_project_with_the_linf_ball(monkeypatch, tiny_model, batch) -> None:
-    from underfire.attacks import ADV2, adv2
+    from underfire.attacks import ADV2
+    from underfire.attacks.adv2 import attack as adv2_attack
     from underfire.core.norms import LinfBall, LinfNorm
 
     calls: list[torch.Tensor] = []
@@ -179,7 +180,7 @@ def test_adv2_signed_steps_project_with_the_linf_ball(monkeypatch, tiny_model, b
         def ball(self, x, eps):  # type: ignore[no-untyped-def]
             return Spy(self, x, eps)
 
-    monkeypatch.setattr(adv2, "LINF", SpyNorm())
+    monkeypatch.setattr(adv2_attack, "LINF", SpyNorm())
     x, y = batch
     attack = ADV2("grad", eps=0.1, warm_steps=0, steps=3)
     attack(tiny_model, x, y, target=(y + 1) % 10)

@@ -1,7 +1,10 @@
 """The attack contract, owned once: ``attack(model, x, y, target=None) -> x_adv``.
 
 Every attack in :mod:`underfire.attacks` subclasses :class:`Attack` and fills one hook,
-:meth:`Attack._perturb`. The base class owns the invariants:
+:meth:`Attack._perturb` (and, when it can share work across radii, :meth:`Attack._sweep`).
+The public :meth:`Attack.__call__` and :meth:`Attack.sweep` are final (``typing.final``, and
+a subclass that defines either is refused with a TypeError when it is created), so the base
+class owns the invariants for every attack:
 
 * inputs are validated (images in [0, 1], labels, devices) with clear errors;
 * the model is put in eval mode and its mode restored; its parameters' ``requires_grad``
@@ -24,13 +27,13 @@ import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Self, overload
+from typing import Any, ClassVar, Self, final, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core.binding import Bindable, accept_bound, split_call
+from underfire.core.binding import Bindable, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.norms import NORMS, get_norm
@@ -302,12 +305,20 @@ class Attack(metaclass=Bindable):
         other._model = model
         return other
 
+    #: keyword-only options a call accepts besides (x, y, target), handed to :meth:`_call_scope`
+    #: (ADV²'s per-call ``target_map``)
+    call_options: ClassVar[tuple[str, ...]] = ()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # a subclass overriding ``__call__`` (ADV² does) keeps the ``(model, x, y, ...)``
-        # signature; the bound form is resolved here, once for all
+        # Foolbox's final __call__, enforced at run time too (typing.final binds only type
+        # checkers): the contract of the call and of the ε sweep is this class's alone
         super().__init_subclass__(**kwargs)
-        if "__call__" in cls.__dict__:
-            cls.__call__ = accept_bound(cls.__dict__["__call__"])  # type: ignore[method-assign]
+        for name, hook in (("__call__", "_perturb"), ("sweep", "_sweep")):
+            if name in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides Attack.{name}, which is final (the base class owns "
+                    f"validation, model state and the result's bounds): implement {hook} instead"
+                )
 
     @overload
     def __call__(
@@ -323,6 +334,7 @@ class Attack(metaclass=Bindable):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | str | None = None
     ) -> torch.Tensor: ...
 
+    @final
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Craft adversarial examples: ``attack(model, x, y, target=None)``, or ``attack(x, y,
         target=None)`` when the attack is bound to a model (torchattacks' style).
@@ -333,14 +345,18 @@ class Attack(metaclass=Bindable):
             x: (N, C, H, W) floating images in [0, 1]; not modified.
             y: (N,) true labels (int).
             target: None, (N,) target classes, or a rule name ("next", "random", "least-likely").
+            **options: the attack's own call options (:attr:`call_options`; ADV²'s
+                ``target_map``).
 
         Returns:
             (N, C, H, W) adversarial examples, detached, same dtype and device as ``x``.
         """
+        options = {k: kwargs.pop(k) for k in self.call_options if k in kwargs}
         model, kw = split_call(type(self).__name__, self._model, args, kwargs, ("x", "y", "target"))
         if "x" not in kw or "y" not in kw:
             raise TypeError(f"{type(self).__name__} call needs x and y")
-        return self._attack(model, kw["x"], kw["y"], kw.get("target"))
+        with self._call_scope(**options):
+            return self._attack(model, kw["x"], kw["y"], kw.get("target"))
 
     def _attack(
         self,
@@ -414,6 +430,14 @@ class Attack(metaclass=Bindable):
         """Return x_adv for clean ``x`` (do not modify it in place). ``target`` None = untargeted."""
         raise NotImplementedError
 
+    @contextmanager
+    def _call_scope(self, **options: Any) -> Iterator[None]:
+        """Hook: per-call state from the call's :attr:`call_options`, reset after the call."""
+        if options:
+            raise TypeError(f"{type(self).__name__} call got unexpected options {sorted(options)}")
+        yield
+
+    @final
     def sweep(
         self,
         model: nn.Module,
@@ -422,7 +446,32 @@ class Attack(metaclass=Bindable):
         eps: Sequence[float],
         target: torch.Tensor | str | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Yield x_adv for each ε in ``eps`` (attacks that can share work across ε override this)."""
+        """Yield x_adv for each ε in ``eps``: what ``attack.with_eps(e)(model, x, y, target)``
+        returns, with the work that does not depend on ε done once where the attack can
+        (FGSM: one gradient; the substitute attack: one substitute).
+
+        Raises ValueError for an attack without ε (CW, JSMA) and for invalid radii.
+        """
+        if self.eps is None:
+            raise ValueError(f"{type(self).__name__} has no ε to sweep")
+        radii = [check_eps(e, self.norm or "linf") for e in eps]
+        target = self._check_call(model, x, y, target)
+        if x.shape[0] == 0:
+            for _ in radii:
+                yield x.detach().clone()
+            return
+        yield from self._sweep(model, x.detach(), y, radii, target)
+
+    def _sweep(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: list[float],
+        target: torch.Tensor | str | None,
+    ) -> Iterator[torch.Tensor]:
+        """Hook of :meth:`sweep`: x_adv for each (validated) ε of a checked, non-empty batch;
+        ``target`` has the attack's default rule applied. By default one call per ε."""
         for e in eps:
             yield self.with_eps(e)(model, x, y, target)
 

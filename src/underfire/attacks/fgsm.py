@@ -8,7 +8,7 @@ t = (y + 1) mod K): x_adv = clip[0,1](x − ε·sign(∇ₓ CE(f(x), t))).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -64,26 +64,19 @@ class FGSM(Attack):
             return x.clone()
         return x + self.eps * self.direction(model, x, y, target)
 
-    def sweep(
+    def _sweep(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
-        eps: Sequence[float],
-        target: torch.Tensor | str | None = None,
+        eps: list[float],
+        target: torch.Tensor | str | None,
     ) -> Iterator[torch.Tensor]:
         """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
-        eps = [check_eps(e) for e in eps]
-        target = self._check_call(model, x, y, target)
-        x0 = x.detach()
-        if x0.shape[0] == 0:
-            for _ in eps:
-                yield x0.clone()
-            return
-        with self._borrow(model, x0, y, target) as t:
-            step = check_finite_result(self.direction(model, x0, y.long(), t), self.name)
+        with self._borrow(model, x, y, target) as t:
+            step = check_finite_result(self.direction(model, x, y.long(), t), self.name)
         for e in eps:
-            yield (x0 + e * step).clamp(0.0, 1.0) if e > 0 else x0.clone()
+            yield (x + e * step).clamp(0.0, 1.0) if e > 0 else x.clone()
 
 
 @ATTACKS.register("tgsm")

@@ -13,7 +13,7 @@ crafted white-box against the substitute (FGSM by default) and transferred to th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch import nn
 from underfire.attacks.base import ATTACKS, Attack, num_classes_of
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
-from underfire.core.state import model_state
+from underfire.core.state import freeze, model_state
 from underfire.core.validation import (
     check_float,
     check_images,
@@ -191,28 +191,22 @@ class SubstituteAttack(Attack):
                 queries += new.shape[0]
                 s, labels = torch.cat([s, new]), torch.cat([labels, new_labels])
             sub.eval()
-            for p in sub.parameters():
-                p.requires_grad_(False)
+            freeze(sub)  # for good: the substitute is only attacked from now on
             with torch.no_grad():
                 self.agreement = float((sub(s).argmax(1) == labels).float().mean())
         self.substitute_ = sub
         self.queries = queries
         self._victim_id = id(model)
 
-    def sweep(
+    def _sweep(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
-        eps: Sequence[float],
-        target: torch.Tensor | str | None = None,
+        eps: list[float],
+        target: torch.Tensor | str | None,
     ) -> Iterator[torch.Tensor]:
         """Fit the substitute once, then sweep the inner attack's ε on it."""
-        self._check_call(model, x, y, target)
-        if x.shape[0] == 0:
-            for _ in eps:
-                yield x.detach().clone()
-            return
         if self.substitute_ is None or self._victim_id != id(model):
             self.fit(model, x)
         assert self.substitute_ is not None

@@ -258,85 +258,44 @@ def run_adv2(args: argparse.Namespace) -> int:
     """ADV² against a checkpoint + interpreter: success, confidence, map L1 and IoU."""
     import torch
 
+    from underfire.attacks.adv2 import adv2_figure, evaluate_adv2
     from underfire.core import io as _io
-    from underfire.plotting import new_figure, save_figure
+    from underfire.plotting import save_figure
 
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     data = data.subset(args.n)
     model = ckpt.model.eval()
     attack = _adv2_attack(args, int(data.x.shape[-1]))
-    device = next(model.parameters()).device
-    torch.manual_seed(args.seed)
-    say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
-    records: list[dict[str, Any]] = []
-    keep: dict[str, list[Any]] = {"x": [], "x_adv": [], "benign_map": [], "adv_map": []}
-    batch = min(args.batch_size, 64)
-    for start in range(0, len(data), batch):
-        x = data.x[start : start + batch].to(device)
-        y = data.y[start : start + batch].to(device)
-        x_adv = attack(model, x, y, target=args.target)
-        assert attack.result is not None
-        records.append(attack.result)
-        if sum(t.shape[0] for t in keep["x"]) < args.save:
-            with torch.no_grad():
-                pred = model(x).argmax(1)
-            keep["x"].append(x.cpu())
-            keep["x_adv"].append(x_adv.cpu())
-            keep["benign_map"].append(attack.interpreter(model, x, pred).cpu())
-            keep["adv_map"].append(attack.interpreter(model, x_adv, attack.result.target).cpu())
-        say(f"[attack] {min(start + batch, len(data))}/{len(data)} images")
-    per_sample = {
-        key: torch.cat([getattr(r, key) for r in records]).cpu()
-        for key in ("target", "prediction", "success", "confidence", "l1", "iou")
-    }
-    n = int(per_sample["success"].numel())
-    summary = {
-        "n": n,
-        "success_rate": float(per_sample["success"].float().mean()),
-        "confidence": float(per_sample["confidence"].mean()),
-        "l1": float(per_sample["l1"].mean()),
-        "iou": float(per_sample["iou"].mean()),
-    }
-    print(f"adv2 ({attack.interpreter.name}) on {dataset} ({n} images, target {args.target})")
-    print_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}])
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    examples = {k: torch.cat(v)[: args.save] for k, v in keep.items()}
-    _io.atomic_write(out / "adversarial.pt", lambda f: torch.save(examples, f))
-    _io.write_json(
-        out / "results.json",
-        {
-            "attack": attack.config(),
-            "interpreter": attack.interpreter.config() | {"name": attack.interpreter.name},
-            **summary,
-            "per_sample": {k: v.tolist() for k, v in per_sample.items()},
-            "checkpoint": str(args.checkpoint),
-            "dataset": dataset,
-            "split": args.split,
-            "target": args.target,
-        },
-    )
-    k = min(8, examples["x"].shape[0])
-    fig = new_figure(1.1 * k + 1.5, 5.4)
-    rows = [
-        ("clean", examples["x"], False),
-        ("benign map", examples["benign_map"], True),
-        ("ADV²", examples["x_adv"], False),
-        ("ADV² map", examples["adv_map"], True),
-    ]
-    for r, (label, imgs, is_map) in enumerate(rows):
-        for c in range(k):
-            a = fig.add_subplot(len(rows), k, r * k + c + 1)
-            img = imgs[c].permute(1, 2, 0).numpy()
-            a.imshow(
-                img.squeeze(-1) if img.shape[-1] == 1 else img,
-                cmap="inferno" if is_map else "gray",
-                vmin=0,
-                vmax=1,
-            )
-            a.set_xticks([]), a.set_yticks([])
-            if c == 0:
-                a.set_ylabel(label, fontsize=7)
-    save_figure(fig, out / "attack.png")
-    say(f"[attack] wrote {out / 'results.json'}, {out / 'adversarial.pt'}, {out / 'attack.png'}")
+    with guarded_output(args, "attack", _RESULTS) as out:
+        torch.manual_seed(args.seed)
+        say(f"[attack] {attack!r} on {len(data)} {dataset} {args.split} images")
+        report = evaluate_adv2(
+            attack,
+            model,
+            data,
+            target=args.target,
+            batch_size=min(args.batch_size, 64),
+            keep=args.save,
+            progress=lambda done, total: say(f"[attack] {done}/{total} images"),
+        )
+        summary = report.summary
+        print(
+            f"adv2 ({attack.interpreter.name}) on {dataset} ({summary['n']} images, target {args.target})"
+        )
+        print_table([{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}])
+        _io.atomic_write(out / "adversarial.pt", lambda f: torch.save(report.examples, f))
+        _io.write_json(
+            out / "results.json",
+            report.to_dict()
+            | {
+                "checkpoint": str(args.checkpoint),
+                "dataset": dataset,
+                "split": args.split,
+                "target": args.target,
+            },
+        )
+        save_figure(adv2_figure(report.examples), out / "attack.png")
+        say(
+            f"[attack] wrote {out / 'results.json'}, {out / 'adversarial.pt'}, {out / 'attack.png'}"
+        )
     return 0

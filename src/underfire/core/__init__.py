@@ -5,7 +5,8 @@ attacks, interpreters, metrics → defenses, diagnosis, robustness → experimen
 
 - :mod:`~underfire.core.errors`: the exception types;
 - :mod:`~underfire.core.validation`: input and hyperparameter checks with clear messages;
-- :mod:`~underfire.core.state`: :func:`model_state`, the one model-state guard;
+- :mod:`~underfire.core.state`: :func:`model_state`, the one model-state guard, and the one
+  mechanism for reversible model changes (:func:`patch_forward`, :func:`freeze`);
 - :mod:`~underfire.core.norms`: L∞ and L2 norm objects (projection, random start, steps);
 - :mod:`~underfire.core.autograd`: smooth ReLU, batch-norm double backward, layer capture;
 - :mod:`~underfire.core.registry` and :mod:`~underfire.core.io` (atomic outputs, run locks).
@@ -27,7 +28,7 @@ from underfire.core.registry import Registry
 
 if TYPE_CHECKING:
     from underfire.core.norms import L2, LINF, L2Norm, LinfNorm, Norm, get_norm
-    from underfire.core.state import ModelState, model_state
+    from underfire.core.state import ModelState, freeze, model_state, patch_forward
 
 # The torch-backed names load on first use, so that `underfire --help` and the other
 # torch-free parts of the CLI (which import core.io and core.errors) start instantly.
@@ -40,6 +41,8 @@ _LAZY = {
     "get_norm": "norms",
     "ModelState": "state",
     "model_state": "state",
+    "freeze": "state",
+    "patch_forward": "state",
 }
 
 
@@ -65,6 +68,8 @@ __all__ = [
     "Registry",
     "UnderfireError",
     "UnknownNameError",
+    "freeze",
     "get_norm",
     "model_state",
+    "patch_forward",
 ]

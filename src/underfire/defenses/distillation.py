@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from underfire.core.state import model_state
+from underfire.core.state import freeze, model_state
 from underfire.core.validation import check_positive
 from underfire.defenses.base import DEFENSES
 from underfire.train import TrainConfig, Trainer
@@ -205,8 +205,7 @@ def train_teacher(
         meta=dict(meta or {}) | {"role": "distillation-teacher"},
     ).fit(train, val)
     teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    freeze(teacher)
     return teacher
 
 

@@ -4,7 +4,10 @@ An interpreter g explains a classifier f: ``g(model, x, target) -> map`` of shap
 (N, 1, H, W), one map per image, normalized to [0, 1] per sample (``raw=True`` skips the
 normalization; :meth:`Interpreter.attribute` gives the method's native attribution). With
 ``create_graph=True`` the map stays a differentiable function of ``x`` (and of the model's
-parameters), so attacks (ADV²) and training objectives can backpropagate through it.
+parameters), so attacks (ADV²) and training objectives can backpropagate through it; they ask
+for it through one method, :meth:`Interpreter.differentiable_map`, which every interpreter
+fills through one hook and which a :class:`MapState` lets warm-start across the steps of a
+loop (MASK's inner optimization).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal, Self, overload
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Self, final, overload
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +27,11 @@ from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.registry import Registry
 from underfire.core.state import model_state
-from underfire.core.validation import check_images, check_labels, check_same_device
+from underfire.core.validation import check_images, check_int, check_labels, check_same_device
 
 __all__ = [
     "Interpreter",
+    "MapState",
     "Reduce",
     "normalize_maps",
     "reduce_channels",
@@ -108,6 +113,36 @@ def resolve_target(
     return target.to(device=x.device, dtype=torch.long)
 
 
+@dataclass
+class MapState:
+    """What a loop that asks for the differentiable map of the same images again and again
+    (ADV²'s steps) carries from one step to the next.
+
+    Interpreters whose map is the solution of an optimization (MASK) keep their running
+    solution in :attr:`slots` and, rather than solving afresh at every step, refine it by
+    ``unroll`` differentiable steps (plain gradient steps of size ``lr``; None: the
+    interpreter's own step size), solving afresh every ``reset`` steps (the unrolled steps
+    only track the solution). Interpreters with a closed-form map ignore the state.
+
+    Attributes:
+        unroll: differentiable steps per call, ≥ 1.
+        reset: solve from scratch when ``step % reset == 0``, ≥ 1.
+        lr: step size of the unrolled steps, or None.
+        step: the caller's step counter; the caller advances it.
+        slots: per interpreter (keyed by ``id``), its running solution.
+    """
+
+    unroll: int = 2
+    reset: int = 50
+    lr: float | None = None
+    step: int = 0
+    slots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.unroll = check_int(self.unroll, "unroll", minimum=1)
+        self.reset = check_int(self.reset, "reset", minimum=1)
+
+
 class Interpreter(metaclass=Bindable):
     """Base class: owns the invariants, subclasses implement :meth:`_attribute`.
 
@@ -128,6 +163,11 @@ class Interpreter(metaclass=Bindable):
     """
 
     name: str = ""
+    #: the map is built from the model's gradients, so differentiating it needs second
+    #: derivatives (zero through ReLU: attacks swap in core.autograd's smooth ReLU)
+    _second_order: ClassVar[bool] = False
+    #: the map is the solution of an inner optimization (MASK), refined through a MapState
+    _optimized: ClassVar[bool] = False
     reduce: Reduce = "max"
     absolute: bool = True
     #: channels of :meth:`attribute`'s result for an empty batch (None: the input's channels)
@@ -147,10 +187,26 @@ class Interpreter(metaclass=Bindable):
         other._model = model
         return other
 
+    @property
+    def second_order(self) -> bool:
+        """Whether the map is built from the model's gradients (differentiating it then needs
+        second derivatives, which are zero through ReLU)."""
+        return self._second_order
+
+    @property
+    def optimized(self) -> bool:
+        """Whether the map solves an inner optimization (then :class:`MapState` warm-starts it)."""
+        return self._optimized
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Subclasses that override ``__call__`` or ``attribute`` (MASK does) keep the
-        # ``(model, x, ...)`` signature; the bound form is resolved here, once for all.
+        # Subclasses that override ``__call__`` or ``attribute`` keep the ``(model, x, ...)``
+        # signature; the bound form is resolved here, once for all.
         super().__init_subclass__(**kwargs)
+        if "differentiable_map" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} overrides Interpreter.differentiable_map, which is final (the "
+                "base class owns validation and model state): implement _differentiable_map"
+            )
         for name in ("__call__", "attribute"):
             if name in cls.__dict__:
                 setattr(cls, name, accept_bound(cls.__dict__[name]))
@@ -206,12 +262,57 @@ class Interpreter(metaclass=Bindable):
         with self._guard(model, x, target) as (x_in, t):
             if x_in.shape[0] == 0:
                 return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
-            attr = self._attribute(model, x_in, t, create_graph)
-            maps = self._to_map(attr, x_in)
-            check_finite_map(maps, type(self).__name__)
-            if not raw:
-                maps = normalize_maps(maps)
+            maps = self._map(model, x_in, t, raw=raw, create_graph=create_graph)
         return maps if create_graph else maps.detach()
+
+    def _map(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        raw: bool = False,
+        create_graph: bool = False,
+    ) -> torch.Tensor:
+        """The maps of a validated, non-empty batch, inside the guard (hook of the call)."""
+        attr = self._attribute(model, x, target, create_graph)
+        maps = self._to_map(attr, x)
+        check_finite_map(maps, type(self).__name__)
+        return maps if raw else normalize_maps(maps)
+
+    @final
+    def differentiable_map(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor | int | None = None,
+        *,
+        state: MapState | None = None,
+    ) -> torch.Tensor:
+        """The [0, 1]-normalized maps (N, 1, H, W) with their autograd graph to ``x`` (and to
+        the parameters that require grad): the map attacks (ADV²) and training objectives
+        differentiate, for every interpreter, under the same guard as a call.
+
+        Without ``state`` this is ``interp(model, x, target, create_graph=True)``. A loop that
+        asks again at every step passes one :class:`MapState`, and interpreters that optimize
+        (MASK) then refine their previous solution by a few unrolled steps instead.
+
+        Args:
+            model: classifier returning logits.
+            x: (N, C, H, W) images in [0, 1]; differentiate w.r.t. it (``requires_grad``).
+            target: (N,) class indices, an int for all images, or None for the predicted class.
+            state: the loop's :class:`MapState`, or None for a self-contained map.
+        """
+        with self._guard(model, x, target) as (x_in, t):
+            if x_in.shape[0] == 0:
+                return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
+            return self._differentiable_map(model, x_in, t, state)
+
+    def _differentiable_map(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, state: MapState | None
+    ) -> torch.Tensor:
+        """Hook of :meth:`differentiable_map` (inside the guard; non-empty batch)."""
+        return self._map(model, x, target, create_graph=True)
 
     @overload
     def attribute(

@@ -242,6 +242,7 @@ class GradCAM(Interpreter):
     """
 
     name = "gradcam"
+    _second_order = True
     absolute = False
     empty_channels = 1
 

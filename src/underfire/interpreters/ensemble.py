@@ -5,13 +5,13 @@ fool all of them at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from underfire.core.validation import check_float
-from underfire.interpreters.base import INTERPRETERS, Interpreter
+from underfire.interpreters.base import INTERPRETERS, Interpreter, MapState, normalize_maps
 
 __all__ = ["Ensemble"]
 
@@ -63,18 +63,36 @@ class Ensemble(Interpreter):
             )
         self.weights = tuple(w)
 
+    @property
+    def second_order(self) -> bool:
+        return any(m.second_order for m in self.members)
+
+    @property
+    def optimized(self) -> bool:
+        return any(m.optimized for m in self.members)
+
+    def _combine(self, maps: Callable[[Interpreter], torch.Tensor]) -> torch.Tensor:
+        """Σ_i w_i·maps(member_i) / Σ_i w_i over the members with w_i > 0."""
+        total = sum(self.weights)
+        parts = [
+            maps(member) * (w / total)
+            for member, w in zip(self.members, self.weights, strict=True)
+            if w > 0
+        ]
+        return torch.stack(parts).sum(0)
+
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
-        total = sum(self.weights)
-        out = None
-        for member, w in zip(self.members, self.weights, strict=False):
-            if w == 0:
-                continue
-            m = member(model, x, target, create_graph=create_graph) * (w / total)
-            out = m if out is None else out + m
-        assert out is not None
-        return out
+        return self._combine(lambda m: m(model, x, target, create_graph=create_graph))
+
+    def _differentiable_map(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, state: MapState | None
+    ) -> torch.Tensor:
+        # each member's own differentiable map (a MASK member warm-starts from ``state``)
+        return normalize_maps(
+            self._combine(lambda m: m.differentiable_map(model, x, target, state=state))
+        )
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return attr

@@ -57,6 +57,7 @@ class Saliency(Interpreter):
     """
 
     name = "grad"
+    _second_order = True
 
     def __init__(self, *, reduce: Reduce = "max", absolute: bool = True) -> None:
         self.reduce = check_reduce(reduce)

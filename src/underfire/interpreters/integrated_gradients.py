@@ -108,6 +108,7 @@ class IntegratedGradients(Interpreter):
     """
 
     name = "ig"
+    _second_order = True
 
     def __init__(
         self,

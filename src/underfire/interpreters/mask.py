@@ -42,10 +42,12 @@ elementwise, so every image's mask follows exactly the trajectory it would follo
 jitter shifts are drawn from ``seed`` and shared by the batch); only floating-point summation
 order differs.
 
-API for attacks (ADV², bi-level): :meth:`Mask.optimize` returns the coarse masks after some
-steps from a given start, optionally unrolled differentiably (``create_graph=True``: the result
-is a differentiable function of ``x`` through every step), :meth:`Mask.mask_to_map` turns
-coarse masks into maps.
+API for attacks (ADV², bi-level): :meth:`Interpreter.differentiable_map` with a
+:class:`~underfire.interpreters.base.MapState` warm-starts the mask from the previous step and
+unrolls a few differentiable steps. Below it, :meth:`Mask.optimize` returns the coarse masks
+after some steps from a given start, optionally unrolled differentiably (``create_graph=True``:
+the result is a differentiable function of ``x`` through every step), and
+:meth:`Mask.mask_to_map` turns coarse masks into maps.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from underfire.core.validation import check_float, check_int, check_positive
 from underfire.interpreters.base import (
     INTERPRETERS,
     Interpreter,
+    MapState,
     class_scores,
     normalize_maps,
     resize_maps,
@@ -241,6 +244,8 @@ class Mask(Interpreter):
 
     name = "mask"
     absolute = False
+    _second_order = True
+    _optimized = True
 
     def __init__(
         self,
@@ -524,27 +529,50 @@ class Mask(Interpreter):
             )
         return result
 
-    def __call__(  # type: ignore[override]  # the bound form: accept_bound wraps it (base)
+    def _map(
         self,
         model: nn.Module,
         x: torch.Tensor,
-        target: torch.Tensor | int | None = None,
+        target: torch.Tensor,
         *,
         raw: bool = False,
         create_graph: bool = False,
     ) -> torch.Tensor:
         """Maps (N, 1, H, W): the deleted region 1 − M, normalized per sample unless ``raw``;
         all zeros (normalized) where no deletion was found (see :attr:`last_result`)."""
-        with self._guard(model, x, target) as (x_in, t):
-            if x_in.shape[0] == 0:
-                return x_in.detach().new_zeros((0, 1, *x_in.shape[2:]))
-            m = self.optimize(model, x_in, t, create_graph=create_graph)
-            result = self._record(model, x_in, t, m)
-            maps = self.mask_to_map(m, (x_in.shape[-2], x_in.shape[-1]))
-            if not raw:
-                keep = result.found.to(maps.dtype).view(-1, 1, 1, 1)
-                maps = normalize_maps(maps) * keep
-        return maps if create_graph else maps.detach()
+        m = self.optimize(model, x, target, create_graph=create_graph)
+        result = self._record(model, x, target, m)
+        maps = self.mask_to_map(m, (x.shape[-2], x.shape[-1]))
+        if not raw:
+            keep = result.found.to(maps.dtype).view(-1, 1, 1, 1)
+            maps = normalize_maps(maps) * keep
+        return maps
+
+    def _differentiable_map(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, state: MapState | None
+    ) -> torch.Tensor:
+        """With a :class:`MapState` (bi-level attacks), the running mask estimate m*(x) is
+        refined by ``state.unroll`` unrolled plain gradient steps, and MASK is re-run in full
+        every ``state.reset`` steps (the unrolled steps only track the estimate). Plain steps,
+        not Adam: Adam's first step from fresh moments is ≈ lr·sign(g), whose derivative
+        w.r.t. x vanishes, so unrolled Adam would carry almost no gradient."""
+        if state is None:
+            return super()._differentiable_map(model, x, target, state)
+        est = state.slots.get(id(self))
+        if est is None or est.shape[0] != x.shape[0] or state.step % state.reset == 0:
+            est = self.optimize(model, x.detach(), target)
+        m = self.optimize(
+            model,
+            x,
+            target,
+            init=est.detach(),
+            steps=state.unroll,
+            create_graph=True,
+            optimizer="sgd",
+            sgd_lr=state.lr,
+        )
+        state.slots[id(self)] = m.detach()
+        return normalize_maps(self.mask_to_map(m, (x.shape[-2], x.shape[-1])))
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool

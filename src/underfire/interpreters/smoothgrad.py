@@ -42,6 +42,7 @@ class SmoothGrad(Interpreter):
     """
 
     name = "smoothgrad"
+    _second_order = True
 
     def __init__(
         self,

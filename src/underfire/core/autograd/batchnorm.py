@@ -31,11 +31,13 @@ For upstream gradients ``G`` (of dx), ``Gγ``, ``Gβ`` of a scalar ``S``, with `
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from torch import nn
+
+from underfire.core.state import patch_forward
 
 __all__ = ["batch_norm_train", "fast_batch_norm_double_backward"]
 
@@ -302,11 +304,7 @@ def fast_batch_norm_double_backward(model: Any) -> Iterator[Any]:
         and type(mod).forward is nn.modules.batchnorm._BatchNorm.forward
         and "forward" not in mod.__dict__
     ]
-    for mod in patched:
-        # patching the bound forward on purpose (restored on exit); mypy forbids method assignment
-        mod.forward = _fast_forward(mod)  # type: ignore[method-assign]
-    try:
-        yield model
-    finally:
+    with ExitStack() as stack:
         for mod in patched:
-            del mod.forward
+            stack.enter_context(patch_forward(mod, _fast_forward(mod)))
+        yield model

@@ -28,12 +28,14 @@ string padding ("same", "valid") or a non-standard forward run untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from underfire.core.state import patch_forward
 
 __all__ = ["fast_conv_double_backward"]
 
@@ -163,12 +165,12 @@ def fast_conv_double_backward(model: nn.Module) -> Iterator[nn.Module]:
     ...     g, = torch.autograd.grad(score(model(x)), x, create_graph=True)
     ...     (g * g).sum().backward()
     """
-    patched = [mod for mod in model.modules() if _patchable(mod)]
-    for mod in patched:
-        # patching the bound forward on purpose (restored on exit); mypy forbids method assignment
-        mod.forward = _fast_forward(mod)  # type: ignore[arg-type]
-    try:
-        yield model
-    finally:
+    patched = [
+        mod
+        for mod in model.modules()
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and _patchable(mod)
+    ]
+    with ExitStack() as stack:
         for mod in patched:
-            del mod.forward
+            stack.enter_context(patch_forward(mod, _fast_forward(mod)))
+        yield model
