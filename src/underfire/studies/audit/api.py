@@ -27,21 +27,18 @@ again continues where it stopped, and a replaced model is audited anew; ``n`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from underfire.core.state import model_state
 from underfire.robustness import collect_data
 from underfire.studies.audit.config import AuditConfig
-from underfire.studies.base import StudyRun
 from underfire.studies.runner import run_study
 
-__all__ = ["audit", "borrowed_model", "results_file"]
+__all__ = ["audit"]
 
 
 def audit(
@@ -75,7 +72,7 @@ def audit(
     Returns:
         The results (also written to ``out/results.json``, without per-sample lists).
     """
-    from underfire.studies.audit import STUDY
+    from underfire.studies.audit.study import STUDY
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -99,29 +96,3 @@ def audit(
         arguments=arguments,
         argv=argv,
     )
-
-
-@contextmanager
-def borrowed_model(run: StudyRun) -> Iterator[None]:
-    """The audited model in eval mode for the whole audit, given back exactly as it was."""
-    with model_state(run.state["model"], freeze=False) as model:
-        model.eval()
-        yield
-
-
-def results_file(results: dict[str, Any]) -> dict[str, Any]:
-    """results.json without the bulky per-sample lists and map tensors."""
-    drop = {"correct", "maps", "x", "y", "benign", "success", "linf", "pred"}
-
-    def strip(v: Any) -> Any:
-        if isinstance(v, dict):
-            # only lists: the median L∞ (a number) stays, the per-sample L∞ list goes
-            return {k: strip(w) for k, w in v.items() if not (k in drop and isinstance(w, list))}
-        if isinstance(v, list):
-            return [strip(w) for w in v]
-        return v
-
-    return strip(results)
-
-
-# ------------------------------------------------------------------------------ the report
