@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.browser import assert_report_renders
-from underfire.experiments.ross2018_claims import evaluate_claims
-from underfire.experiments.ross2018_config import (
+from underfire.checkpoint import CHECKSUM_ALGORITHM, checksum, read_checkpoint
+from underfire.studies import get_study, run_study
+from underfire.studies.ross2018 import configure
+from underfire.studies.ross2018.claims import evaluate_claims
+from underfire.studies.ross2018.config import (
     ALL_MODELS,
     MODEL_NAMES,
     PROFILES,
@@ -31,37 +35,25 @@ FIGURES = [
 ]
 
 
-# "test" is seconds; "--quick" is the documented CPU profile, run as users run it (~1.5 min).
+# "test" is seconds; "quick" is the documented CPU profile, run as users run it (~1.5 min).
 @pytest.fixture(
-    scope="module", params=[["--profile", "test"], ["--quick"]], ids=["test-profile", "quick"]
+    scope="module",
+    params=[{"profile": "test"}, {"quick": True}],
+    ids=["test-profile", "quick"],
 )
 def run(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict]:
-    from underfire.cli import main
-
     out = tmp_path_factory.mktemp("ross2018")
     threads = torch.get_num_threads()
     try:  # one thread: tiny models, and a shared 2-core CI machine punishes OpenMP oversubscription
-        code = main(
-            [
-                "reproduce",
-                "ross2018",
-                "--dataset",
-                "digits",
-                *request.param,
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-            ]
+        results = run_study(
+            "ross2018", out=out, device="cpu", threads=1, dataset="digits", **request.param
         )
     finally:
         torch.set_num_threads(threads)
-    assert code == 0
-    return out, json.loads((out / "results.json").read_text())
+    assert json.loads((out / "results.json").read_text())["claims"] == results["claims"]
+    return out, results
 
 
 def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
@@ -122,7 +114,7 @@ def test_outputs_are_complete(run: tuple[Path, dict]) -> None:
 
 
 def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
-    from underfire.experiments.ross2018 import load_data, train_models
+    from underfire.studies.ross2018.training import load_data, train_models
     from underfire.train import evaluate
 
     out, first = run
@@ -135,6 +127,93 @@ def test_second_run_reuses_the_trained_models(run: tuple[Path, dict]) -> None:
     } == stamps  # nothing retrained
     for m, model in models.items():
         assert evaluate(model, test)["accuracy"] == pytest.approx(first["clean"][m]["accuracy"])
+
+
+def _uses_gradreg(part: str) -> bool:
+    """Whether a cached evaluation depends on the gradreg model: its own rows, and every row
+    of a transfer matrix (gradreg is one of the victims)."""
+    kind, model = part.split("/")
+    return model == "gradreg" or kind in ("fgsm", "tgsm", "itgsm")
+
+
+def _negate_last_layer(checkpoint: Path) -> None:
+    """Replace a trained model's weights in place (a valid checkpoint with other weights)."""
+    payload = read_checkpoint(checkpoint)
+    last = [k for k in payload["state_dict"] if k.endswith(".weight")][-1]
+    payload["state_dict"][last] = -payload["state_dict"][last]
+    payload["checksum"] = {"algorithm": CHECKSUM_ALGORITHM, "digest": checksum(payload)}
+    torch.save(payload, checkpoint)
+
+
+def test_a_rerun_reuses_every_evaluation_and_a_replaced_model_recomputes_what_uses_it(
+    run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Fails if an unchanged rerun recomputes a cached evaluation, or if a model whose weights
+    changed has any result of its old weights reused (the part key must hold its identity)."""
+    out, first = run
+    if first["config"]["profile"] != "test":
+        pytest.skip("the test profile shows it; the quick one would only repeat it slower")
+    folder = tmp_path / "run"
+    shutil.copytree(out, folder)
+    cached = sorted(p.stem.replace("__", "/") for p in (folder / "parts").iterdir())
+    assert len(cached) == 47  # 6 models × (clean, 3 transfer rows, gradients, saliency,
+    # black-box) + 3 judges + 2 JSMA grids
+    config = resolve_config("digits", "test")
+
+    again = run_study("ross2018", config, out=folder, threads=1)
+    assert sorted(again["run"]["reused"]) == cached
+    for key in first:
+        if key not in ("run", "training"):  # training: its seconds
+            assert again[key] == first[key], key
+
+    _negate_last_layer(folder / "models" / "gradreg.pt")
+    third = run_study("ross2018", config, out=folder, threads=1)
+    reused = set(third["run"]["reused"])
+    assert {p for p in cached if _uses_gradreg(p)}.isdisjoint(reused)
+    assert {p for p in cached if not _uses_gradreg(p)} == reused
+    assert third["clean"]["gradreg"]["accuracy"] < first["clean"]["gradreg"]["accuracy"] - 0.2
+    assert third["clean"]["normal"] == first["clean"]["normal"]
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["clean"]["gradreg"] == third["clean"]["gradreg"]
+
+
+def test_configure_takes_the_command_line_options() -> None:
+    assert configure(dataset="digits", quick=True) == resolve_config("digits", "quick")
+    assert configure().profile == "full" and configure().dataset == "mnist"
+    assert configure(dataset="digits", profile="test", steps=5, data_root="/d") == resolve_config(
+        "digits", "test", steps=5, data_root="/d"
+    )
+    with pytest.raises(ValueError, match="quick runs the 'quick' profile"):
+        configure(dataset="digits", quick=True, profile="test")
+    with pytest.raises(TypeError):
+        configure(dataset="digits", eps=(0.1,))  # not an option of the command line
+    study = get_study("ross2018")
+    assert study.default_out is not None
+    assert study.default_out(configure(dataset="svhn")) == Path("runs") / "ross2018-svhn"
+    claims = [{"id": "1", "held": True, "claim": "c."}, {"id": "2", "held": None, "claim": "d."}]
+    assert study.summary({"claims": claims}) == [
+        "claim 1: held — c.",
+        "claim 2: not evaluated — d.",
+    ]
+
+
+def test_the_python_entry_point_is_run_study_with_the_resolved_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run_ross2018 (documented in docs/ross2018.md) adds nothing to run_study but the config."""
+    import underfire.studies.ross2018 as ross
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(
+        ross, "run_study", lambda study, config, **kw: calls.append((study, config, kw)) or {}
+    )
+    ross.run_ross2018("digits", profile="test", steps=3, threads=1)
+    (study, config, kw), *_ = calls
+    assert study is get_study("ross2018") and config == resolve_config("digits", "test", steps=3)
+    assert kw["out"] == Path("runs") / "ross2018-digits" and kw["threads"] == 1
+    with pytest.raises(ValueError, match="profile"):
+        ross.run_ross2018("digits", profile="huge")
+    assert len(calls) == 1
 
 
 def test_config_profiles_and_validation() -> None:
@@ -227,7 +306,7 @@ def test_claims_follow_the_numbers() -> None:
 
 
 def test_iterated_attack_is_targeted_only() -> None:
-    from underfire.experiments.ross2018_eval import transfer_accuracy
+    from underfire.studies.ross2018.evaluation import transfer_accuracy
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
@@ -268,7 +347,7 @@ def test_gradient_regularization_at_the_papers_lambda_learns_on_mnist(shared_dat
 
 
 def test_judge_agreement_averages_independent_judges() -> None:
-    from underfire.experiments.ross2018 import judge_agreement
+    from underfire.studies.ross2018.evaluation import judge_agreement
 
     class Says(torch.nn.Module):  # a judge that reads every image as class ``c``
         def __init__(self, c: int) -> None:

@@ -1,4 +1,4 @@
-"""ross2018_eval's helpers borrow the caller's model through the core model-state guard."""
+"""The ross2018 evaluation helpers borrow the caller's model through the core model-state guard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.experiments.ross2018_eval import input_gradients
+from underfire.studies.ross2018.evaluation import input_gradients
 
 
 def _mixed_model() -> nn.Module:

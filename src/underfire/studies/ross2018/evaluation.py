@@ -1,33 +1,63 @@
 """Evaluations of the Ross & Doshi-Velez (AAAI 2018) reproduction: pure torch, no plotting.
 
 Each function takes trained models and test tensors and returns plain numbers/tensors that
-the experiment stores in ``results.json`` and plots.
+the study's parts store in ``results.json`` and plot.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.attacks import BIM, FGSM, TGSM, GradientMaskingWarning
+from underfire.attacks import BIM, FGSM, JSMA, TGSM, GradientMaskingWarning, SubstituteAttack
 from underfire.core.state import model_state
 
 __all__ = [
     "blackbox_accuracy",
+    "chunks",
+    "first_of_classes",
+    "gini",
     "gradient_statistics",
     "input_gradients",
     "jsma_grid",
+    "judge_agreement",
+    "quantiles",
     "transfer_accuracy",
 ]
 
 
-def _chunks(n: int, size: int) -> list[slice]:
+def chunks(n: int, size: int) -> list[slice]:
+    """Slices of ``range(n)`` of at most ``size`` items."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def gini(values: torch.Tensor) -> torch.Tensor:
+    """Gini coefficient per row of a non-negative (N, D) tensor (0 = uniform, → 1 = sparse)."""
+    v, _ = values.flatten(1).abs().sort(dim=1)
+    d = v.shape[1]
+    i = torch.arange(1, d + 1, dtype=v.dtype, device=v.device)
+    total = v.sum(1).clamp_min(1e-30)
+    return ((2 * i - d - 1) * v).sum(1) / (d * total)
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """10th, 50th and 90th percentiles and the mean of ``values``."""
+    t = torch.tensor(values, dtype=torch.float64)
+    q = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)).tolist()
+    return {"q10": q[0], "median": q[1], "q90": q[2], "mean": float(t.mean())}
+
+
+def first_of_classes(
+    x: torch.Tensor, y: torch.Tensor, classes: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first image of each of ``classes`` present in ``(x, y)``."""
+    idx = [int((y == c).nonzero()[0]) for c in classes if bool((y == c).any())]
+    return x[idx], y[idx]
 
 
 @torch.no_grad()
@@ -44,7 +74,7 @@ def transfer_accuracy(
     targeted: bool = False,
     iterations: int = 1,
     batch_size: int = 500,
-    tick: Callable[[], None] = lambda: None,
+    sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The model × model accuracy matrix of FGSM (or TGSM, t = (y+1) mod K) examples, per ε.
 
@@ -54,6 +84,7 @@ def transfer_accuracy(
 
     With ``iterations > 1`` (targeted only) the attack is the paper's *iterated* TGSM: BIM
     toward t with ``iterations`` steps of ε/iterations, crafted separately for every ε.
+    ``sources`` restricts the rows to these models (default: every model).
 
     Returns:
         ``{"accuracy": {source: {victim: [acc per ε]}}, "unchanged": {source: [fraction of
@@ -74,13 +105,18 @@ def transfer_accuracy(
             for e in eps
         ]
 
+    rows = list(models) if sources is None else list(sources)
+    unknown = [s for s in rows if s not in models]
+    if unknown:
+        raise ValueError(f"sources {unknown} are not among the models {list(models)}")
     n = x.shape[0]
-    correct = {s: {v: [0] * len(eps) for v in models} for s in models}
-    hits = {s: {v: [0] * len(eps) for v in models} for s in models}
-    unchanged = {s: [0] * len(eps) for s in models}
-    masked = {s: 0 for s in models}
-    for src_name, src in models.items():
-        for sl in _chunks(n, batch_size):
+    correct = {s: {v: [0] * len(eps) for v in models} for s in rows}
+    hits = {s: {v: [0] * len(eps) for v in models} for s in rows}
+    unchanged = {s: [0] * len(eps) for s in rows}
+    masked = {s: 0 for s in rows}
+    for src_name in rows:
+        src = models[src_name]
+        for sl in chunks(n, batch_size):
             xb, yb = x[sl], y[sl]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", GradientMaskingWarning)
@@ -95,7 +131,6 @@ def transfer_accuracy(
                     correct[src_name][v_name][i] += int((pred == yb).sum())
                     if targeted:  # the attacks' "next" rule: t = (y + 1) mod K
                         hits[src_name][v_name][i] += int((pred == (yb + 1) % logits.shape[1]).sum())
-        tick()
 
     def fractions(counts: dict[str, dict[str, list[int]]]) -> dict[str, dict[str, list[float]]]:
         return {s: {v: [c / n for c in row] for v, row in vs.items()} for s, vs in counts.items()}
@@ -144,7 +179,7 @@ def gradient_statistics(
     out: dict[str, dict[str, list[float]]] = {}
     for name, model in models.items():
         fg, tg, lp_pred, lp_other = [], [], [], []
-        for sl in _chunks(x.shape[0], batch_size):
+        for sl in chunks(x.shape[0], batch_size):
             xb, yb = x[sl], y[sl]
             with torch.no_grad():
                 logits = model(xb)
@@ -167,7 +202,7 @@ def gradient_statistics(
 
 
 def blackbox_accuracy(
-    models: dict[str, nn.Module],
+    model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     eps: Sequence[float],
@@ -177,44 +212,37 @@ def blackbox_accuracy(
     epochs: int,
     seed: int = 0,
     batch_size: int = 500,
-    tick: Callable[[], None] = lambda: None,
-) -> dict[str, dict[str, Any]]:
-    """White-box FGSM and black-box substitute-FGSM accuracy per model, per ε (paper Fig. 2).
+) -> dict[str, Any]:
+    """White-box FGSM and black-box substitute-FGSM accuracy of ``model``, per ε (paper Fig. 2).
 
     The substitute (Papernot et al. 2017) sees only the victim's labels on its Jacobian-
     augmented set, grown from the first ``seed_size`` test images; the examples are FGSM
     against the substitute, transferred to the victim.
     """
-    from underfire.attacks import SubstituteAttack
-
     n = x.shape[0]
-    out: dict[str, dict[str, Any]] = {}
-    for name, model in models.items():
-        sub = SubstituteAttack(
-            attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed
-        )
-        sub.fit(model, x[:seed_size])
-        substitute = sub.substitute_
-        assert substitute is not None  # set by fit
-        fgsm = FGSM(eps=max(eps))
-        white = [0] * len(eps)
-        black = [0] * len(eps)
-        for sl in _chunks(n, batch_size):
-            xb, yb = x[sl], y[sl]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", GradientMaskingWarning)
-                for i, xa in enumerate(fgsm.sweep(model, xb, yb, list(eps))):
-                    white[i] += _correct(model, xa, yb)
-                for i, xa in enumerate(fgsm.sweep(substitute, xb, yb, list(eps))):
-                    black[i] += _correct(model, xa, yb)
-        out[name] = {
-            "white_box": [c / n for c in white],
-            "black_box": [c / n for c in black],
-            "substitute_agreement": float(sub.agreement),
-            "substitute_queries": int(sub.queries),
-        }
-        tick()
-    return out
+    sub = SubstituteAttack(
+        attack=FGSM(eps=max(eps)), n_seed=seed_size, rounds=rounds, epochs=epochs, seed=seed
+    )
+    sub.fit(model, x[:seed_size])
+    substitute = sub.substitute_
+    assert substitute is not None  # set by fit
+    fgsm = FGSM(eps=max(eps))
+    white = [0] * len(eps)
+    black = [0] * len(eps)
+    for sl in chunks(n, batch_size):
+        xb, yb = x[sl], y[sl]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GradientMaskingWarning)
+            for i, xa in enumerate(fgsm.sweep(model, xb, yb, list(eps))):
+                white[i] += _correct(model, xa, yb)
+            for i, xa in enumerate(fgsm.sweep(substitute, xb, yb, list(eps))):
+                black[i] += _correct(model, xa, yb)
+    return {
+        "white_box": [c / n for c in white],
+        "black_box": [c / n for c in black],
+        "substitute_agreement": float(sub.agreement),
+        "substitute_queries": int(sub.queries),
+    }
 
 
 def jsma_grid(
@@ -235,8 +263,6 @@ def jsma_grid(
         bool, "l0": (len(x), K) changed features}``; the entry of the true class is the clean
         image.
     """
-    from underfire.attacks import JSMA
-
     if on not in ("logits", "probabilities"):
         raise ValueError(f"on must be 'logits' or 'probabilities', got {on!r}")
     attack = JSMA(theta=theta, gamma=gamma, on="logits" if on == "logits" else "probabilities")
@@ -258,3 +284,23 @@ def jsma_grid(
         "targets": targets.view(n, k),
         "todo": todo.view(n, k),
     }
+
+
+def judge_agreement(grid: dict[str, Any], judges: dict[str, nn.Module]) -> dict[str, Any]:
+    """Claim 5's proxy for "looks like the target to people": the fraction of successful JSMA
+    examples of ``grid`` that each independent judge classifies as the target, and their mean.
+
+    The judges are models the attacker never saw (other architectures, other seeds), so an
+    example they read as the target has moved toward the target class itself rather than into a
+    blind spot of the attacked model. The paper asks people; this is the closest automatic proxy.
+    """
+    ok = grid["todo"] & grid["success"]
+    per_judge: dict[str, float] = {}
+    for name, judge in judges.items():
+        with torch.no_grad():
+            judged = judge(grid["images"].flatten(0, 1)).argmax(1).view_as(ok)
+        per_judge[name] = (
+            float((judged == grid["targets"])[ok].float().mean()) if bool(ok.any()) else 0.0
+        )
+    mean = sum(per_judge.values()) / len(per_judge) if per_judge else 0.0
+    return {"judge_agreement": mean, "judge_agreement_per_judge": per_judge}

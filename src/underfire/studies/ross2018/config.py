@@ -22,6 +22,7 @@ project's per-example ``lam = paper_lambda / (2·256)``, see
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from underfire.defenses import paper_lambda_to_lam
@@ -36,6 +37,8 @@ __all__ = [
     "PAPER_LAMBDA",
     "PROFILES",
     "Ross2018Config",
+    "configure",
+    "default_out",
     "resolve_config",
 ]
 
@@ -105,6 +108,8 @@ class Ross2018Config:
         checkpoint_every: steps between training checkpoints (None: steps/20, at least 50).
         n_saliency: test images shown in the saliency figure.
         eval_batch: batch size of attacks and evaluation.
+        data_root: dataset folder (None: the loader's default); the results do not depend
+            on it (the parts are keyed on the data's content, not its location).
     """
 
     dataset: str = "mnist"
@@ -135,6 +140,7 @@ class Ross2018Config:
     judges: tuple[str, ...] = field(default=JUDGES)
     judge_steps: int = 1_000
     checkpoint_every: int | None = None
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -279,4 +285,45 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Ros
         settings["eps"] = tuple(float(e) for e in settings["eps"])
     if "models" in settings:
         settings["models"] = tuple(settings["models"])
+    if settings.get("data_root") is not None:
+        settings["data_root"] = str(settings["data_root"])
     return replace(Ross2018Config(), **settings)
+
+
+def configure(
+    dataset: str = "mnist",
+    profile: str | None = None,
+    *,
+    quick: bool = False,
+    data_root: str | Path | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    n_eval: int | None = None,
+    paper_lambda: float | None = None,
+    models: tuple[str, ...] | list[str] | None = None,
+) -> Ross2018Config:
+    """The config of ``underfire reproduce ross2018``: the profile ("full" unless ``profile``
+    or ``quick`` say otherwise) for ``dataset``, with the options given (None: the profile's).
+
+    Raises:
+        ValueError: ``quick`` with another profile, or an invalid value.
+    """
+    if quick and profile not in (None, "quick"):
+        raise ValueError(f"quick runs the 'quick' profile; drop quick or profile={profile!r}")
+    return resolve_config(
+        dataset,
+        profile or ("quick" if quick else "full"),
+        data_root=data_root,
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        n_eval=n_eval,
+        paper_lambda=paper_lambda,
+        models=models,
+    )
+
+
+def default_out(config: Ross2018Config) -> Path:
+    """Where a run writes when no folder is given."""
+    return Path("runs") / f"ross2018-{config.dataset}"
