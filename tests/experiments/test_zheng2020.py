@@ -112,11 +112,8 @@ def test_quick_run_writes_results_report_and_figures(quick: tuple[Path, dict]) -
 @pytest.mark.slow
 def test_second_run_reuses_models_and_sections(quick: tuple[Path, dict]) -> None:
     out, first = quick
-    stamps = {
-        p: p.stat().st_mtime_ns
-        for p in [*(out / "models").glob("*.pt"), *(out / "interpretgan").glob("*.pt")]
-    }
-    assert len(stamps) == 6 + 2  # 6 models, 2 InterpretGANs
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
+    assert len(stamps) == 6  # 6 models
     assert first["run"]["reused"] == []
     again = _run(out, quick=True)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
