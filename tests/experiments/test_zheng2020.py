@@ -1,21 +1,24 @@
 """The Zheng et al. (2020) reproduction: `--quick` on digits end to end (as CI runs it), resuming,
-the computed verdicts, the configuration."""
+results recomputed for a replaced model, the computed verdicts, the configuration."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from underfire.experiments.zheng2020_config import (
+from underfire.studies import run_study
+from underfire.studies.zheng2020.claims import headline, robust_score, seed_stats, verdict
+from underfire.studies.zheng2020.config import (
     DATASETS,
     PROFILES,
     Zheng2020Config,
+    configure,
     resolve_config,
 )
-from underfire.experiments.zheng2020_eval import headline, robust_score, seed_stats, verdict
 
 FIGURES = [
     "robust_accuracy.png",
@@ -26,15 +29,11 @@ FIGURES = [
 ]
 
 
-def _cli(out: Path, *args: str) -> int:
-    from underfire.cli import main
-
+def _run(out: Path, **options: object) -> dict:
+    """What `underfire reproduce zheng2020 --dataset digits ... --out OUT` runs."""
     threads = torch.get_num_threads()
     try:  # one thread: tiny models on a shared 2-core machine
-        return main(
-            ["reproduce", "zheng2020", "--dataset", "digits", *args, "--out", str(out)]
-            + ["--device", "cpu", "--threads", "1"]
-        )
+        return run_study("zheng2020", out=out, device="cpu", threads=1, dataset="digits", **options)
     finally:
         torch.set_num_threads(threads)
 
@@ -42,7 +41,7 @@ def _cli(out: Path, *args: str) -> int:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("zheng2020")
-    assert _cli(out, "--quick") == 0
+    _run(out, quick=True)
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -113,38 +112,73 @@ def test_quick_run_writes_results_report_and_figures(quick: tuple[Path, dict]) -
 @pytest.mark.slow
 def test_second_run_reuses_models_and_sections(quick: tuple[Path, dict]) -> None:
     out, first = quick
-    stamps = {
-        p: p.stat().st_mtime_ns
-        for p in [*(out / "models").glob("*.pt"), *(out / "sections").glob("*.json")]
-    }
-    assert len(stamps) == 3 * 2 * 3  # 6 models, 6 robustness and 6 diagnosis sections
-    assert _cli(out, "--quick") == 0
-    again = json.loads((out / "results.json").read_text())
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
+    assert len(stamps) == 6  # 6 models
+    assert first["run"]["reused"] == []
+    again = _run(out, quick=True)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
+    names = [f"{p}-seed{s}" for s in (0, 1, 2) for p in ("max", "avg")]
+    assert again["run"]["reused"] == (
+        [f"robust/{n}" for n in names]
+        + [f"diagnosis/{n}" for n in names]
+        + ["interpretgan/max-seed0", "interpretgan/avg-seed0"]
+    )
     assert again["models"] == first["models"]
     assert again["diagnosis"] == first["diagnosis"]
-    assert again["timings"]["robustness"] < 5 and again["timings"]["diagnosis"] < 5
-    assert again["diagnosis"]["interpretgan"].keys() == first["diagnosis"]["interpretgan"].keys()
-    assert (
-        again["timings"]["interpretgan"] < 0.5 * first["timings"]["interpretgan"]
-    )  # not retrained
 
 
-def test_cached_recomputes_when_the_key_changes(tmp_path: Path) -> None:
-    from underfire.experiments.zheng2020 import cached
+def _replace_classifier_weights(path: Path, source: Path) -> None:
+    """Put the weights of the checkpoint ``source`` into the checkpoint ``path``, keeping
+    its settings: a valid, finished checkpoint of the same run holding another model."""
+    from underfire.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
-    calls: list[int] = []
+    payload, ckpt = read_checkpoint(path), load_checkpoint(path)
+    ckpt.model.load_state_dict(load_checkpoint(source).model.state_dict())
+    save_checkpoint(
+        path,
+        ckpt.model,
+        meta=payload["meta"],
+        optimizer_state=payload["optimizer_state"],
+        trainer_state=payload["trainer_state"],
+    )
 
-    def compute() -> dict:
-        calls.append(1)
-        return {"v": len(calls)}
 
-    path = tmp_path / "s.json"
-    assert cached(path, {"a": 1}, compute) == {"v": 1}
-    assert cached(path, {"a": 1}, compute) == {"v": 1}
-    assert cached(path, {"a": 2}, compute) == {"v": 2}
-    path.write_text("{broken")
-    assert cached(path, {"a": 2}, compute) == {"v": 3}
+@pytest.mark.slow
+def test_a_replaced_model_or_interpretgan_recomputes_only_the_results_that_use_it(
+    tmp_path: Path,
+) -> None:
+    """Fails if a result computed for one model is reused for a replaced one (the cache
+    must be keyed on the classifiers' and the InterpretGANs' weights, not on the settings)."""
+    first = _run(tmp_path, profile="test")
+    assert first["run"]["reused"] == []
+    _replace_classifier_weights(
+        tmp_path / "models" / "avg-seed1.pt", tmp_path / "models" / "max-seed1.pt"
+    )
+    gan_path = tmp_path / "interpretgan" / "max-seed0.pt"
+    gan = torch.load(gan_path, weights_only=True)
+    for g in gan["generators"].values():
+        g["state_dict"] = {
+            k: v * 0.5 if v.is_floating_point() else v for k, v in g["state_dict"].items()
+        }
+    torch.save(gan, gan_path)
+
+    again = _run(tmp_path, profile="test")
+    replaced = {"robust/avg-seed1", "diagnosis/avg-seed1", "interpretgan/max-seed0"}
+    every = {
+        f"{kind}/{p}-seed{s}"
+        for kind in ("robust", "diagnosis")
+        for s in (0, 1)
+        for p in ("max", "avg")
+    } | {"interpretgan/max-seed0", "interpretgan/avg-seed0"}
+    assert set(again["run"]["reused"]) == every - replaced
+    assert again["models"]["avg-seed1"] != first["models"]["avg-seed1"]
+    assert again["models"]["max-seed0"] == first["models"]["max-seed0"]
+    assert again["diagnosis"]["models"]["avg-seed1"] != first["diagnosis"]["models"]["avg-seed1"]
+    gans = again["diagnosis"]["interpretgan"], first["diagnosis"]["interpretgan"]
+    assert gans[0]["max-seed0"]["layers"] != gans[1]["max-seed0"]["layers"]
+    assert gans[0]["avg-seed0"] == gans[1]["avg-seed0"]
+    # a third run with nothing replaced reuses every result
+    assert set(_run(tmp_path, profile="test")["run"]["reused"]) == every
 
 
 def test_verdict_rule() -> None:
@@ -172,7 +206,7 @@ def test_verdict_rule() -> None:
 
 
 def test_compare_variants_follows_the_numbers() -> None:
-    from underfire.experiments.zheng2020_eval import compare_variants
+    from underfire.studies.zheng2020.claims import compare_variants
 
     eps = [0.0, 0.1, 0.2]
     per = {}
@@ -196,8 +230,8 @@ def test_compare_variants_follows_the_numbers() -> None:
 
 
 def test_outcome_sentence_is_chosen_by_the_verdict() -> None:
-    from underfire.experiments.zheng2020_eval import compare_variants
-    from underfire.experiments.zheng2020_report import outcome_sentence
+    from underfire.studies.zheng2020.claims import compare_variants
+    from underfire.studies.zheng2020.report import outcome_sentence
 
     def per(max_score: float, avg_score: float) -> dict:
         return {
@@ -238,7 +272,13 @@ def test_config_profiles_and_validation() -> None:
     assert Zheng2020Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
-def test_cli_rejects_ross_only_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert _cli(tmp_path, "--profile", "test", "--paper-lambda", "3") == 2
-    assert "--paper-lambda applies to ross2018 only" in capsys.readouterr().err
+def test_options_of_other_studies_are_refused(tmp_path: Path) -> None:
+    # `underfire reproduce` tells the user "--X does not apply" for options configure lacks
+    accepted = set(inspect.signature(configure).parameters)
+    assert {"paper_lambda", "weights", "n_images", "models", "seed"}.isdisjoint(accepted)
+    assert {"dataset", "profile", "quick", "seeds", "gan_steps", "data_root"} <= accepted
+    with pytest.raises(TypeError, match="paper_lambda"):
+        _run(tmp_path, profile="test", paper_lambda=3)
     assert not (tmp_path / "results.json").exists()
+    assert configure(dataset="digits", quick=True) == resolve_config("digits", "quick")
+    assert configure(dataset="digits", quick=True, profile="test").profile == "test"

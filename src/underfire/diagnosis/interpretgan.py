@@ -25,17 +25,15 @@ resumes from it exactly (weights, optimizer moments, data order).
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from underfire._version import __version__
 from underfire.core import io as _io
@@ -43,6 +41,7 @@ from underfire.core.autograd import capture_layers
 from underfire.core.errors import CheckpointError
 from underfire.core.state import model_state
 from underfire.core.validation import check_float, check_images, check_int, check_same_device
+from underfire.diagnosis.interpretgan_nets import Discriminator, FeatureGenerator
 from underfire.diagnosis.layers import capture_features, resolve_layers
 from underfire.diagnosis.probe import fraction_unexplained
 
@@ -57,98 +56,6 @@ __all__ = [
 ]
 
 FORMAT = "underfire.interpretgan/1"
-
-
-class FeatureGenerator(nn.Module):
-    """Gₗ: features (N, *feature_shape) → images (N, C, H, W) in [0, 1].
-
-    A (C', h, w) feature map enters through a 1×1 conv; any other shape is flattened and
-    enters through a linear layer onto a ⌈H/4⌉×⌈W/4⌉ grid. Then nearest ×2 upsampling + 3×3
-    conv + BN + ReLU blocks until the grid reaches the image size (at most 5), a 3×3 conv to
-    the image channels, a bilinear resize when the sides do not match exactly, and a sigmoid.
-    """
-
-    def __init__(
-        self, feature_shape: Sequence[int], image_shape: Sequence[int], *, width: int = 64
-    ) -> None:
-        super().__init__()
-        self.feature_shape = tuple(int(s) for s in feature_shape)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        channels, height, width_px = self.image_shape
-        if len(self.feature_shape) == 3:
-            self.stem: nn.Module = nn.Sequential(
-                nn.Conv2d(self.feature_shape[0], width, 1), nn.BatchNorm2d(width), nn.ReLU()
-            )
-            side = (self.feature_shape[1], self.feature_shape[2])
-        else:
-            side = (max(2, math.ceil(height / 4)), max(2, math.ceil(width_px / 4)))
-            self.stem = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(math.prod(self.feature_shape), width * side[0] * side[1]),
-                nn.Unflatten(1, (width, side[0], side[1])),
-                nn.BatchNorm2d(width),
-                nn.ReLU(),
-            )
-        ups = min(5, max(0, math.ceil(math.log2(max(height / side[0], width_px / side[1], 1)))))
-        blocks: list[nn.Module] = []
-        for _ in range(ups):
-            blocks += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv2d(width, width, 3, padding=1),
-                nn.BatchNorm2d(width),
-                nn.ReLU(),
-            ]
-        blocks += [
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, channels, 3, padding=1),
-        ]
-        self.body = nn.Sequential(*blocks)
-        self.config = {
-            "feature_shape": list(self.feature_shape),
-            "image_shape": list(self.image_shape),
-            "width": width,
-        }
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if tuple(features.shape[1:]) != self.feature_shape:
-            raise ValueError(
-                f"generator expects features of shape (N, {', '.join(map(str, self.feature_shape))}), "
-                f"got {tuple(features.shape)}"
-            )
-        out = self.body(self.stem(features))
-        if tuple(out.shape[-2:]) != self.image_shape[1:]:
-            out = F.interpolate(
-                out, size=self.image_shape[1:], mode="bilinear", align_corners=False
-            )
-        return torch.sigmoid(out)
-
-
-class Discriminator(nn.Module):
-    """Dₗ: images (N, C, H, W) → real/fake logits (N,). A 3×3 conv, then 4×4 stride-2 convs
-    doubling the channels while the side exceeds 4, LeakyReLU(0.2), spectral normalization
-    on every layer (keeps the adversarial game stable on small data), a linear read-out."""
-
-    def __init__(self, image_shape: Sequence[int], *, width: int = 32) -> None:
-        super().__init__()
-        channels, height, width_px = (int(s) for s in image_shape)
-        layers: list[nn.Module] = [
-            spectral_norm(nn.Conv2d(channels, width, 3, padding=1)),
-            nn.LeakyReLU(0.2),
-        ]
-        c, side = width, min(height, width_px)
-        while side > 4:
-            layers += [spectral_norm(nn.Conv2d(c, 2 * c, 4, 2, 1)), nn.LeakyReLU(0.2)]
-            c, side = 2 * c, side // 2
-        self.features = nn.Sequential(*layers)
-        with torch.no_grad():
-            n_out = self.features(torch.zeros(1, channels, height, width_px)).numel()
-        self.head = spectral_norm(nn.Linear(n_out, 1))
-        self.config = {"image_shape": [channels, height, width_px], "width": width}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1)).squeeze(1)
 
 
 @dataclass
@@ -404,175 +311,222 @@ def train_interpretgan(
         raise ValueError("InterpretGAN needs at least 2 training images")
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(dev)
-    modules = resolve_layers(model, layers)
-    names = list(modules)
-    image_shape = tuple(x_all.shape[1:])
-    fingerprint = classifier_fingerprint(model)
-    with model_state(model, mode="eval", freeze=True):
-        probe, _ = capture_features(model, modules, x_all[:2].to(dev))
-    torch.manual_seed(cfg.seed)  # network initialization
-    gens = {
-        n: FeatureGenerator(probe[n].shape[1:], image_shape, width=cfg.width).to(dev) for n in names
-    }
-    discs = {n: Discriminator(image_shape, width=cfg.discriminator_width).to(dev) for n in names}
-    opt_g: dict[str, torch.optim.Optimizer] = {
-        n: torch.optim.Adam(gens[n].parameters(), cfg.lr, betas=(0.5, 0.999)) for n in names
-    }
-    opt_d: dict[str, torch.optim.Optimizer] = {
-        n: torch.optim.Adam(discs[n].parameters(), cfg.lr_discriminator, betas=(0.5, 0.999))
-        for n in names
-    }
-    sampler = torch.Generator().manual_seed(cfg.seed)
-    info = {
-        "classifier": dict(getattr(model, "config", {}) or {}),
-        "classifier_fingerprint": fingerprint,
-        "config": asdict(cfg),
-        "feature_shapes": {n: list(probe[n].shape[1:]) for n in names},
-    }
-    gan = InterpretGAN(gens, discriminators=discs, meta=dict(meta or {}) | info)
-    history: list[dict[str, float]] = []
-    step, seconds = 0, 0.0
+    training = _Training.build(model, resolve_layers(model, layers), x_all, cfg, dev, meta)
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        step, history, seconds = _resume(path, gan, opt_g, opt_d, sampler, cfg, names, fingerprint)
-
-    def save(finished: bool) -> None:
-        if path is None:
-            return
-        gan.meta |= {"steps": step, "seconds": seconds}
-        payload = _payload(
-            gan,
-            signature=_signature(cfg),
-            step=step,
-            finished=finished,
-            history=history,
-            sampler=sampler.get_state(),
-            opt_g={n: o.state_dict() for n, o in opt_g.items()},
-            opt_d={n: o.state_dict() for n, o in opt_d.items()},
-        )
-        _io.atomic_write(path, lambda f: torch.save(payload, f))
-
+        training.resume(path)
     bar = None
-    if progress and step < cfg.steps:
+    if progress and training.step < cfg.steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="interpretgan", unit="step", mininterval=1.0)
-    sums: dict[str, float] = {}
-    n_all, count = x_all.shape[0], 0
-    t0 = time.perf_counter() - seconds
-    d_params = {n: list(discs[n].parameters()) for n in names}
-    g_params = {n: list(gens[n].parameters()) for n in names}
+        bar = tqdm(
+            total=cfg.steps,
+            initial=training.step,
+            desc="interpretgan",
+            unit="step",
+            mininterval=1.0,
+        )
     try:
+        training.run(x_all, path, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        for module in [*training.gens.values(), *training.discs.values()]:
+            module.eval()
+            for p in module.parameters():
+                p.grad = None
+    training.save(path, finished=True)
+    return training.gan, training.history
+
+
+@dataclass
+class _Training:
+    """One InterpretGAN training run: the networks, their optimizers, the data order and
+    the history, with one step, the loop, checkpointing and resuming."""
+
+    model: nn.Module
+    modules: dict[str, nn.Module]
+    cfg: InterpretGANConfig
+    device: torch.device
+    gan: InterpretGAN
+    opt_g: dict[str, torch.optim.Optimizer]
+    opt_d: dict[str, torch.optim.Optimizer]
+    sampler: torch.Generator
+    fingerprint: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        modules: dict[str, nn.Module],
+        x_all: torch.Tensor,
+        cfg: InterpretGANConfig,
+        dev: torch.device,
+        meta: dict[str, Any] | None,
+    ) -> _Training:
+        names = list(modules)
+        image_shape = tuple(x_all.shape[1:])
+        fingerprint = classifier_fingerprint(model)
         with model_state(model, mode="eval", freeze=True):
-            for module in [*gens.values(), *discs.values()]:
+            probe, _ = capture_features(model, modules, x_all[:2].to(dev))
+        torch.manual_seed(cfg.seed)  # network initialization
+        gens = {
+            n: FeatureGenerator(probe[n].shape[1:], image_shape, width=cfg.width).to(dev)
+            for n in names
+        }
+        discs = {
+            n: Discriminator(image_shape, width=cfg.discriminator_width).to(dev) for n in names
+        }
+        opt_g: dict[str, torch.optim.Optimizer] = {
+            n: torch.optim.Adam(gens[n].parameters(), cfg.lr, betas=(0.5, 0.999)) for n in names
+        }
+        opt_d: dict[str, torch.optim.Optimizer] = {
+            n: torch.optim.Adam(discs[n].parameters(), cfg.lr_discriminator, betas=(0.5, 0.999))
+            for n in names
+        }
+        info = {
+            "classifier": dict(getattr(model, "config", {}) or {}),
+            "classifier_fingerprint": fingerprint,
+            "config": asdict(cfg),
+            "feature_shapes": {n: list(probe[n].shape[1:]) for n in names},
+        }
+        gan = InterpretGAN(gens, discriminators=discs, meta=dict(meta or {}) | info)
+        sampler = torch.Generator().manual_seed(cfg.seed)
+        return cls(model, modules, cfg, dev, gan, opt_g, opt_d, sampler, fingerprint)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.modules)
+
+    @property
+    def gens(self) -> dict[str, FeatureGenerator]:
+        return self.gan.generators
+
+    @property
+    def discs(self) -> dict[str, Discriminator]:
+        return self.gan.discriminators
+
+    def run(self, x_all: torch.Tensor, path: Path | None, bar: Any) -> None:
+        """Train until ``cfg.steps``, checkpointing to ``path`` every ``checkpoint_every``."""
+        cfg, n_all = self.cfg, x_all.shape[0]
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.perf_counter() - self.seconds
+        with model_state(self.model, mode="eval", freeze=True):
+            for module in [*self.gens.values(), *self.discs.values()]:
                 module.train()
-            while step < cfg.steps:
-                idx = torch.randint(0, n_all, (min(cfg.batch_size, n_all),), generator=sampler)
-                x = x_all[idx].to(dev)
-                with torch.no_grad():
-                    real, logits = capture_features(model, modules, x)
-                    logp_real = F.log_softmax(logits, 1)
-                fakes = {n: gens[n](real[n]) for n in names}
-                parts: dict[str, float] = {}
-                for n in names:  # discriminator step
-                    loss_d = (
-                        F.softplus(-discs[n](x)).mean()
-                        + F.softplus(discs[n](fakes[n].detach())).mean()
-                    )
-                    for p, g in zip(
-                        d_params[n], torch.autograd.grad(loss_d, d_params[n]), strict=True
-                    ):
-                        p.grad = g
-                    opt_d[n].step()
-                    parts["d_loss"] = parts.get("d_loss", 0.0) + float(loss_d.detach()) / len(names)
-                # one classifier pass over every layer's generated batch; each generator's
-                # consistency terms use its own slice (the layers are independent problems)
-                batch = torch.cat([fakes[n] for n in names])
-                with capture_layers(modules) as outs:
-                    logits_fake = model(batch)
-                b = x.shape[0]
-                for i, n in enumerate(names):
-                    sl = slice(i * b, (i + 1) * b)
-                    loss_g, g_parts = _generator_loss(
-                        discs[n](fakes[n]),
-                        outs[n][0][sl],
-                        real[n],
-                        logits_fake[sl],
-                        logp_real,
-                        fakes[n],
-                        x,
-                        cfg,
-                    )
-                    grads = torch.autograd.grad(
-                        loss_g, g_params[n], retain_graph=i + 1 < len(names)
-                    )
-                    for p, g in zip(g_params[n], grads, strict=True):
-                        p.grad = g
-                    opt_g[n].step()
-                    parts["g_loss"] = parts.get("g_loss", 0.0) + float(loss_g.detach()) / len(names)
-                    for k, v in g_parts.items():
-                        parts[k] = parts.get(k, 0.0) + v / len(names)
-                step += 1
+            while self.step < cfg.steps:
+                idx = torch.randint(0, n_all, (min(cfg.batch_size, n_all),), generator=self.sampler)
+                parts = self.train_step(x_all[idx].to(self.device))
+                self.step += 1
                 count += 1
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
-                if step % 50 == 0 or step == cfg.steps:
-                    history.append({"step": step} | {k: v / count for k, v in sums.items()})
+                if self.step % 50 == 0 or self.step == cfg.steps:
+                    self.history.append(
+                        {"step": self.step} | {k: v / count for k, v in sums.items()}
+                    )
                     sums, count = {}, 0
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
                         g=f"{parts['g_loss']:.3f}", d=f"{parts['d_loss']:.3f}", refresh=False
                     )
-                seconds = time.perf_counter() - t0
-                if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    save(False)
-    finally:
-        if bar is not None:
-            bar.close()
-        for module in [*gens.values(), *discs.values()]:
-            module.eval()
-            for p in module.parameters():
-                p.grad = None
-    save(True)
-    return gan, history
+                self.seconds = time.perf_counter() - t0
+                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save(path, finished=False)
 
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        """One discriminator and one generator step for every layer on the batch ``x``;
+        returns the losses averaged over the layers."""
+        names, model, cfg = self.names, self.model, self.cfg
+        with torch.no_grad():
+            real, logits = capture_features(model, self.modules, x)
+            logp_real = F.log_softmax(logits, 1)
+        fakes = {n: self.gens[n](real[n]) for n in names}
+        parts: dict[str, float] = {}
+        for n in names:  # discriminator step
+            disc = self.discs[n]
+            loss_d = F.softplus(-disc(x)).mean() + F.softplus(disc(fakes[n].detach())).mean()
+            d_params = list(disc.parameters())
+            for p, g in zip(d_params, torch.autograd.grad(loss_d, d_params), strict=True):
+                p.grad = g
+            self.opt_d[n].step()
+            parts["d_loss"] = parts.get("d_loss", 0.0) + float(loss_d.detach()) / len(names)
+        # one classifier pass over every layer's generated batch; each generator's
+        # consistency terms use its own slice (the layers are independent problems)
+        batch = torch.cat([fakes[n] for n in names])
+        with capture_layers(self.modules) as outs:
+            logits_fake = model(batch)
+        b = x.shape[0]
+        for i, n in enumerate(names):
+            sl = slice(i * b, (i + 1) * b)
+            loss_g, g_parts = _generator_loss(
+                self.discs[n](fakes[n]),
+                outs[n][0][sl],
+                real[n],
+                logits_fake[sl],
+                logp_real,
+                fakes[n],
+                x,
+                cfg,
+            )
+            g_params = list(self.gens[n].parameters())
+            grads = torch.autograd.grad(loss_g, g_params, retain_graph=i + 1 < len(names))
+            for p, g in zip(g_params, grads, strict=True):
+                p.grad = g
+            self.opt_g[n].step()
+            parts["g_loss"] = parts.get("g_loss", 0.0) + float(loss_g.detach()) / len(names)
+            for k, v in g_parts.items():
+                parts[k] = parts.get(k, 0.0) + v / len(names)
+        return parts
 
-def _resume(
-    path: Path,
-    gan: InterpretGAN,
-    opt_g: dict[str, torch.optim.Optimizer],
-    opt_d: dict[str, torch.optim.Optimizer],
-    sampler: torch.Generator,
-    cfg: InterpretGANConfig,
-    names: list[str],
-    fingerprint: str,
-) -> tuple[int, list[dict[str, float]], float]:
-    payload = _read(path)
-    training = payload.get("training") or {}
-    if training.get("signature") != _signature(cfg) or payload["layers"] != names:
-        raise CheckpointError(
-            f"{path} was written by a different InterpretGAN run (other settings or layers); "
-            "delete it or choose another output folder"
+    def save(self, path: Path | None, *, finished: bool) -> None:
+        """A checkpoint that resumes this run exactly (weights, optimizers, data order)."""
+        if path is None:
+            return
+        self.gan.meta |= {"steps": self.step, "seconds": self.seconds}
+        payload = _payload(
+            self.gan,
+            signature=_signature(self.cfg),
+            step=self.step,
+            finished=finished,
+            history=self.history,
+            sampler=self.sampler.get_state(),
+            opt_g={n: o.state_dict() for n, o in self.opt_g.items()},
+            opt_d={n: o.state_dict() for n, o in self.opt_d.items()},
         )
-    if (payload.get("meta") or {}).get("classifier_fingerprint") != fingerprint:
-        raise CheckpointError(
-            f"{path} was trained for another classifier (its weights differ); "
-            "delete it or choose another output folder"
-        )
-    loaded = _from_payload(payload)
-    for n in names:
-        gan.generators[n].load_state_dict(loaded.generators[n].state_dict())
-        gan.discriminators[n].load_state_dict(loaded.discriminators[n].state_dict())
-        opt_g[n].load_state_dict(training["opt_g"][n])
-        opt_d[n].load_state_dict(training["opt_d"][n])
-    sampler.set_state(training["sampler"])
-    gan.meta |= payload.get("meta") or {}
-    return (
-        int(training["step"]),
-        list(training.get("history", [])),
-        float((payload.get("meta") or {}).get("seconds", 0.0)),
-    )
+        _io.atomic_write(path, lambda f: torch.save(payload, f))
+
+    def resume(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path``, which must be of this run."""
+        names = self.names
+        payload = _read(path)
+        training = payload.get("training") or {}
+        if training.get("signature") != _signature(self.cfg) or payload["layers"] != names:
+            raise CheckpointError(
+                f"{path} was written by a different InterpretGAN run (other settings or layers); "
+                "delete it or choose another output folder"
+            )
+        if (payload.get("meta") or {}).get("classifier_fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"{path} was trained for another classifier (its weights differ); "
+                "delete it or choose another output folder"
+            )
+        loaded = _from_payload(payload)
+        for n in names:
+            self.gens[n].load_state_dict(loaded.generators[n].state_dict())
+            self.discs[n].load_state_dict(loaded.discriminators[n].state_dict())
+            self.opt_g[n].load_state_dict(training["opt_g"][n])
+            self.opt_d[n].load_state_dict(training["opt_d"][n])
+        self.sampler.set_state(training["sampler"])
+        self.gan.meta |= payload.get("meta") or {}
+        self.step = int(training["step"])
+        self.history = list(training.get("history", []))
+        self.seconds = float((payload.get("meta") or {}).get("seconds", 0.0))
 
 
 @torch.no_grad()

@@ -1,66 +1,22 @@
-"""Evaluations of the Zheng et al. (2020) reproduction: robust accuracy per model, statistics
-across seeds, and the computed verdict "is average pooling more robust than max pooling here?".
+"""The claims of the Zheng et al. (2020) reproduction: statistics across seeds and the
+computed verdict "is average pooling more robust than max pooling here?".
 
-Pure computation on models and numbers: no plotting, no files.
+Pure computation on numbers: no models, no plotting, no files.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any
-
-import torch
-from torch import nn
-
-from underfire.attacks import FGSM, PGD, SoundnessWarning
-from underfire.robustness import robust_accuracy
 
 __all__ = [
     "compare_variants",
     "headline",
-    "robust_curves",
     "robust_score",
     "seed_stats",
     "verdict",
 ]
-
-
-def robust_curves(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: Sequence[float],
-    *,
-    pgd_steps: int,
-    seed: int,
-    batch_size: int = 500,
-) -> dict[str, Any]:
-    """Accuracy of ``model`` on (x, y) under white-box L∞ FGSM and PGD for every ε.
-
-    PGD: ``pgd_steps`` signed steps of 2.5·ε/steps from a random start (Madry et al. 2018),
-    seeded by ``seed`` so a rerun gives the same numbers. Soundness warnings of
-    :func:`underfire.robustness.robust_accuracy` (accuracy rising with ε, PGD weaker than
-    FGSM) are counted and returned, not hidden.
-
-    Returns:
-        ``{"fgsm": [acc per ε], "pgd": [acc per ε], "n": N, "soundness_warnings": [...]}``.
-    """
-    eps_l = [float(e) for e in eps]
-    out: dict[str, Any] = {"n": int(x.shape[0])}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SoundnessWarning)
-        for name, attack in (
-            ("fgsm", FGSM(eps=max(eps_l))),
-            ("pgd", PGD(eps=max(eps_l), steps=pgd_steps, seed=seed)),
-        ):
-            r = robust_accuracy(model, attack, (x, y), eps_l, batch_size=batch_size)
-            out[name] = [float(a) for a in r["accuracy"]]
-    out["soundness_warnings"] = [
-        str(w.message) for w in caught if issubclass(w.category, SoundnessWarning)
-    ]
-    return out
 
 
 def robust_score(acc: Sequence[float], eps: Sequence[float]) -> float:

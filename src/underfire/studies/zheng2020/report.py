@@ -1,6 +1,6 @@
 """The report of the Zheng et al. (2020) reproduction: every sentence about the outcome is
 chosen from the computed verdicts in ``results`` (see
-:func:`underfire.experiments.zheng2020_eval.verdict`)."""
+:func:`underfire.studies.zheng2020.claims.verdict`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from underfire._version import __version__
-from underfire.experiments.zheng2020_config import Zheng2020Config
-from underfire.experiments.zheng2020_figures import short_layer
 from underfire.report import Report
+from underfire.studies.base import StudyRun
+from underfire.studies.zheng2020.config import Zheng2020Config
+from underfire.studies.zheng2020.figures import make_figures, short_layer
 
-__all__ = ["outcome_sentence", "write_report"]
+__all__ = ["outcome_sentence", "report", "summary", "write_report"]
 
 _WINNER = {
     "avg": "average pooling higher, beyond the seed spread",
@@ -191,14 +192,33 @@ def _interpretgan_section(
             )
 
 
+def summary(results: dict[str, Any]) -> list[str]:
+    """What the command line prints at the end: the answer to the study's question."""
+    seeds = len(results["config"]["seeds"])
+    return [outcome_sentence(results["comparison"], seeds).replace("**", "")]
+
+
+def report(run: StudyRun) -> None:
+    """The figures, ``report.md`` and ``report.html`` of a finished run, into ``run.out``."""
+    if run.out is None:
+        raise ValueError("the zheng2020 report needs an output folder")
+    run.log("figures and report")
+    figs = make_figures(
+        run.figure_path,
+        run.results,
+        run.state.get("gan_pictures"),
+        run.state["test"].classes,
+    )
+    write_report(run.out, run.config, run.results, figs)
+
+
 def write_report(
     out: Path, cfg: Zheng2020Config, results: dict[str, Any], figs: dict[str, Path]
 ) -> None:
-    ds = cfg.dataset
-    comp = results["comparison"]
-    n_seeds = len(cfg.seeds)
+    """``report.md`` and ``report.html`` in ``out`` from ``results`` and the figures."""
     r = Report(
-        f"Reproduction of Zheng, Zhang, Lee & Prakash (2020) on {ds}: max vs average pooling"
+        f"Reproduction of Zheng, Zhang, Lee & Prakash (2020) on {cfg.dataset}: "
+        "max vs average pooling"
     )
     r.text(
         f"underfire {__version__}, profile `{cfg.profile}`, device `{results['device']}`. "
@@ -210,7 +230,17 @@ def write_report(
         f"({cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}, random start) on the first {results['n_eval']}. "
         "Every number was computed by this run (`results.json`; settings in `config.json`)."
     )
+    _outcome_section(r, cfg, results["comparison"], figs)
+    _curves_section(r, cfg, results["comparison"], figs)
+    _diagnosis_section(r, cfg, results, figs)
+    _models_section(r, cfg, results)
+    r.write(out)
 
+
+def _outcome_section(
+    r: Report, cfg: Zheng2020Config, comp: dict[str, Any], figs: dict[str, Path]
+) -> None:
+    n_seeds = len(cfg.seeds)
     r.section("Did average pooling come out more robust?")
     r.text(outcome_sentence(comp, n_seeds))
     r.text(
@@ -241,14 +271,18 @@ def write_report(
     )
     r.figure(figs["seeds"], "Per seed: max (red) and average (blue) pooling joined by a line")
 
+
+def _curves_section(
+    r: Report, cfg: Zheng2020Config, comp: dict[str, Any], figs: dict[str, Path]
+) -> None:
     r.section("Robust accuracy over ε")
     for attack, title in (("fgsm", "FGSM"), ("pgd", f"PGD, {cfg.pgd_steps} steps")):
         curves = comp["curves"][attack]
-        r.text(f"**{title}** (accuracy, mean ± std over {n_seeds} seeds):")
+        r.text(f"**{title}** (accuracy, mean ± std over {len(cfg.seeds)} seeds):")
         r.table(
             [
                 {
-                    "ε": _eps(e, ds),
+                    "ε": _eps(e, cfg.dataset),
                     "max pooling": f"{curves['max']['mean'][i]:.3f} ± {curves['max']['std'][i]:.3f}",
                     "average pooling": f"{curves['avg']['mean'][i]:.3f} ± {curves['avg']['std'][i]:.3f}",
                     "verdict": _WINNER[comp["per_eps"][attack][i]],
@@ -260,8 +294,8 @@ def write_report(
         figs["robust"], "Accuracy vs ε: mean over seeds (thick), each seed (thin), min–max band"
     )
 
-    _diagnosis_section(r, cfg, results, figs)
 
+def _models_section(r: Report, cfg: Zheng2020Config, results: dict[str, Any]) -> None:
     r.section("Every model")
     r.table(
         [
@@ -269,7 +303,11 @@ def write_report(
                 "model": name,
                 "clean": m["clean"],
                 "val (end of training)": results["training"][name]["val_accuracy"],
-                **{f"PGD ε={_eps(e, ds)}": m["pgd"][i] for i, e in enumerate(cfg.eps) if e > 0},
+                **{
+                    f"PGD ε={_eps(e, cfg.dataset)}": m["pgd"][i]
+                    for i, e in enumerate(cfg.eps)
+                    if e > 0
+                },
                 "train s": results["training"][name]["seconds"],
             }
             for name, m in results["models"].items()
@@ -285,12 +323,19 @@ def write_report(
         )
     else:
         r.text("No soundness warning (accuracy never rose with ε; PGD never weaker than FGSM).")
-
-    t = results["timings"]
+    run = results["run"]
+    reused = run["reused"]
     r.text(
-        f"Run time of this invocation: {t['total']:.1f} s ("
-        + ", ".join(f"{k} {v:.1f} s" for k, v in t.items() if k != "total")
-        + "); models and sections reused from an earlier run cost nothing here (their training "
-        "times are the first run's)."
+        f"Run time of this invocation: {run['seconds']:.1f} s ("
+        + ", ".join(
+            f"{k} {v['seconds']:.1f} s" for k, v in run["parts"].items() if v["seconds"] >= 0.05
+        )
+        + "); models trained earlier are reloaded from `models/`, and "
+        + (
+            f"{len(reused)} cached results were reused ({', '.join(f'`{n}`' for n in reused)}): "
+            "they cost nothing here"
+            if reused
+            else "no cached result was reused"
+        )
+        + " (training times are summed over every session of a model's training)."
     )
-    r.write(out)

@@ -7,15 +7,21 @@ seeds per variant, and the two per-layer questions of the paper are answered by 
 
 * *which layers lose more information*: at each layer, the information loss of the two
   variants is compared with the seed-range rule of
-  :func:`underfire.experiments.zheng2020_eval.verdict`;
+  :func:`underfire.studies.zheng2020.claims.verdict`;
 * *does information loss go with vulnerability*: per model, Spearman's ρ across layers
   between information loss and amplification (from the library); summarized as the mean ρ
   and the number of models with ρ > 0.
+
+The part ``diagnosis`` caches each model's diagnosis as the sub-part ``diagnosis/<model>``
+and each InterpretGAN's views as ``interpretgan/<model>``, keyed on the classifier's and the
+generators' weights and the test data. The InterpretGANs train (resumably) through their own
+checkpoints in ``OUT/interpretgan``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,10 +30,24 @@ from torch import nn
 
 from underfire.attacks import PGD
 from underfire.core.state import model_state
-from underfire.diagnosis import layer_vulnerability
-from underfire.experiments.zheng2020_eval import seed_stats, verdict
+from underfire.diagnosis import (
+    InterpretGAN,
+    InterpretGANConfig,
+    evaluate_interpretgan,
+    layer_vulnerability,
+    train_interpretgan,
+)
+from underfire.studies.base import StudyRun
+from underfire.studies.zheng2020.claims import seed_stats, verdict
+from underfire.studies.zheng2020.config import POOLINGS, Zheng2020Config
 
-__all__ = ["MEASURES", "diagnose_model", "interpretgan_views", "summarize_diagnosis"]
+__all__ = [
+    "MEASURES",
+    "diagnose_model",
+    "diagnosis",
+    "interpretgan_views",
+    "summarize_diagnosis",
+]
 
 #: Per-layer measures summarized over seeds (keys of ``LayerVulnerability.to_dict()``).
 MEASURES = ("information_loss", "amplification", "growth", "restored_topk", "broken_topk")
@@ -152,7 +172,7 @@ def _findings(
 
 
 def interpretgan_views(
-    gan: Any,
+    gan: InterpretGAN,
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -174,8 +194,6 @@ def interpretgan_views(
         (numbers, pictures) with pictures ``{"x", "x_adv", "y", "pred_adv": (k,), "clean":
         {layer: images}, "adv": {layer: images}, "clean_label", "adv_label": {layer: (k,)}}``.
     """
-    from underfire.diagnosis import evaluate_interpretgan
-
     clean = evaluate_interpretgan(gan, model, x, y, batch_size=batch_size)
     adv = evaluate_interpretgan(gan, model, x_adv, y, batch_size=batch_size)
     numbers = {
@@ -209,3 +227,128 @@ def interpretgan_views(
         "adv_label": labels_adv,
     }
     return numbers, pictures
+
+
+def _diagnosed(run: StudyRun) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_diag`` test images and their labels, on the run's device."""
+    test = run.state["test"]
+    n = min(run.config.n_diag, len(test))
+    return test.x[:n].to(run.device), test.y[:n].to(run.device)
+
+
+def _diagnose(run: StudyRun, name: str) -> dict[str, Any]:
+    """Sub-part ``diagnosis/<name>``: the model's per-layer diagnosis on its own PGD examples."""
+    cfg: Zheng2020Config = run.config
+    x, y = _diagnosed(run)
+    return diagnose_model(
+        run.state["classifiers"][name],
+        x,
+        y,
+        eps=cfg.diag_eps,
+        pgd_steps=cfg.pgd_steps,
+        seed=int(name.rsplit("seed", 1)[1]),
+        layers=cfg.layers,
+        batch_size=cfg.eval_batch,
+    )
+
+
+def _diagnose_all(run: StudyRun) -> dict[str, dict[str, Any]]:
+    models: dict[str, nn.Module] = run.state["classifiers"]
+    result: dict[str, dict[str, Any]] = {}
+    for name in run.bar(list(models), "diagnose"):
+        result[name] = run.cached(
+            f"diagnosis/{name}",
+            lambda name=name: _diagnose(run, name),  # type: ignore[misc]
+            reads=("diag_eps", "pgd_steps", "n_diag", "layers", "eval_batch"),
+            uses={"model": models[name], "test": run.state["test"]},
+            code=_diagnose,
+        )
+        rho = result[name]["correlation"]
+        run.log(
+            f"{name}: information loss "
+            + ", ".join(
+                f"{v:.3f}" if v is not None else "nan" for v in result[name]["information_loss"]
+            )
+            + (f"; ρ(loss, amplification) {rho:+.2f}" if rho is not None else "")
+        )
+    return result
+
+
+def _gan_views(run: StudyRun, name: str, gan: InterpretGAN) -> dict[str, Any]:
+    """Sub-part ``interpretgan/<name>``: clean vs PGD images through the InterpretGAN."""
+    cfg: Zheng2020Config = run.config
+    model = run.state["classifiers"][name]
+    x, y = _diagnosed(run)
+    seed = int(name.rsplit("seed", 1)[1])
+    x_adv = PGD(eps=cfg.diag_eps, steps=cfg.pgd_steps, seed=seed)(model, x, y)
+    numbers, pictures = interpretgan_views(
+        gan, model, x, y, x_adv, n_images=cfg.n_gan_images, batch_size=cfg.eval_batch
+    )
+    return {"numbers": numbers, "pictures": pictures}
+
+
+def _interpretgans(run: StudyRun) -> dict[str, Any]:
+    """Train (or reload from ``OUT/interpretgan``) an InterpretGAN for the first seed's model
+    of each variant, at the diagnosed layers, and show clean vs PGD images through it.
+
+    Returns ``{model: {"layers": {layer: numbers}, "history_last": losses, "seconds"}}``;
+    the trained InterpretGANs go into ``run.state["interpretgans"]`` and their pictures
+    (see :func:`interpretgan_views`) into ``run.state["gan_pictures"]``.
+    """
+    cfg: Zheng2020Config = run.config
+    seed = cfg.seeds[0]
+    numbers: dict[str, Any] = {}
+    gans: dict[str, InterpretGAN] = {}
+    pictures: dict[str, Any] = {}
+    for pool in POOLINGS:
+        name = f"{pool}-seed{seed}"
+        model = run.state["classifiers"][name]
+        run.log(f"InterpretGAN for {name} ({cfg.gan_steps} steps per layer)")
+        t0 = time.perf_counter()
+        gan, history = train_interpretgan(
+            model,
+            run.state["train"],
+            None if cfg.layers is None else list(cfg.layers),
+            InterpretGANConfig(
+                steps=cfg.gan_steps,
+                batch_size=cfg.gan_batch,
+                seed=seed,
+                checkpoint_every=max(50, cfg.gan_steps // 10),
+            ),
+            device=run.device,
+            checkpoint=None if run.out is None else run.out / "interpretgan" / f"{name}.pt",
+            progress=run.progress,
+            meta={"experiment": "zheng2020", "model": name},
+        )
+        views = run.cached(
+            f"interpretgan/{name}",
+            lambda name=name, gan=gan: _gan_views(run, name, gan),  # type: ignore[misc]
+            reads=("diag_eps", "pgd_steps", "n_diag", "n_gan_images", "eval_batch"),
+            uses={"model": model, "test": run.state["test"]}
+            | {f"generator {layer}": g for layer, g in gan.generators.items()},
+            store="torch",
+            code=_gan_views,
+        )
+        gans[name], pictures[name] = gan, views["pictures"]
+        numbers[name] = {
+            "layers": views["numbers"],
+            "history_last": history[-1] if history else None,
+            "seconds": gan.meta.get("seconds", round(time.perf_counter() - t0, 2)),
+        }
+    run.state["interpretgans"], run.state["gan_pictures"] = gans, pictures
+    return numbers
+
+
+def diagnosis(run: StudyRun) -> dict[str, Any]:
+    """Part ``diagnosis``: every model's per-layer diagnosis, its summary over seeds and the
+    InterpretGANs (none when ``gan_steps`` is 0)."""
+    cfg: Zheng2020Config = run.config
+    x, _ = _diagnosed(run)
+    run.log(f"per-layer diagnosis (PGD ε={cfg.diag_eps:.4g} on {x.shape[0]} test images)")
+    per_model = _diagnose_all(run)
+    run.state["gan_pictures"] = {}
+    return {
+        "models": per_model,
+        "summary": summarize_diagnosis(per_model, cfg.seeds),
+        "interpretgan": _interpretgans(run) if cfg.gan_steps > 0 else {},
+    }

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from underfire.experiments.zheng2020_eval import robust_score
 from underfire.plotting import new_figure, save_figure
+from underfire.studies.zheng2020.claims import robust_score
 
 __all__ = [
     "diagnosis_figure",
@@ -194,21 +194,22 @@ def interpretgan_figure(
 
 
 def make_figures(
-    folder: Path,
+    figure_path: Callable[[str], Path],
     results: dict[str, Any],
     gan_pictures: dict[str, Any] | None = None,
     classes: Sequence[str] | None = None,
 ) -> dict[str, Path]:
-    """Write every figure of the reproduction; returns name → path."""
+    """Write every figure of the reproduction at ``figure_path(file name)`` (the run's
+    :meth:`~underfire.studies.StudyRun.figure_path`); returns name → path."""
     paths = {
-        "robust": robust_figure(folder / "robust_accuracy.png", results),
-        "seeds": seed_figure(folder / "seed_scores.png", results),
-        "diagnosis": diagnosis_figure(folder / "layer_diagnosis.png", results),
+        "robust": robust_figure(figure_path("robust_accuracy.png"), results),
+        "seeds": seed_figure(figure_path("seed_scores.png"), results),
+        "diagnosis": diagnosis_figure(figure_path("layer_diagnosis.png"), results),
     }
     for name, pictures in (gan_pictures or {}).items():
         pool = name.split("-", 1)[0]
         paths[f"interpretgan_{name}"] = interpretgan_figure(
-            folder / f"interpretgan_{name}.png",
+            figure_path(f"interpretgan_{name}.png"),
             pictures,
             classes or [str(c) for c in range(10)],
             f"InterpretGAN, {LABELS[pool]} ({name}): clean (odd rows) vs PGD (even rows)",

@@ -13,11 +13,14 @@ Profiles (a profile is a dict of settings; some values differ per dataset, see
 - ``cpu``: ≤ 90 min on a 2-core CPU for MNIST or CIFAR-10 (timed in docs/zheng2020.md).
 - ``quick``: ≤ 3 min on a CPU for ``digits`` (run in CI).
 - ``test``: seconds, for the test suite only.
+
+:func:`configure` builds the config from the options of ``underfire reproduce zheng2020``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "POOLINGS",
     "PROFILES",
     "Zheng2020Config",
+    "configure",
     "resolve_config",
 ]
 
@@ -62,6 +66,8 @@ class Zheng2020Config:
             step) for the first seed's model of each variant (0: no InterpretGAN).
         gan_batch: InterpretGAN batch size.
         n_gan_images: test images shown clean vs adversarial in the InterpretGAN figure.
+        data_root: the datasets' folder (None: the loader's default); which data was used is
+            recorded by the data's fingerprint, so no result depends on this path.
     """
 
     dataset: str = "mnist"
@@ -82,6 +88,7 @@ class Zheng2020Config:
     gan_steps: int = 3000
     gan_batch: int = 128
     n_gan_images: int = 4
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -121,6 +128,13 @@ class Zheng2020Config:
         d = asdict(self)
         d["seeds"], d["eps"] = list(self.seeds), list(self.eps)
         d["layers"] = None if self.layers is None else list(self.layers)
+        return d
+
+    def settings(self) -> dict[str, Any]:
+        """:meth:`to_dict` without ``data_root`` (a machine's path, not a setting): the
+        ``config`` entry of ``results.json``."""
+        d = self.to_dict()
+        d.pop("data_root")
         return d
 
     @classmethod
@@ -221,3 +235,34 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Zhe
     if "eps" in settings:
         settings["eps"] = tuple(float(e) for e in settings["eps"])
     return replace(Zheng2020Config(), **settings)
+
+
+def configure(
+    *,
+    dataset: str = "mnist",
+    profile: str | None = None,
+    quick: bool = False,
+    data_root: str | Path | None = None,
+    seeds: tuple[int, ...] | list[int] | None = None,
+    gan_steps: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    n_eval: int | None = None,
+) -> Zheng2020Config:
+    """The config of ``underfire reproduce zheng2020``: ``profile`` (default ``"full"``;
+    ``quick=True`` means ``"quick"`` unless a profile is named) for ``dataset``, with the
+    options given replacing the profile's values.
+
+    Raises:
+        ValueError: unknown profile or dataset, or invalid values.
+    """
+    return resolve_config(
+        dataset,
+        profile or ("quick" if quick else "full"),
+        data_root=None if data_root is None else str(data_root),
+        seeds=seeds,
+        gan_steps=gan_steps,
+        steps=steps,
+        batch_size=batch_size,
+        n_eval=n_eval,
+    )
