@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"data", "models", "checkpoint", "plotting", "report"},
     {"attacks", "interpreters", "metrics", "train"},
     {"defenses", "diagnosis", "robustness"},
-    {"studies", "experiments", "auditing"},
+    {"studies"},
     {"commands", "cli", "__main__", "__init__"},
 ]
 LEVEL = {part: i for i, parts in enumerate(LAYERS) for part in parts}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from underfire.attacks import FGSM
+from underfire.core.state import freeze
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
 from underfire.models import model_for_dataset
@@ -27,15 +28,9 @@ __all__ = ["frozen", "load_data", "train_judges", "train_models"]
 
 
 def frozen(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode with every parameter frozen, for evaluation only.
-
-    A lasting freeze (not :func:`underfire.core.state.model_state`, which restores on exit);
-    ``underfire.core.state.freeze`` replaces this loop once it lands.
-    """
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    """``model`` in eval mode with every parameter frozen for good, for evaluation only."""
+    freeze(model)
+    return model.eval()
 
 
 def _checkpoint(out: Path | None, name: str) -> Path | None:

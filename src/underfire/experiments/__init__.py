@@ -1,1 +1,0 @@
-"""End-to-end studies: the demo audit and the reproductions of the source papers."""
