@@ -39,6 +39,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "zhang2020: Zhang et al., USENIX Security 2020 (ADV², attacks on interpreters); "
         "zheng2020: Zheng et al. 2020 (max vs average pooling, per-layer diagnosis)",
     )
+    _add_study_options(p)
+    add_force(
+        p,
+        "replace the results of a different reproduction already in --out (trained models "
+        "with other settings must still be deleted by hand)",
+    )
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def _weights(values: list[str] | None) -> dict[str, str] | None:
+    """--weights values → {arch: file}; 'random' applies to both ImageNet classifiers."""
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for v in values:
+        if v == "random":
+            out |= {"resnet50": "random", "densenet169": "random"}
+        elif "=" in v:
+            arch, path = v.split("=", 1)
+            out[arch.strip()] = path
+        else:
+            out["resnet50"] = v
+    return out
+
+
+def _add_study_options(p: argparse.ArgumentParser) -> None:
+    """The options studies take through ``configure`` (each study takes its own subset)."""
     p.add_argument(
         "--dataset",
         default=None,
@@ -127,29 +155,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy, shared CPU)",
     )
-    add_force(
-        p,
-        "replace the results of a different reproduction already in --out (trained models "
-        "with other settings must still be deleted by hand)",
-    )
-    add_device(p)
-    p.set_defaults(func=run)
-
-
-def _weights(values: list[str] | None) -> dict[str, str] | None:
-    """--weights values → {arch: file}; 'random' applies to both ImageNet classifiers."""
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for v in values:
-        if v == "random":
-            out |= {"resnet50": "random", "densenet169": "random"}
-        elif "=" in v:
-            arch, path = v.split("=", 1)
-            out[arch.strip()] = path
-        else:
-            out["resnet50"] = v
-    return out
 
 
 #: The command's options that a study's ``configure`` may take (None: not given).

@@ -117,7 +117,3 @@ def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
     if images.dim() == 3:
         images = images.unsqueeze(-1)
     return images.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-
-
-def first_existing(candidates: list[Path]) -> Path | None:
-    return next((p for p in candidates if p.exists()), None)
