@@ -49,22 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _weights(values: list[str] | None) -> dict[str, str] | None:
-    """--weights values → {arch: file}; 'random' applies to both ImageNet classifiers."""
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for v in values:
-        if v == "random":
-            out |= {"resnet50": "random", "densenet169": "random"}
-        elif "=" in v:
-            arch, path = v.split("=", 1)
-            out[arch.strip()] = path
-        else:
-            out["resnet50"] = v
-    return out
-
-
 def _add_study_options(p: argparse.ArgumentParser) -> None:
     """The options studies take through ``configure`` (each study takes its own subset)."""
     p.add_argument(
@@ -180,8 +164,6 @@ def study_options(args: argparse.Namespace, accepted: set[str], study: str) -> d
     from underfire.cli import CommandError
 
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
-    if "weights" in given:
-        given["weights"] = _weights(given["weights"])
     if args.quick and "profile" not in given:
         given["profile"] = "quick"
     for name in given:
