@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT",
     "Checkpoint",
     "CheckpointError",
+    "check_model_fits_data",
     "checksum",
     "load_checkpoint",
     "read_checkpoint",
@@ -313,3 +314,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         payload.get("optimizer_state"),
         payload.get("trainer_state"),
     )
+
+
+def check_model_fits_data(model: Any, checkpoint: str | Path, dataset: str, data: Any) -> None:
+    """Refuse, before any forward pass, a model evaluated on data of another shape.
+
+    ``model`` and ``data`` are compared through ``model.input_shape``/``num_classes`` and
+    ``data.info``; a model or data set without them is not checked.
+
+    Raises:
+        CheckpointError: the images or the number of classes differ.
+    """
+    info = getattr(data, "info", None)
+    shape = getattr(model, "input_shape", None)
+    classes = getattr(model, "num_classes", None)
+    if info is None or shape is None:
+        return
+    fixed = tuple(shape) if getattr(model, "fixed_input_size", True) else tuple(shape[:1])
+    got = tuple(info.shape)[: len(fixed)]
+    if got != fixed or (classes is not None and classes != info.num_classes):
+
+        def size(s: tuple[int, ...]) -> str:
+            return "×".join(map(str, s))
+
+        raise CheckpointError(
+            f"{checkpoint} is a model for {size(tuple(shape))} images with {classes} classes, "
+            f"but {dataset} has {size(tuple(info.shape))} images with {info.num_classes} "
+            "classes; pass the data set it was trained on (--dataset) or another checkpoint"
+        )

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_zheng2020(args: argparse.Namespace) -> int:
-    from underfire.cli import CommandError
+    from underfire.core.errors import CommandError
     from underfire.experiments.zheng2020 import run_zheng2020
     from underfire.experiments.zheng2020_report import outcome_sentence
 

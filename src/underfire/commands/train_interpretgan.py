@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args)
     ckpt, dataset, train = checkpoint_and_data(args, "train")
     if not isinstance(train, ImageDataset):
-        from underfire.cli import CommandError
+        from underfire.core.errors import CommandError
 
         raise CommandError(
             f"train-interpretgan needs an in-memory dataset; {dataset} is read from disk per image"

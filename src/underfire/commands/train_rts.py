@@ -68,8 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from underfire.cli import CommandError
     from underfire.core import io as _io
+    from underfire.core.errors import CommandError
     from underfire.data import ImageDataset, load_dataset
     from underfire.interpreters import RTSConfig, evaluate_rts, train_rts
 
