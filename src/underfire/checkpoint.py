@@ -39,6 +39,8 @@ __all__ = [
     "CheckpointError",
     "check_model_fits_data",
     "checksum",
+    "delete_checkpoints",
+    "is_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
     "save_checkpoint",
@@ -342,3 +344,49 @@ def check_model_fits_data(model: Any, checkpoint: str | Path, dataset: str, data
             f"but {dataset} has {size(tuple(info.shape))} images with {info.num_classes} "
             "classes; pass the data set it was trained on (--dataset) or another checkpoint"
         )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is an underfire checkpoint file, damaged or not: it loads without
+    running code and carries the checkpoint format marker (its checksum is not checked)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated zips, foreign pickles and bad bytes raise many types
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def delete_checkpoints(*paths: str | Path, flag: str = "path", dry_run: bool = False) -> list[Path]:
+    """Delete those of ``paths`` that exist, if every one of them is an underfire checkpoint
+    (:func:`is_checkpoint`); never another file, and nothing when one of them is another file.
+
+    A damaged checkpoint may be replaced; a user's file that merely sits at a checkpoint
+    path may not, not even when a command is forced.
+
+    Args:
+        paths: the files to delete (missing ones are skipped).
+        flag: the option that named them, for messages (e.g. ``"--checkpoint"``).
+        dry_run: only check, delete nothing.
+
+    Returns:
+        The paths deleted (or, with ``dry_run``, that would be).
+
+    Raises:
+        CheckpointError: one of ``paths`` is a folder or a file that is not an underfire
+            checkpoint.
+    """
+    found = [Path(p) for p in paths if Path(p).exists()]
+    for path in found:
+        if not is_checkpoint(path):
+            kind = "a folder" if path.is_dir() else "not an underfire checkpoint"
+            raise CheckpointError(
+                f"{flag} {path} is {kind}, so it is never replaced (not even when forced); "
+                f"move it away or choose another {flag}"
+            )
+    if not dry_run:
+        for path in found:
+            path.unlink()
+    return found

@@ -235,8 +235,21 @@ class Trainer:
                 f"{self.checkpoint} was written by a different training run (other settings or "
                 "objective); delete it, choose another checkpoint path, or (CLI) pass --force"
             )
-        if payload["model"]["name"] != getattr(self.model, "config", {}).get("name"):
+        config = getattr(self.model, "config", {})
+        if payload["model"]["name"] != config.get("name"):
             raise CheckpointError(f"{self.checkpoint} holds a {payload['model']['name']!r} model")
+        if payload["model"].get("kwargs", {}) != dict(config.get("kwargs", {})):
+            raise CheckpointError(
+                f"{self.checkpoint} holds a {config.get('name')!r} model built with other "
+                f"arguments ({payload['model'].get('kwargs')}); delete it, choose another "
+                "checkpoint path, or (CLI) pass --force"
+            )
+        saved, this = (payload.get("meta") or {}).get("dataset"), self.meta.get("dataset")
+        if isinstance(saved, str) and isinstance(this, str) and saved.lower() != this.lower():
+            raise CheckpointError(
+                f"{self.checkpoint} was trained on {saved!r}, not {self.meta['dataset']!r}; "
+                "delete it, choose another checkpoint path, or (CLI) pass --force"
+            )
         return state
 
     def _try_resume(
@@ -316,6 +329,13 @@ class Trainer:
         n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         if n == 0:
             raise ValueError("the training set is empty")
+        # labels beyond the model's classes would reach torch as a bare IndexError (or a
+        # device-side assert on CUDA): refuse them here, all at once when they are in memory
+        classes = _num_classes(self.model)
+        labels = getattr(train, "y", None)
+        each_batch = not isinstance(labels, torch.Tensor)
+        if isinstance(labels, torch.Tensor):
+            _check_labels(labels, classes, "the training set")
         per_epoch = math.ceil(n / cfg.batch_size)
         total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         seed_everything(cfg.seed)
@@ -364,6 +384,8 @@ class Trainer:
                             break
                         if x.shape[0] < 2:
                             continue  # batch norm cannot train on one example
+                        if each_batch:
+                            _check_labels(y, classes, f"training batch {i + 1}")
                         x, y = (
                             x.to(self.device, non_blocking=True),
                             y.to(self.device, non_blocking=True),
@@ -436,6 +458,26 @@ class Trainer:
             history,
             resumed_from=start,
             total_seconds=before + seconds,
+        )
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    classes = getattr(model, "num_classes", None)
+    if classes is None:
+        classes = getattr(model, "config", {}).get("kwargs", {}).get("num_classes")
+    return classes if isinstance(classes, int) else None
+
+
+def _check_labels(y: torch.Tensor, classes: int | None, where: str) -> None:
+    """Refuse labels outside ``[0, classes)`` with one message naming both ranges."""
+    if classes is None or y.numel() == 0 or y.is_floating_point():
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= classes:
+        raise ValueError(
+            f"{where} has labels in [{lo}, {hi}], but the model has {classes} classes "
+            f"(labels 0–{classes - 1}); train on data with {classes} classes, or build the "
+            f"model for {max(hi + 1, classes)} classes (num_classes=...)"
         )
 
 
