@@ -8,8 +8,10 @@ no code from the user.
 Integrity, checked at every load (any failure is a :class:`CheckpointError`):
 
 - a SHA-256 checksum of the whole content (every tensor's dtype, shape and bytes, and every
-  other entry), written at save: flipped bytes inside a tensor are detected. Checkpoints
-  written before checksums existed load with a warning (re-save them to add one);
+  other entry), written at save: flipped bytes inside a tensor are detected. A file without
+  one whose recorded underfire version writes checksums was edited and is refused; files of
+  the development versions before checksums load with a warning (re-save them to add one);
+- batch-norm running variances are not negative (no training produces one);
 - every floating-point weight is finite, at save (:class:`NonFiniteError`) and at load;
 - the entries have the expected types (a schema), the model name is a registered one, its
   integer arguments are sane, and the model is first built on the ``meta`` device (no memory)
@@ -19,6 +21,7 @@ Integrity, checked at every load (any failure is a :class:`CheckpointError`):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import warnings
 from collections.abc import Mapping
@@ -176,7 +179,22 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
             f"{path}: weights {', '.join(bad[:5])} hold NaN or infinity; the model is unusable, "
             "retrain it"
         )
+    negative = _negative_variances(payload["state_dict"])
+    if negative:
+        raise CheckpointError(
+            f"{path}: batch-norm running variances {', '.join(negative[:5])} are negative, which "
+            "no training produces (the model would output NaN); the file was edited or damaged: "
+            "restore it from a copy or retrain"
+        )
     return payload
+
+
+def _negative_variances(state: Mapping[str, torch.Tensor]) -> list[str]:
+    return [
+        k
+        for k, v in state.items()
+        if k.endswith("running_var") and v.is_floating_point() and bool((v < 0).any())
+    ]
 
 
 def _check_schema(path: Path, payload: dict[str, Any]) -> None:
@@ -245,8 +263,36 @@ def _check_argument(path: Path, model: str, name: str, value: Any) -> None:
     )
 
 
+#: Every checkpoint recording this underfire version or a later one has a checksum:
+#: checksums were added before any release, while the version was 0.1.0 (so the few files of
+#: the development code before them, also "0.1.0", are refused too). Only files recording
+#: no version, or an earlier one, load without one (with a warning).
+CHECKSUMMED_SINCE = (0, 1, 0)
+
+
+def _version_tuple(version: object) -> tuple[int, ...] | None:
+    """``"0.1.0"`` → ``(0, 1, 0)`` (a suffix such as ``.dev1`` or ``+local`` is ignored);
+    None when no version is recorded or it is not one."""
+    if not isinstance(version, str):
+        return None
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or None
+
+
 def _verify_checksum(path: Path, payload: dict[str, Any]) -> None:
     stored = payload.get("checksum")
+    version = payload.get("underfire_version")
+    if stored is None and (_version_tuple(version) or (0,)) >= CHECKSUMMED_SINCE:
+        raise CheckpointError(
+            f"{path} has no checksum, but underfire {version}, which wrote it, always writes "
+            "one: its checksum entry was removed (the file was edited); restore it from a "
+            "copy or retrain"
+        )
     if stored is None:
         warnings.warn(
             f"{path} has no checksum (written by underfire {payload.get('underfire_version', '?')}); "
