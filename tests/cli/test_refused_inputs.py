@@ -32,3 +32,10 @@ def test_eval_n_must_be_a_positive_number_of_images(tmp_path, capsys, command, v
         main([command, "--checkpoint", str(tmp_path / "m.pt"), "--eval-n", value])
     err = capsys.readouterr().err
     one_line_error(info.value.code, err, "--eval-n", f"expected a positive integer, got {value}")
+
+
+def test_command_error_is_a_core_error_the_cli_still_exports():
+    from underfire import cli
+    from underfire.core.errors import CommandError, UnderfireError
+
+    assert cli.CommandError is CommandError and issubclass(CommandError, UnderfireError)

@@ -198,3 +198,17 @@ def test_schema_violations_are_checkpoint_errors(tmp_path, edit, message):
         torch.save(payload, path)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
+
+
+def test_a_model_for_other_images_or_classes_is_refused_before_any_forward_pass():
+    from underfire.checkpoint import check_model_fits_data
+    from underfire.data import load_dataset
+
+    digits = load_dataset("digits", "test")
+    check_model_fits_data(model_for_dataset("ross-cnn", "digits"), "d.pt", "digits", digits)
+    mnist_model = model_for_dataset("ross-cnn", "mnist")
+    with pytest.raises(CheckpointError, match=r"m.pt is a model for 1×28×28 images .* digits has"):
+        check_model_fits_data(mnist_model, "m.pt", "digits", digits)
+    five = create_model("ross-cnn", in_channels=1, input_size=8, num_classes=5)
+    with pytest.raises(CheckpointError, match="with 5 classes"):
+        check_model_fits_data(five, "f.pt", "digits", digits)

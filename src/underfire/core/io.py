@@ -182,6 +182,12 @@ class RunLock:
     :class:`~underfire.core.errors.OutputLockedError` naming the holder. A lock left by a
     process that no longer runs on this host (killed, crashed) is stale: it is taken over with
     a warning. A lock from another host is never taken over (its pid cannot be checked there).
+    A lock file that cannot be read, or names no valid pid and host, is refused with a message
+    naming it (whoever wrote it cannot be told).
+
+    With ``lock_of``, the lock holds that single file of ``folder`` instead of the folder: it
+    is ``<folder>/.<name>.underfire.lock`` (see :func:`underfire.core.outputs.lock_file`).
+    ``flag`` names the option that chose the path, in messages.
 
     >>> with RunLock("runs/x", "underfire train"):
     ...     ...  # write into runs/x
@@ -267,7 +273,7 @@ class RunLock:
                     not _pid_alive(pid) or _pid_is_other_process(pid, holder.get("pid_start"))
                 ):
                     warnings.warn(
-                        f"taking over the stale lock of {who} in {self.folder}: that process "
+                        f"taking over the stale lock of {who} on {self.target}: that process "
                         "no longer runs",
                         RuntimeWarning,
                         stacklevel=2,
