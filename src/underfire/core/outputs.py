@@ -90,17 +90,15 @@ def _conflict(
         return None
     out_flag, force_flag = wording
     record = out / RECORD_NAME
-    if damage is None and entry is not None:
-        damage = _entry_problem(entry)
-        if damage is not None:
-            damage = f"the record of {name} in it is damaged ({damage})"
-    elif damage is not None:
-        damage = f"it is damaged ({damage})"
+    what = None
     if damage is not None:
+        what = f"{record} is damaged ({damage})"
+    elif entry is not None and (problem := _entry_problem(entry)) is not None:
+        what = f"its record in {record} is damaged ({problem})"
+    if what is not None:
         return OutputConflictError(
-            f"{out / name} cannot be proven to be a result of this run: {record} {damage}; "
-            f"choose another {out_flag}, or pass {force_flag} to replace it (the record is "
-            "rewritten)"
+            f"{out / name} cannot be proven to be a result of this run: {what}; choose "
+            f"another {out_flag}, or pass {force_flag} to replace it and rewrite the record"
         )
     if isinstance(entry, dict) and entry.get("run") == this:
         return None  # the same invocation: it recomputes or resumes its own result
