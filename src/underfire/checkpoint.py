@@ -8,8 +8,10 @@ no code from the user.
 Integrity, checked at every load (any failure is a :class:`CheckpointError`):
 
 - a SHA-256 checksum of the whole content (every tensor's dtype, shape and bytes, and every
-  other entry), written at save: flipped bytes inside a tensor are detected. Checkpoints
-  written before checksums existed load with a warning (re-save them to add one);
+  other entry), written at save: flipped bytes inside a tensor are detected. A file without
+  one whose recorded underfire version writes checksums was edited and is refused; files of
+  the development versions before checksums load with a warning (re-save them to add one);
+- batch-norm running variances are not negative (no training produces one);
 - every floating-point weight is finite, at save (:class:`NonFiniteError`) and at load;
 - the entries have the expected types (a schema), the model name is a registered one, its
   integer arguments are sane, and the model is first built on the ``meta`` device (no memory)
@@ -19,6 +21,7 @@ Integrity, checked at every load (any failure is a :class:`CheckpointError`):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import warnings
 from collections.abc import Mapping
@@ -37,7 +40,10 @@ __all__ = [
     "FORMAT",
     "Checkpoint",
     "CheckpointError",
+    "check_model_fits_data",
     "checksum",
+    "delete_checkpoints",
+    "is_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
     "save_checkpoint",
@@ -173,7 +179,22 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
             f"{path}: weights {', '.join(bad[:5])} hold NaN or infinity; the model is unusable, "
             "retrain it"
         )
+    negative = _negative_variances(payload["state_dict"])
+    if negative:
+        raise CheckpointError(
+            f"{path}: batch-norm running variances {', '.join(negative[:5])} are negative, which "
+            "no training produces (the model would output NaN); the file was edited or damaged: "
+            "restore it from a copy or retrain"
+        )
     return payload
+
+
+def _negative_variances(state: Mapping[str, torch.Tensor]) -> list[str]:
+    return [
+        k
+        for k, v in state.items()
+        if k.endswith("running_var") and v.is_floating_point() and bool((v < 0).any())
+    ]
 
 
 def _check_schema(path: Path, payload: dict[str, Any]) -> None:
@@ -242,8 +263,36 @@ def _check_argument(path: Path, model: str, name: str, value: Any) -> None:
     )
 
 
+#: Every checkpoint recording this underfire version or a later one has a checksum:
+#: checksums were added before any release, while the version was 0.1.0 (so the few files of
+#: the development code before them, also "0.1.0", are refused too). Only files recording
+#: no version, or an earlier one, load without one (with a warning).
+CHECKSUMMED_SINCE = (0, 1, 0)
+
+
+def _version_tuple(version: object) -> tuple[int, ...] | None:
+    """``"0.1.0"`` → ``(0, 1, 0)`` (a suffix such as ``.dev1`` or ``+local`` is ignored);
+    None when no version is recorded or it is not one."""
+    if not isinstance(version, str):
+        return None
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers) or None
+
+
 def _verify_checksum(path: Path, payload: dict[str, Any]) -> None:
     stored = payload.get("checksum")
+    version = payload.get("underfire_version")
+    if stored is None and (_version_tuple(version) or (0,)) >= CHECKSUMMED_SINCE:
+        raise CheckpointError(
+            f"{path} has no checksum, but underfire {version}, which wrote it, always writes "
+            "one: its checksum entry was removed (the file was edited); restore it from a "
+            "copy or retrain"
+        )
     if stored is None:
         warnings.warn(
             f"{path} has no checksum (written by underfire {payload.get('underfire_version', '?')}); "
@@ -313,3 +362,77 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         payload.get("optimizer_state"),
         payload.get("trainer_state"),
     )
+
+
+def check_model_fits_data(model: Any, checkpoint: str | Path, dataset: str, data: Any) -> None:
+    """Refuse, before any forward pass, a model evaluated on data of another shape.
+
+    ``model`` and ``data`` are compared through ``model.input_shape``/``num_classes`` and
+    ``data.info``; a model or data set without them is not checked.
+
+    Raises:
+        CheckpointError: the images or the number of classes differ.
+    """
+    info = getattr(data, "info", None)
+    shape = getattr(model, "input_shape", None)
+    classes = getattr(model, "num_classes", None)
+    if info is None or shape is None:
+        return
+    fixed = tuple(shape) if getattr(model, "fixed_input_size", True) else tuple(shape[:1])
+    got = tuple(info.shape)[: len(fixed)]
+    if got != fixed or (classes is not None and classes != info.num_classes):
+
+        def size(s: tuple[int, ...]) -> str:
+            return "×".join(map(str, s))
+
+        raise CheckpointError(
+            f"{checkpoint} is a model for {size(tuple(shape))} images with {classes} classes, "
+            f"but {dataset} has {size(tuple(info.shape))} images with {info.num_classes} "
+            "classes; pass the data set it was trained on (--dataset) or another checkpoint"
+        )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is an underfire checkpoint file, damaged or not: it loads without
+    running code and carries the checkpoint format marker (its checksum is not checked)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated zips, foreign pickles and bad bytes raise many types
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def delete_checkpoints(*paths: str | Path, flag: str = "path", dry_run: bool = False) -> list[Path]:
+    """Delete those of ``paths`` that exist, if every one of them is an underfire checkpoint
+    (:func:`is_checkpoint`); never another file, and nothing when one of them is another file.
+
+    A damaged checkpoint may be replaced; a user's file that merely sits at a checkpoint
+    path may not, not even when a command is forced.
+
+    Args:
+        paths: the files to delete (missing ones are skipped).
+        flag: the option that named them, for messages (e.g. ``"--checkpoint"``).
+        dry_run: only check, delete nothing.
+
+    Returns:
+        The paths deleted (or, with ``dry_run``, that would be).
+
+    Raises:
+        CheckpointError: one of ``paths`` is a folder or a file that is not an underfire
+            checkpoint.
+    """
+    found = [Path(p) for p in paths if Path(p).exists()]
+    for path in found:
+        if not is_checkpoint(path):
+            kind = "a folder" if path.is_dir() else "not an underfire checkpoint"
+            raise CheckpointError(
+                f"{flag} {path} is {kind}, so it is never replaced (not even when forced); "
+                f"move it away or choose another {flag}"
+            )
+    if not dry_run:
+        for path in found:
+            path.unlink()
+    return found

@@ -12,6 +12,11 @@ from typing import NoReturn
 
 from underfire._version import __version__
 
+# Re-exported for code written before it moved to underfire.core.errors.
+from underfire.core.errors import CommandError
+
+__all__ = ["CommandError", "build_parser", "main"]
+
 # Each module in underfire.commands adds one subcommand through register(subparsers).
 COMMANDS = [
     "demo",
@@ -26,10 +31,6 @@ COMMANDS = [
     "diagnose",
     "audit",
 ]
-
-
-class CommandError(Exception):
-    """A user error found by a command (bad argument combination); printed without traceback."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -228,8 +228,21 @@ class Trainer:
                 f"{self.checkpoint} was written by a different training run (other settings or "
                 "objective); delete it, choose another checkpoint path, or (CLI) pass --force"
             )
-        if payload["model"]["name"] != getattr(self.model, "config", {}).get("name"):
+        config = getattr(self.model, "config", {})
+        if payload["model"]["name"] != config.get("name"):
             raise CheckpointError(f"{self.checkpoint} holds a {payload['model']['name']!r} model")
+        if payload["model"].get("kwargs", {}) != dict(config.get("kwargs", {})):
+            raise CheckpointError(
+                f"{self.checkpoint} holds a {config.get('name')!r} model built with other "
+                f"arguments ({payload['model'].get('kwargs')}); delete it, choose another "
+                "checkpoint path, or (CLI) pass --force"
+            )
+        saved, this = (payload.get("meta") or {}).get("dataset"), self.meta.get("dataset")
+        if isinstance(saved, str) and isinstance(this, str) and saved.lower() != this.lower():
+            raise CheckpointError(
+                f"{self.checkpoint} was trained on {saved!r}, not {self.meta['dataset']!r}; "
+                "delete it, choose another checkpoint path, or (CLI) pass --force"
+            )
         return state
 
     def _try_resume(
@@ -292,6 +305,47 @@ class Trainer:
             trainer_state=state,
         )
 
+    def _step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        step: int,
+        total: int,
+    ) -> float:
+        """One optimizer step on the batch ``(x, y)``; returns its loss."""
+        cfg = self.config
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if cfg.lr_schedule == "cosine":
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+        loss = self.objective(self.model, x, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteError(
+                f"training loss became {value} at step {step + 1} of {total} "
+                f"(lr {optimizer.param_groups[0]['lr']:.3g}): the run diverged; "
+                "lower the learning rate (or the defense's weight); the last "
+                "saved checkpoint, if any, is kept"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        # only the optimizer's parameters: an objective that differentiates w.r.t. its input
+        # (double backprop) would otherwise also pay for a gradient into the input leaf,
+        # thrown away (≈ 4% of a gradreg step)
+        loss.backward(inputs=_trainable(optimizer))
+        optimizer.step()
+        return value
+
+    def _record(
+        self, step: int, per_epoch: int, train_loss: float, val: Dataset | None
+    ) -> dict[str, float]:
+        """The history entry at the end of an epoch (validation metrics when ``val``)."""
+        record = {"step": step, "epoch": step / per_epoch, "train_loss": train_loss}
+        if val is not None:
+            metrics = evaluate(self.model, val, device=self.device)
+            record |= {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
+        return record
+
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         """Train to the end (or resume and finish); return what was done.
 
@@ -309,6 +363,7 @@ class Trainer:
         n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         if n == 0:
             raise ValueError("the training set is empty")
+        check_batch = _label_check(self.model, train)
         per_epoch = math.ceil(n / cfg.batch_size)
         total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         seed_everything(cfg.seed)
@@ -326,18 +381,7 @@ class Trainer:
                 reused=True,
                 total_seconds=before,
             )
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=total,
-                initial=start,
-                desc="train",
-                unit="step",
-                dynamic_ncols=True,
-                mininterval=1.0,
-            )
+        bar = _progress_bar(total, start) if self.progress else None
         step, loss_sum, loss_count = start, 0.0, 0
 
         def elapsed() -> float:
@@ -357,28 +401,9 @@ class Trainer:
                             break
                         if x.shape[0] < 2:
                             continue  # batch norm cannot train on one example
-                        x, y = (
-                            x.to(self.device, non_blocking=True),
-                            y.to(self.device, non_blocking=True),
-                        )
-                        if cfg.lr_schedule == "cosine":
-                            for group in optimizer.param_groups:
-                                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                        loss = self.objective(self.model, x, y)
-                        value = float(loss.detach())
-                        if not math.isfinite(value):
-                            raise NonFiniteError(
-                                f"training loss became {value} at step {step + 1} of {total} "
-                                f"(lr {optimizer.param_groups[0]['lr']:.3g}): the run diverged; "
-                                "lower the learning rate (or the defense's weight); the last "
-                                "saved checkpoint, if any, is kept"
-                            )
-                        optimizer.zero_grad(set_to_none=True)
-                        # only the optimizer's parameters: an objective that differentiates
-                        # w.r.t. its input (double backprop) would otherwise also pay for a
-                        # gradient into the input leaf, thrown away (≈ 4% of a gradreg step)
-                        loss.backward(inputs=_trainable(optimizer))
-                        optimizer.step()
+                        if check_batch is not None:
+                            check_batch(y, f"training batch {i + 1}")
+                        value = self._step(optimizer, x, y, step, total)
                         step += 1
                         loss_sum, loss_count = loss_sum + value, loss_count + 1
                         if self.on_step is not None:
@@ -386,21 +411,11 @@ class Trainer:
                         if bar is not None:
                             bar.update(1)
                             bar.set_postfix(loss=f"{value:.4f}", epoch=epoch + 1, refresh=False)
-                        end_of_epoch = step % per_epoch == 0 or step == total
-                        if end_of_epoch:
-                            record = {
-                                "step": step,
-                                "epoch": step / per_epoch,
-                                "train_loss": loss_sum / max(loss_count, 1),
-                            }
+                        if step % per_epoch == 0 or step == total:  # end of an epoch
+                            history.append(
+                                self._record(step, per_epoch, loss_sum / max(loss_count, 1), val)
+                            )
                             loss_sum, loss_count = 0.0, 0
-                            if val is not None:
-                                metrics = evaluate(self.model, val, device=self.device)
-                                record |= {
-                                    "val_accuracy": metrics["accuracy"],
-                                    "val_loss": metrics["loss"],
-                                }
-                            history.append(record)
                         if step < total and (
                             step % cfg.checkpoint_every == 0 or interrupt.requested
                         ):
@@ -429,6 +444,51 @@ class Trainer:
             history,
             resumed_from=start,
             total_seconds=before + seconds,
+        )
+
+
+def _progress_bar(total: int, start: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+
+
+def _label_check(model: nn.Module, train: Dataset) -> Callable[[torch.Tensor, str], None] | None:
+    """Refuse labels beyond the model's classes, which would reach torch as a bare
+    IndexError (or a device-side assert on CUDA): all at once when the labels are in memory
+    (returns None), else the check to run on each batch."""
+    classes = _num_classes(model)
+    labels = getattr(train, "y", None)
+    if isinstance(labels, torch.Tensor):
+        _check_labels(labels, classes, "the training set")
+        return None
+    return lambda y, where: _check_labels(y, classes, where)
+
+
+def _num_classes(model: nn.Module) -> int | None:
+    classes = getattr(model, "num_classes", None)
+    if classes is None:
+        classes = getattr(model, "config", {}).get("kwargs", {}).get("num_classes")
+    return classes if isinstance(classes, int) else None
+
+
+def _check_labels(y: torch.Tensor, classes: int | None, where: str) -> None:
+    """Refuse labels outside ``[0, classes)`` with one message naming both ranges."""
+    if classes is None or y.numel() == 0 or y.is_floating_point():
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= classes:
+        raise ValueError(
+            f"{where} has labels in [{lo}, {hi}], but the model has {classes} classes "
+            f"(labels 0–{classes - 1}); train on data with {classes} classes, or build the "
+            f"model for {max(hi + 1, classes)} classes (num_classes=...)"
         )
 
 

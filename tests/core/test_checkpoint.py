@@ -109,16 +109,48 @@ def test_flipped_bytes_inside_a_tensor_fail_the_checksum(tmp_path):
         load_checkpoint(path)
 
 
-def test_old_checkpoints_without_a_checksum_load_with_a_warning(tmp_path):
+@pytest.mark.parametrize("version", [None, "0.0.9"])
+def test_old_checkpoints_without_a_checksum_load_with_a_warning(tmp_path, version):
     model = model_for_dataset("ross-cnn", "digits", hidden=32)
     path = save_checkpoint(tmp_path / "m.pt", model)
     payload = torch.load(path, weights_only=True)
     del payload["checksum"]
+    if version is None:  # written before versions were recorded
+        del payload["underfire_version"]
+    else:
+        payload["underfire_version"] = version
     torch.save(payload, path)
     with pytest.warns(UserWarning, match="no checksum"):
         loaded = load_checkpoint(path)
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("version", [None, "0.1.0", "0.2.0.dev3", "1.0+local"])
+def test_a_checkpoint_whose_checksum_was_removed_is_refused_as_tampered(tmp_path, version):
+    from underfire._version import __version__
+
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    assert payload["underfire_version"] == __version__
+    del payload["checksum"]
+    if version is not None:
+        payload["underfire_version"] = version
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="no checksum, but underfire .* always writes one"):
+        load_checkpoint(path)
+
+
+def test_negative_batch_norm_variances_are_refused_at_load(tmp_path):
+    model = model_for_dataset("ross-cnn", "digits", hidden=32)
+    path = save_checkpoint(tmp_path / "m.pt", model)
+    payload = torch.load(path, weights_only=True)
+    name = next(k for k in payload["state_dict"] if k.endswith("running_var"))
+    payload["state_dict"][name][0] = -0.5
+    _resave(payload, path)  # a valid checksum: only the values give it away
+    with pytest.raises(CheckpointError, match=f"running variances {name} are negative"):
+        load_checkpoint(path)
 
 
 def test_non_finite_weights_are_refused_at_save_and_load(tmp_path):
@@ -166,3 +198,17 @@ def test_schema_violations_are_checkpoint_errors(tmp_path, edit, message):
         torch.save(payload, path)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
+
+
+def test_a_model_for_other_images_or_classes_is_refused_before_any_forward_pass():
+    from underfire.checkpoint import check_model_fits_data
+    from underfire.data import load_dataset
+
+    digits = load_dataset("digits", "test")
+    check_model_fits_data(model_for_dataset("ross-cnn", "digits"), "d.pt", "digits", digits)
+    mnist_model = model_for_dataset("ross-cnn", "mnist")
+    with pytest.raises(CheckpointError, match=r"m.pt is a model for 1×28×28 images .* digits has"):
+        check_model_fits_data(mnist_model, "m.pt", "digits", digits)
+    five = create_model("ross-cnn", in_channels=1, input_size=8, num_classes=5)
+    with pytest.raises(CheckpointError, match="with 5 classes"):
+        check_model_fits_data(five, "f.pt", "digits", digits)

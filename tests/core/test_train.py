@@ -217,3 +217,54 @@ def test_ctrl_c_saves_a_checkpoint_before_the_first_periodic_one(digits_splits, 
     assert result.resumed_from == 4
     for name, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+class _ListData(torch.utils.data.Dataset):
+    """Images and labels served one at a time (no ``.y`` tensor to check up front)."""
+
+    def __init__(self, x, y):
+        self.items = list(zip(x, y, strict=True))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class _TensorData(_ListData):
+    """In-memory tensors ``.x`` and ``.y`` with no label check of their own."""
+
+    def __init__(self, x, y):
+        super().__init__(x, y)
+        self.x, self.y = x, y
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_labels_beyond_the_models_classes_are_refused_with_one_clear_error(
+    digits_splits, in_memory
+):
+    train = digits_splits["train"].subset(64)
+    y = train.y.clone()
+    y[5] = 12  # a 13-class label for a 10-class model
+    data = _TensorData(train.x, y) if in_memory else _ListData(train.x, y)
+    model = _fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"labels in \[0, 12\], but the model has 10 classes"):
+        Trainer(model, config=TrainConfig(steps=2, batch_size=64)).fit(data)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    y[5] = -1
+    with pytest.raises(ValueError, match=r"labels in \[-1, 9\]"):
+        Trainer(_fresh(), config=TrainConfig(steps=2, batch_size=64)).fit(data)
+
+
+def test_a_checkpoint_with_other_model_arguments_or_dataset_is_not_resumed(digits_splits, tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=32)
+    path = tmp_path / "m.pt"
+    Trainer(_fresh(), config=cfg, checkpoint=path).fit(digits_splits["train"])
+    avg = model_for_dataset("ross-cnn", "digits", hidden=32, pooling="avg")
+    with pytest.raises(CheckpointError, match="built with other arguments"):
+        Trainer(avg, config=cfg, checkpoint=path).saved_state()
+    with pytest.raises(CheckpointError, match="trained on 'digits', not 'mnist'"):
+        Trainer(_fresh(), config=cfg, checkpoint=path, meta={"dataset": "mnist"}).saved_state()
+    assert Trainer(_fresh(), config=cfg, checkpoint=path, meta={"dataset": "DIGITS"}).saved_state()

@@ -170,7 +170,7 @@ def test_svhn_mat_reader_on_synthetic_file(tmp_path):
 def test_imagenet_class_folder_layout(tmp_path):
     from PIL import Image
 
-    for wnid, color in (("n01", (255, 0, 0)), ("n02", (0, 0, 255))):
+    for wnid, color in (("n01440764", (255, 0, 0)), ("n01443537", (0, 0, 255))):
         folder = tmp_path / "imagenet" / "val" / wnid
         folder.mkdir(parents=True)
         Image.new("RGB", (300, 260), color).save(folder / "a.JPEG", format="PNG")
@@ -178,6 +178,6 @@ def test_imagenet_class_folder_layout(tmp_path):
     assert len(data) == 2 and data.y.tolist() == [0, 1]
     x, _ = data[1]
     assert x.shape == (3, 224, 224) and x[2].mean() > 0.99 and x[0].mean() < 0.01
-    (tmp_path / "imagenet" / "val" / "n02" / "a.JPEG").write_bytes(b"broken")
+    (tmp_path / "imagenet" / "val" / "n01443537" / "a.JPEG").write_bytes(b"broken")
     with pytest.raises(DatasetNotFoundError, match="not a readable image"):
         data[1]

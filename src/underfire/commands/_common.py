@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from underfire.core import io as _io
-
 if TYPE_CHECKING:
     import torch
 
-#: Where a command records which invocation wrote each of its result files in ``--out``.
-RECORD_NAME = ".underfire-runs.json"
 # Arguments that do not change a result: a re-run differing only in these is the same run.
 _NOT_PART_OF_THE_RUN = {"func", "force", "device", "argv", "command"}
 
@@ -62,89 +56,24 @@ def invocation(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _read_records(out: Path) -> dict[str, Any]:
-    try:
-        records = json.loads((out / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return records if isinstance(records, dict) else {}
-
-
 @contextlib.contextmanager
 def guarded_output(
     args: argparse.Namespace, command: str, results: Sequence[str] = ()
 ) -> Iterator[Path]:
-    """Hold ``args.out`` for this run: lock it, and protect finished results in it.
+    """Hold ``args.out`` for this run: :func:`underfire.core.outputs.guard_output` with the
+    command's arguments (device and ``--force`` aside) and the CLI's wording."""
+    from underfire.core.outputs import guard_output
 
-    - ``--out`` must be a folder that can be written (a file or a read-only folder is a
-      one-line error);
-    - a live run holding the folder → :class:`~underfire.core.errors.OutputLockedError`;
-      a stale lock (its process is gone) is taken over with a warning;
-    - each name in ``results`` that already exists must have been written by the same
-      invocation (same command and arguments, device aside), recorded in
-      ``OUT/.underfire-runs.json``; otherwise the command refuses unless ``--force``. The
-      same invocation may write them again (it recomputes the same result, or resumes);
-    - the files are claimed for this invocation before the run and marked finished after
-      it; the lock is released on exit and on error.
-    """
-    from underfire.cli import CommandError
-
-    out: Path = args.out
-    argv = " ".join(getattr(args, "argv", None) or [command])
-    with _io.RunLock(out, f"underfire {argv}"):
-        this = {"command": command, "arguments": invocation(args)}
-        records = _read_records(out)
-        if not getattr(args, "force", False):
-            for name in results:
-                record = records.get(name, {})
-                if (out / name).exists() and record.get("run") != this:
-                    previous = record.get("run", {}).get("command")
-                    by = (
-                        f"a different `underfire {previous}` run"
-                        if previous and record.get("finished")
-                        else f"an interrupted `underfire {previous}` run with other arguments"
-                        if previous
-                        else "another run"
-                    )
-                    raise CommandError(
-                        f"{out / name} holds the result of {by}; choose another --out, "
-                        "or pass --force to replace it"
-                    )
-        # Claim the files first: after a crash, the same command may write them again.
-        for name in results:
-            records[name] = {"run": this, "finished": None}
-        if results:
-            _io.write_json(out / RECORD_NAME, records)
+    with guard_output(
+        args.out,
+        command=command,
+        arguments=invocation(args),
+        results=results,
+        force=bool(getattr(args, "force", False)),
+        argv=" ".join(getattr(args, "argv", None) or [command]),
+        cli=True,
+    ) as out:
         yield out
-        records = _read_records(out)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        for name in results:
-            records[name] = {"run": this, "finished": stamp}
-        if results:
-            _io.write_json(out / RECORD_NAME, records)
-
-
-def check_model_fits_data(model: Any, checkpoint: Path, dataset: str, data: Any) -> None:
-    """Refuse, before any forward pass, a checkpoint evaluated on data of another shape."""
-    from underfire.cli import CommandError
-
-    info = getattr(data, "info", None)
-    shape = getattr(model, "input_shape", None)
-    classes = getattr(model, "num_classes", None)
-    if info is None or shape is None:
-        return
-    fixed = tuple(shape) if getattr(model, "fixed_input_size", True) else tuple(shape[:1])
-    got = tuple(info.shape)[: len(fixed)]
-    if got != fixed or (classes is not None and classes != info.num_classes):
-
-        def size(s: tuple[int, ...]) -> str:
-            return "×".join(map(str, s))
-
-        raise CommandError(
-            f"{checkpoint} is a model for {size(tuple(shape))} images with {classes} classes, "
-            f"but {dataset} has {size(tuple(info.shape))} images with {info.num_classes} "
-            "classes; pass the data set it was trained on (--dataset) or another checkpoint"
-        )
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
@@ -160,8 +89,8 @@ def checkpoint_and_data(args: argparse.Namespace, split: str):
     data seed, so the test split is the one held out during its training.
     Returns ``(checkpoint, dataset_name, data)``.
     """
-    from underfire.checkpoint import load_checkpoint
-    from underfire.cli import CommandError
+    from underfire.checkpoint import check_model_fits_data, load_checkpoint
+    from underfire.core.errors import CommandError
     from underfire.data import load_dataset
 
     ckpt = load_checkpoint(args.checkpoint, device_of(args))

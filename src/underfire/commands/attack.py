@@ -123,7 +123,7 @@ def _build(args: argparse.Namespace):
     if name == "pgd":
         kwargs["seed"] = args.seed
     if name in ("cw", "jsma") and args.eps:
-        from underfire.cli import CommandError
+        from underfire.core.errors import CommandError
 
         raise CommandError(
             f"{name} does not take --eps (it minimizes the perturbation instead of bounding it)"
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _adv2_attack(args: argparse.Namespace, side: int) -> Any:
     from underfire.attacks import ADV2
-    from underfire.cli import CommandError
+    from underfire.core.errors import CommandError
     from underfire.interpreters import create_interpreter, interpreter_names
 
     if not args.interpreter:

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_interpreters(names: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    from underfire.cli import CommandError
+    from underfire.core.errors import CommandError
     from underfire.interpreters import create_interpreter, interpreter_names
 
     known = interpreter_names()
@@ -94,8 +94,8 @@ def build_interpreters(names: list[str], args: argparse.Namespace) -> dict[str, 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from underfire.cli import CommandError
     from underfire.core import io as _io
+    from underfire.core.errors import CommandError
 
     names = [s.strip().lower() for s in args.interpreter.split(",") if s.strip()]
     if not names:

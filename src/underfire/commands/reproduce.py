@@ -161,7 +161,7 @@ OPTIONS = (
 
 def study_options(args: argparse.Namespace, accepted: set[str], study: str) -> dict[str, Any]:
     """The options the user gave, refused in one line where the study does not take them."""
-    from underfire.cli import CommandError
+    from underfire.core.errors import CommandError
 
     given = {k: getattr(args, k) for k in OPTIONS if getattr(args, k, None) is not None}
     if args.quick and "profile" not in given:
@@ -175,7 +175,7 @@ def study_options(args: argparse.Namespace, accepted: set[str], study: str) -> d
 def run(args: argparse.Namespace) -> int:
     import inspect
 
-    from underfire.cli import CommandError
+    from underfire.core.errors import CommandError
     from underfire.studies import get_study, run_study
 
     study = get_study(args.study)

@@ -222,14 +222,10 @@ _DEFAULTS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from underfire.core import io as _io
-    from underfire.data import load_dataset
-    from underfire.defenses import Distillation, teacher_checkpoint, train_teacher
+    from underfire.core.outputs import lock_file
     from underfire.models import model_for_dataset
-    from underfire.train import TrainConfig, Trainer, evaluate, seed_everything
+    from underfire.train import TrainConfig
 
-    device = device_of(args)
-    progress = sys.stderr.isatty()  # a progress bar for people, not for logs and pipes
     epochs, batch = _DEFAULTS.get(args.dataset.lower(), (10, 128))
     config = TrainConfig(
         epochs=args.epochs or epochs,
@@ -248,82 +244,118 @@ def run(args: argparse.Namespace) -> int:
         return model_for_dataset(args.model, args.dataset, **model_kwargs)
 
     new_model()  # unknown model, or one that does not fit the data set: fail before any output
+    argv = " ".join(getattr(args, "argv", None) or ["train"])
     with guarded_output(args, "train") as out:
         checkpoint = args.checkpoint or out / "model.pt"
-        summary_path = out / "train.json"
-        if args.force:
-            for path in (checkpoint, teacher_checkpoint(checkpoint), summary_path):
-                if path.exists():
-                    say(f"[train] --force: deleting {path}")
-                    path.unlink()
-        else:
-            # A checkpoint of another run is refused now, before any data is loaded.
-            Trainer(new_model(), objective, config, checkpoint=checkpoint).saved_state()
-        train = load_dataset(
-            args.dataset, "train", args.data_root, download=args.download, seed=args.seed
+        # the checkpoint may lie outside --out: it is held like --out, for this run only
+        with lock_file(checkpoint, command=f"underfire {argv}", flag="--checkpoint"):
+            _prepare_checkpoint(args, out, checkpoint, new_model, objective, config)
+            return _train(args, out, checkpoint, new_model, objective, config, model_kwargs)
+
+
+def _prepare_checkpoint(
+    args: argparse.Namespace,
+    out: Path,
+    checkpoint: Path,
+    new_model: Any,
+    objective: Any,
+    config: Any,
+) -> None:
+    """With --force, delete the checkpoints in the way (only underfire checkpoints) and the
+    summary; without it, refuse now, before any data is loaded, a checkpoint of another run."""
+    from underfire.checkpoint import delete_checkpoints
+    from underfire.defenses import teacher_checkpoint
+    from underfire.train import Trainer
+
+    paths = (checkpoint, teacher_checkpoint(checkpoint))
+    if args.force:
+        for path in delete_checkpoints(*paths, flag="--checkpoint"):
+            say(f"[train] --force: deleting {path}")
+        summary = out / "train.json"
+        if summary.exists():
+            say(f"[train] --force: deleting {summary}")
+            summary.unlink()
+        return
+    delete_checkpoints(*paths, flag="--checkpoint", dry_run=True)  # refuses a foreign file
+    Trainer(new_model(), objective, config, checkpoint=checkpoint, meta=_meta(args)).saved_state()
+
+
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    return {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
+
+
+def _train(
+    args: argparse.Namespace,
+    out: Path,
+    checkpoint: Path,
+    new_model: Any,
+    objective: Any,
+    config: Any,
+    model_kwargs: dict[str, Any],
+) -> int:
+    from underfire.core import io as _io
+    from underfire.data import load_dataset
+    from underfire.defenses import Distillation, train_distilled
+    from underfire.train import Trainer, evaluate, seed_everything
+
+    device = device_of(args)
+    progress = sys.stderr.isatty()  # a progress bar for people, not for logs and pipes
+    summary_path = out / "train.json"
+    train = load_dataset(
+        args.dataset, "train", args.data_root, download=args.download, seed=args.seed
+    )
+    val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
+    test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
+    say(f"[train] {args.dataset}: {len(train)} training, {len(val)} validation images")
+    fit = {"config": config, "device": device, "checkpoint": checkpoint, "progress": progress}
+    t0 = time.perf_counter()
+    if isinstance(objective, Distillation) and objective.teacher is None:
+        # --seed decides both initializations: teacher and student start from the same weights
+        run = train_distilled(
+            new_model,
+            train,
+            val,
+            temperature=objective.temperature,
+            meta=_meta(args),
+            seed=args.seed,
+            **fit,
         )
-        val = load_dataset(args.dataset, "val", args.data_root, seed=args.seed)
-        test = load_dataset(args.dataset, "test", args.data_root, seed=args.seed)
-        say(f"[train] {args.dataset}: {len(train)} training, {len(val)} validation images")
-        meta = {"dataset": args.dataset, "data_seed": args.seed, "defense": args.defense}
+        model, result = run.student, run.result
+    else:
         seed_everything(args.seed)  # --seed decides the initialization too
-        if isinstance(objective, Distillation) and objective.teacher is None:
-            teacher = train_teacher(
-                new_model,
-                train,
-                val,
-                temperature=objective.temperature,
-                config=config,
-                device=device,
-                checkpoint=checkpoint,
-                progress=progress,
-                meta=meta,
-            )
-            objective = Distillation(objective.temperature, teacher=teacher)
-            seed_everything(args.seed)
         model = new_model()
-        trainer = Trainer(
-            model,
-            objective,
-            config,
-            device=device,
-            checkpoint=checkpoint,
-            progress=progress,
-            meta=meta,
+        result = Trainer(model, objective, meta=_meta(args), **fit).fit(train, val)
+    if result.reused:
+        say(
+            f"[train] {checkpoint} holds this run, finished ({result.steps} steps): reusing "
+            "it, nothing trained (pass --force to retrain from scratch)"
         )
-        t0 = time.perf_counter()
-        result = trainer.fit(train, val)
-        if result.reused:
-            say(
-                f"[train] {checkpoint} holds this run, finished ({result.steps} steps): reusing "
-                "it, nothing trained (pass --force to retrain from scratch)"
-            )
-            if summary_path.exists():  # a finished run's summary is never rewritten
-                say(f"[train] {summary_path} is unchanged")
-                stored = json.loads(summary_path.read_text(encoding="utf-8"))
-                print(stored.get("message") or f"test accuracy {stored.get('test_accuracy')}")
-                return 0
-        metrics = evaluate(model, test, device=device)
-        message = (
-            f"test accuracy {metrics['accuracy']:.4f} ({metrics['n']} images), "
-            f"{result.steps} steps in {result.total_seconds:.1f} s; checkpoint {checkpoint}"
-        )
-        summary = {
-            "dataset": args.dataset,
-            "model": args.model,
-            "model_kwargs": model_kwargs,
-            "device": str(device),
-            "steps": result.steps,
-            "epochs": result.epochs_completed,
-            "train_seconds": result.total_seconds,
-            "wall_seconds": time.perf_counter() - t0,
-            "resumed_from_step": result.resumed_from,
-            "test_accuracy": metrics["accuracy"],
-            "test_loss": metrics["loss"],
-            "history": result.history,
-            "checkpoint": str(checkpoint),
-            "message": message,
-        }
-        _io.write_json(summary_path, summary)
-        print(message)
+        if summary_path.exists():  # a finished run's summary is never rewritten
+            say(f"[train] {summary_path} is unchanged")
+            stored = json.loads(summary_path.read_text(encoding="utf-8"))
+            print(stored.get("message") or f"test accuracy {stored.get('test_accuracy')}")
+            return 0
+    metrics = evaluate(model, test, device=device)
+    message = (
+        f"test accuracy {metrics['accuracy']:.4f} ({metrics['n']} images), "
+        f"{result.steps} steps in {result.total_seconds:.1f} s; checkpoint {checkpoint}"
+    )
+    summary = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "model_kwargs": model_kwargs,
+        "device": str(device),
+        "steps": result.steps,
+        "epochs": result.epochs_completed,
+        "train_seconds": result.total_seconds,
+        "wall_seconds": time.perf_counter() - t0,
+        "resumed_from_step": result.resumed_from,
+        "test_accuracy": metrics["accuracy"],
+        "test_loss": metrics["loss"],
+        "history": result.history,
+        "checkpoint": str(checkpoint),
+        "message": message,
+    }
+    _io.write_json(summary_path, summary)
+    print(message)
     return 0

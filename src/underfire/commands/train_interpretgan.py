@@ -58,7 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reconstruction", type=float, default=10.0, help="λ_rec (default: 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--eval-n", type=int, default=1000, help="test images for the statistics (default: 1000)"
+        "--eval-n",
+        type=positive_int,
+        default=1000,
+        help="test images for the statistics (default: 1000; fewer when the split is smaller)",
     )
     add_data(p)
     add_out(p, "runs/interpretgan")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_of(args)
     ckpt, dataset, train = checkpoint_and_data(args, "train")
     if not isinstance(train, ImageDataset):
-        from underfire.cli import CommandError
+        from underfire.core.errors import CommandError
 
         raise CommandError(
             f"train-interpretgan needs an in-memory dataset; {dataset} is read from disk per image"
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             meta={"classifier_checkpoint": str(args.checkpoint), "dataset": dataset},
         )
-        n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
+        n = min(args.eval_n, len(test))
         x, y = test.x[:n].to(device), test.y[:n].to(device)
         stats = evaluate_interpretgan(gan, ckpt.model, x, y)
         plot_interpretgan(

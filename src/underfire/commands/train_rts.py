@@ -56,7 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_int, default=64, help="decoder channels (default: 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--eval-n", type=int, default=1000, help="test images for the statistics (default: 1000)"
+        "--eval-n",
+        type=positive_int,
+        default=1000,
+        help="test images for the statistics (default: 1000; fewer when the split is smaller)",
     )
     add_data(p)
     add_out(p, "runs/rts")
@@ -68,8 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from underfire.cli import CommandError
     from underfire.core import io as _io
+    from underfire.core.errors import CommandError
     from underfire.data import ImageDataset, load_dataset
     from underfire.interpreters import RTSConfig, evaluate_rts, train_rts
 
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         rts, history = train_rts(ckpt.model, train, config, device=device, progress=True)
         rts.meta |= {"classifier_checkpoint": str(args.checkpoint), "dataset": dataset}
         path = rts.save(out / "rts.pt")
-        n = min(args.eval_n, len(test)) if args.eval_n > 0 else len(test)
+        n = min(args.eval_n, len(test))
         stats = {}
         if n:
             x = (

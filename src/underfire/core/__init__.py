@@ -9,7 +9,8 @@ attacks, interpreters, metrics → defenses, diagnosis, robustness → experimen
   mechanism for reversible model changes (:func:`patch_forward`, :func:`freeze`);
 - :mod:`~underfire.core.norms`: L∞ and L2 norm objects (projection, random start, steps);
 - :mod:`~underfire.core.autograd`: smooth ReLU, batch-norm double backward, layer capture;
-- :mod:`~underfire.core.registry` and :mod:`~underfire.core.io` (atomic outputs, run locks).
+- :mod:`~underfire.core.registry` and :mod:`~underfire.core.io` (atomic outputs, run locks);
+- :mod:`~underfire.core.outputs`: output folders and files held for one run (CLI and API).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from underfire.core.errors import (
     CheckpointError,
+    CommandError,
     DatasetNotFoundError,
     NonFiniteError,
+    OutputConflictError,
     OutputLockedError,
     UnderfireError,
     UnknownNameError,
@@ -58,12 +61,14 @@ __all__ = [
     "L2",
     "LINF",
     "CheckpointError",
+    "CommandError",
     "DatasetNotFoundError",
     "L2Norm",
     "LinfNorm",
     "ModelState",
     "Norm",
     "NonFiniteError",
+    "OutputConflictError",
     "OutputLockedError",
     "Registry",
     "UnderfireError",

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CommandError",
     "DatasetNotFoundError",
     "NonFiniteError",
+    "OutputConflictError",
     "OutputLockedError",
     "UnderfireError",
     "UnknownNameError",
@@ -43,3 +45,13 @@ class OutputLockedError(UnderfireError, RuntimeError):
 
 class NonFiniteError(UnderfireError, FloatingPointError):
     """A computation produced NaN or infinity (e.g. a diverging training loss)."""
+
+
+class OutputConflictError(UnderfireError, FileExistsError):
+    """An output folder holds a result written by a different run (other command or
+    arguments), or one whose run record is damaged; it is replaced only when forced."""
+
+
+class CommandError(UnderfireError):
+    """A user error found by a command (a bad combination of arguments); the CLI prints it
+    as one line, without a traceback."""

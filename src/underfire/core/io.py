@@ -156,6 +156,22 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
+# Linux pids stay below 2**22; anything beyond 2**31 cannot be a pid on any system.
+_MAX_PID = 2**31 - 1
+
+
+def _lock_damage(holder: dict[str, Any] | None) -> str | None:
+    """Why a lock record cannot be trusted to name its holder (None when it can)."""
+    if holder is None:
+        return "cannot be read (not a JSON object)"
+    pid = holder.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= _MAX_PID:
+        return f"is damaged (its pid is {pid!r})"
+    if not isinstance(holder.get("host"), str):
+        return "is damaged (it names no host)"
+    return None
+
+
 class RunLock:
     """An exclusive lock on an output folder, held by one running command.
 
@@ -166,15 +182,35 @@ class RunLock:
     :class:`~underfire.core.errors.OutputLockedError` naming the holder. A lock left by a
     process that no longer runs on this host (killed, crashed) is stale: it is taken over with
     a warning. A lock from another host is never taken over (its pid cannot be checked there).
+    A lock file that cannot be read, or names no valid pid and host, is refused with a message
+    naming it (whoever wrote it cannot be told).
+
+    With ``lock_of``, the lock holds that single file of ``folder`` instead of the folder: it
+    is ``<folder>/.<name>.underfire.lock`` (see :func:`underfire.core.outputs.lock_file`).
+    ``flag`` names the option that chose the path, in messages.
 
     >>> with RunLock("runs/x", "underfire train"):
     ...     ...  # write into runs/x
     """
 
-    def __init__(self, folder: str | Path, command: str) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        command: str,
+        *,
+        lock_of: str | Path | None = None,
+        flag: str = "--out",
+    ) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_NAME
+        # a single file is locked beside it, under its own name
+        self.path = (
+            self.folder / f".{Path(lock_of).name}{LOCK_NAME}"
+            if lock_of
+            else self.folder / LOCK_NAME
+        )
+        self.target = Path(lock_of) if lock_of else self.folder
         self.command = command
+        self.flag = flag
         self._record: dict[str, Any] | None = None
 
     @property
@@ -198,7 +234,7 @@ class RunLock:
 
         if self.held:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
-        check_output_dir(self.folder)
+        check_output_dir(self.folder, self.flag)
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -219,25 +255,25 @@ class RunLock:
                     self._record = record
                     return self
                 holder = self.holder()
-                if holder is None:
-                    if not self.path.exists():
-                        continue  # released between our attempt and the read
+                if holder is None and not self.path.exists():
+                    continue  # released between our attempt and the read
+                damage = _lock_damage(holder)
+                if damage is not None:
                     raise OutputLockedError(
-                        f"{self.folder} is locked by {self.path}, which cannot be read; if no "
-                        f"other underfire run writes there, delete {self.path} and try again"
+                        f"{self.target} is locked by {self.path}, which {damage}; if no other "
+                        f"underfire run writes there, delete {self.path} and try again"
                     )
-                pid, host = holder.get("pid"), holder.get("host")
+                assert holder is not None  # a well-formed lock (checked just above)
+                pid, host = holder["pid"], holder["host"]
                 who = (
                     f"`{holder.get('command', '?')}` (pid {pid} on {host}, started "
                     f"{holder.get('started', '?')})"
                 )
-                if (
-                    host == record["host"]
-                    and isinstance(pid, int)
-                    and (not _pid_alive(pid) or _pid_is_other_process(pid, holder.get("pid_start")))
+                if host == record["host"] and (
+                    not _pid_alive(pid) or _pid_is_other_process(pid, holder.get("pid_start"))
                 ):
                     warnings.warn(
-                        f"taking over the stale lock of {who} in {self.folder}: that process "
+                        f"taking over the stale lock of {who} on {self.target}: that process "
                         "no longer runs",
                         RuntimeWarning,
                         stacklevel=2,
@@ -251,9 +287,9 @@ class RunLock:
                     else f"if it no longer runs on {host}, delete {self.path}"
                 )
                 raise OutputLockedError(
-                    f"{self.folder} is in use by {who}; {hint}, or choose another --out"
+                    f"{self.target} is in use by {who}; {hint}, or choose another {self.flag}"
                 )
-            raise OutputLockedError(f"could not lock {self.folder}; try again")
+            raise OutputLockedError(f"could not lock {self.target}; try again")
         finally:
             Path(tmp).unlink(missing_ok=True)
 

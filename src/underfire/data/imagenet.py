@@ -9,6 +9,8 @@ explanations, and is returned for the ``test`` split.
 from __future__ import annotations
 
 import csv
+import functools
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,15 @@ HOW_TO_GET = (
     "https://image-net.org, which needs an account), or a sample as root/imagenet-sample "
     "with images/ and labels.csv (columns class_index, wnid, class_name, file)."
 )
+
+
+@functools.cache
+def wnid_index() -> dict[str, int]:
+    """ILSVRC-2012 wnid → class index (the position of the wnid in the sorted list of the
+    1000 wnids, the index every ImageNet classifier is trained with)."""
+    text = resources.files("underfire.data").joinpath("imagenet_wnids.txt").read_text("ascii")
+    wnids = text.split()
+    return {wnid: i for i, wnid in enumerate(wnids)}
 
 
 def load_image(path: Path, size: int = 224) -> torch.Tensor:
@@ -91,12 +102,20 @@ class ImageNetSource:
             classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
             if not classes:
                 raise DatasetNotFoundError(f"{folder} has no class subfolders. {HOW_TO_GET}")
+            index = wnid_index()
+            unknown = [c for c in classes if c not in index]
+            if unknown:
+                raise DatasetNotFoundError(
+                    f"{folder} has class folders that are not ILSVRC-2012 wnids ({', '.join(unknown[:3])}"
+                    f"{', ...' if len(unknown) > 3 else ''}); name each folder by its wnid "
+                    "(e.g. n01440764) so that its images get their ImageNet class index"
+                )
             files, labels = [], []
-            for i, wnid in enumerate(classes):
+            for wnid in classes:  # a subset of the classes keeps their ImageNet indices
                 for f in sorted((folder / wnid).iterdir()):
                     if f.suffix in _EXTENSIONS:
                         files.append(f)
-                        labels.append(i)
+                        labels.append(index[wnid])
             return ImageFolderDataset(files, labels, self.info, split)
         sample = root / "imagenet-sample"
         if (sample / "labels.csv").exists():

@@ -16,9 +16,11 @@ from underfire.defenses.adversarial_training import AdversarialTraining, attack_
 from underfire.defenses.base import DEFENSES, create, names
 from underfire.defenses.distillation import (
     Distillation,
+    DistillationRun,
     TemperatureCrossEntropy,
     distill,
     teacher_checkpoint,
+    train_distilled,
     train_teacher,
 )
 from underfire.defenses.gradient_regularization import (
@@ -33,6 +35,7 @@ __all__ = [
     "DEFENSES",
     "AdversarialTraining",
     "Distillation",
+    "DistillationRun",
     "GradientRegularization",
     "TemperatureCrossEntropy",
     "attack_config",
@@ -42,5 +45,6 @@ __all__ = [
     "names",
     "paper_lambda_to_lam",
     "teacher_checkpoint",
+    "train_distilled",
     "train_teacher",
 ]

@@ -14,13 +14,15 @@ gradients of the loss underflow: the gradient masking that FGSM falls for and TG
 (Ross & Doshi-Velez 2018, Carlini & Wagner 2016).
 
 :func:`distill` runs both stages with :class:`underfire.train.Trainer` (checkpointed and
-resumable) and returns the student.
+resumable) and returns the student; :func:`train_distilled` also returns the teacher and the
+student's training result.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,15 @@ from torch.utils.data import Dataset
 from underfire.core.state import freeze, model_state
 from underfire.core.validation import check_positive
 from underfire.defenses.base import DEFENSES
-from underfire.train import TrainConfig, Trainer
+from underfire.train import TrainConfig, Trainer, TrainResult, seed_everything
 
 __all__ = [
     "Distillation",
+    "DistillationRun",
     "TemperatureCrossEntropy",
     "distill",
     "teacher_checkpoint",
+    "train_distilled",
     "train_teacher",
 ]
 
@@ -105,6 +109,16 @@ class Distillation:
         return {"name": self.name, "temperature": self.temperature}
 
 
+@dataclass
+class DistillationRun:
+    """What :func:`train_distilled` did: both models and the student's training result."""
+
+    student: nn.Module
+    teacher: nn.Module
+    #: the student's :meth:`Trainer.fit` result (``reused`` when its checkpoint had finished)
+    result: TrainResult
+
+
 def distill(
     model_factory: Callable[[], nn.Module],
     train: Dataset,
@@ -117,6 +131,7 @@ def distill(
     progress: bool = False,
     meta: dict[str, Any] | None = None,
     teacher: nn.Module | None = None,
+    seed: int | None = None,
 ) -> nn.Module:
     """Defensive distillation end to end: train a teacher at T, then a student on its soft labels.
 
@@ -133,14 +148,49 @@ def distill(
         meta: extra metadata for both checkpoints.
         teacher: an already-trained teacher to skip stage 1; it is borrowed (run in eval
             mode, frozen, and given back with its modes and ``requires_grad`` unchanged).
+        seed: when given, every random generator is seeded with it before each model is
+            built, so teacher and student start from the same weights whether or not the
+            teacher was resumed from its checkpoint (what ``underfire train`` does).
 
     Returns:
         The trained student, in eval mode, to be used at T = 1 (its logits as they are).
     """
+    return train_distilled(
+        model_factory,
+        train,
+        val,
+        temperature=temperature,
+        config=config,
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress,
+        meta=meta,
+        teacher=teacher,
+        seed=seed,
+    ).student
+
+
+def train_distilled(
+    model_factory: Callable[[], nn.Module],
+    train: Dataset,
+    val: Dataset | None = None,
+    *,
+    temperature: float = 50.0,
+    config: TrainConfig | None = None,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    progress: bool = False,
+    meta: dict[str, Any] | None = None,
+    teacher: nn.Module | None = None,
+    seed: int | None = None,
+) -> DistillationRun:
+    """:func:`distill`, returning the teacher and the student's training result too."""
     temperature = _check_temperature(temperature)
     config = config or TrainConfig()
     meta = dict(meta or {})
     if teacher is None:
+        if seed is not None:
+            seed_everything(seed)
         teacher = train_teacher(
             model_factory,
             train,
@@ -153,11 +203,13 @@ def distill(
             meta=meta,
         )  # frozen, in eval mode
     # a given teacher is borrowed: Distillation.soft_labels runs it under model_state
+    if seed is not None:
+        seed_everything(seed)
     student = model_factory()
     # a different seed for the student's initialization is not needed: the teacher is trained
     # at T, the student on soft labels; starting both from the same weights is what the
     # reference implementations do when they share a seed.
-    Trainer(
+    result = Trainer(
         student,
         Distillation(temperature, teacher=teacher),
         copy.deepcopy(config),
@@ -167,7 +219,7 @@ def distill(
         meta=meta | {"role": "distilled-student"},
     ).fit(train, val)
     student.eval()
-    return student
+    return DistillationRun(student, teacher, result)
 
 
 def teacher_checkpoint(checkpoint: str | Path) -> Path:

@@ -30,9 +30,11 @@ from underfire.diagnosis.layers import (
     resolve_layers,
 )
 from underfire.diagnosis.probe import fraction_unexplained, linear_probe_loss
+from underfire.diagnosis.report import Diagnosis, diagnose, write_diagnosis
 
 __all__ = [
     "DEFAULT_LAYERS",
+    "Diagnosis",
     "Discriminator",
     "FeatureGenerator",
     "InterpretGAN",
@@ -44,9 +46,11 @@ __all__ = [
     "LayerVulnerability",
     "capture_features",
     "default_layers",
+    "diagnose",
     "fraction_unexplained",
     "layer_vulnerability",
     "linear_probe_loss",
     "readable_rows",
     "resolve_layers",
+    "write_diagnosis",
 ]

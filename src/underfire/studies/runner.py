@@ -102,6 +102,7 @@ def run_study(
         results=study.files,
         force=force,
         argv=argv,
+        cli=command is not None,  # the command line's wording: --out, --force
     ):
         _execute(run)
         # written with the results, so that config.json always describes finished results
