@@ -105,7 +105,7 @@ def test_another_model_in_the_same_folder_is_refused_then_recomputed_with_force(
     model B (the key must hold the model's identity, not only the settings)."""
     data = _data()
     a = _run(tmp_path, _model(0), data)
-    with pytest.raises(OutputConflictError, match="different run"):
+    with pytest.raises(OutputConflictError, match=r"a different `run_study\('toy'\)` run"):
         _run(tmp_path, _model(1), data)
     b = _run(tmp_path, _model(1), data, force=True)
     assert CALLS["score"] == 2 and CALLS["double"] == 2

@@ -105,11 +105,12 @@ def _conflict(
     run = entry.get("run") if isinstance(entry, dict) else None
     previous = run.get("command") if isinstance(run, dict) else None
     finished = isinstance(entry, dict) and entry.get("finished")
+    shown = _shown(previous) if isinstance(previous, str) else None
     by = (
-        f"a different `underfire {previous}` run"
-        if previous and finished
-        else f"an interrupted `underfire {previous}` run with other arguments"
-        if previous
+        f"a different `{shown}` run"
+        if shown and finished
+        else f"an interrupted `{shown}` run with other arguments"
+        if shown
         else "another run"
     )
     return OutputConflictError(
@@ -124,6 +125,12 @@ def _write_records(out: Path, results: Sequence[str], this: dict[str, Any], stam
     for name in results:
         records[name] = {"run": this, "finished": stamp}
     _io.write_json(out / RECORD_NAME, records)
+
+
+def _shown(command: str) -> str:
+    """A recorded command as a user would type it: a subcommand of the command line, or a
+    Python call (``run_study('audit')``) as it is."""
+    return command if "(" in command else f"underfire {command}"
 
 
 @contextlib.contextmanager
@@ -167,7 +174,7 @@ def guard_output(
     """
     out = Path(out)
     wording = ("--out", "--force") if cli else ("out", "force=True")
-    with _io.RunLock(out, f"underfire {argv or command}", flag=wording[0]):
+    with _io.RunLock(out, _shown(argv or command), flag=wording[0]):
         this = {"command": command, "arguments": run_arguments(arguments)}
         if not force:
             records, damage = read_records(out)

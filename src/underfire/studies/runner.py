@@ -97,7 +97,7 @@ def run_study(
     )
     with guard_output(
         run.out,
-        command=command or f"run_study {study.name}",
+        command=command or f"run_study({study.name!r})",
         arguments=record,
         results=study.files,
         force=force,
