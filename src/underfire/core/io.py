@@ -125,6 +125,11 @@ def _pid_is_other_process(pid: int, recorded_start: object) -> bool:
 def _pid_runs_python(pid: int) -> bool:
     """False only when ``pid`` is known (Linux /proc) to run something other than Python:
     a pid recycled by an unrelated program after the holder died (e.g. after a reboot)."""
+    try:  # the executable first: a process title (setproctitle, pytest-xdist) hides argv
+        if "python" in os.path.basename(os.readlink(f"/proc/{pid}/exe")).lower():
+            return True
+    except OSError:
+        pass
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
     except OSError:
