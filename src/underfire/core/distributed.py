@@ -126,10 +126,12 @@ def check_global_batch(batch_size: int) -> None:
     """Refuse a global batch the ranks cannot share equally."""
     ranks = world_size()
     if batch_size % ranks:
-        raise ValueError(
+        error = ValueError(
             f"the batch size {batch_size} is the global batch, shared by the {ranks} "
             f"processes, and must be divisible by {ranks}; pick a multiple of {ranks}"
         )
+        error.raised_on_rank_0 = not is_main()  # type: ignore[attr-defined]  # said once
+        raise error
 
 
 def shard_sizes(n: int, parts: int | None = None) -> list[int]:
@@ -202,7 +204,8 @@ def from_main(compute: Callable[[], T]) -> T:
     kind, payload = box[0]
     if kind == "error":
         if not is_main():
-            payload.raised_on_rank_0 = True  # the command line prints it on rank 0 only
+            # rank 0 raised it too: the command line prints it there only
+            payload.raised_on_rank_0 = True
         raise payload
     return payload  # type: ignore[no-any-return]
 
@@ -240,6 +243,11 @@ class Replicas:
         self.model = model
         self._replaced: list[tuple[nn.Module, str, nn.Module]] = []
         if sync_batch_norm:
+            if device.type == "cpu":
+                raise ValueError(
+                    "sync_batch_norm needs GPUs (torch's SyncBatchNorm has no CPU version); "
+                    "on the CPU leave it off: each process normalizes with its own share"
+                )
             self._use_sync_batch_norm(model)
         self.module: nn.Module = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
