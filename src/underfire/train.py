@@ -240,7 +240,7 @@ class Trainer:
     def _run_signature(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("checkpoint_every")
-        signature = {"train": cfg, "objective": _objective_config(self.objective)}
+        signature: dict[str, Any] = {"train": cfg, "objective": _objective_config(self.objective)}
         if self.sync_batch_norm:  # only when set: checkpoints of earlier runs stay valid
             signature["sync_batch_norm"] = True
         return signature

@@ -207,7 +207,7 @@ def from_main(compute: Callable[[], T]) -> T:
             # rank 0 raised it too: the command line prints it there only
             payload.raised_on_rank_0 = True
         raise payload
-    return payload  # type: ignore[no-any-return]
+    return payload
 
 
 def sync_buffers(model: nn.Module) -> None:
