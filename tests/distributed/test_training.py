@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.distributed import tiny_training as tiny
+from underfire.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 10  # 2.5 epochs of 100 images: full batches, the last smaller one, a new shuffle
@@ -91,3 +93,20 @@ def test_python_m_underfire_is_the_command_line() -> None:
     from underfire import __version__
 
     assert __version__ in done.stdout
+
+
+@pytest.mark.slow
+def test_a_dead_rank_fails_the_job_and_the_checkpoint_resumes(tmp_path: Path) -> None:
+    """Rank 1 dies after step 4: the job exits non-zero (no hang), the checkpoint of step 3
+    stays valid, and a rerun resumes from it to the weights of an uninterrupted run."""
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    done = torchrun("tests/distributed/tiny_training.py", "die", str(tmp_path), timeout=120)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 100
+    assert "went on without" not in done.stderr
+    assert read_checkpoint(tmp_path / "die.ckpt")["trainer_state"]["step"] == tiny.EVERY
+    model, result = tiny.train("gradreg", STEPS, tmp_path / "die.ckpt")
+    assert result.resumed_from == tiny.EVERY
+    reference, _ = tiny.train("gradreg", STEPS)
+    same_weights(reference, model.state_dict())

@@ -5,10 +5,13 @@ initialization on the same batches, so their weights can be compared.
 ``python tiny_training.py STEPS OUT`` trains with each of :data:`OBJECTIVES` and saves rank
 0's weights and losses to ``OUT/OBJECTIVE.pt``; then resumes ``OUT/one.ckpt`` (left
 unfinished by one process) to ``OUT/resumed.pt``, and leaves ``OUT/two.ckpt`` unfinished.
+``python tiny_training.py die OUT``: rank 1 dies in the middle of a run checkpointed to
+``OUT/die.ckpt``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,9 +112,17 @@ def save(model: nn.Module, result: Any, path: Path) -> None:
         torch.save(state | {"resumed_from": result.resumed_from}, path)
 
 
+def rank_1_dies(step: int, _loss: float) -> None:
+    if step == STOP_AT and distributed.rank() == 1:
+        os._exit(3)  # no clean-up, no message: as a killed process
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     distributed.init("cpu")
+    if sys.argv[1] == "die":  # rank 1 dies after step STOP_AT
+        train("gradreg", 10, Path(sys.argv[2]) / "die.ckpt", on_step=rank_1_dies)
+        raise AssertionError("rank 0 went on without rank 1")
     steps, out = int(sys.argv[1]), Path(sys.argv[2])
     for name in OBJECTIVES:
         save(*train(name, steps), out / f"{name}.pt")
