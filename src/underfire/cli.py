@@ -136,7 +136,7 @@ def _process_group(args: argparse.Namespace) -> Iterator[None]:
     from underfire.core import distributed
     from underfire.core.validation import resolve_device
 
-    distributed.init(resolve_device(getattr(args, "device", "cpu")))
+    distributed.init(resolve_device(getattr(args, "device", None) or "cpu"))
     try:
         yield
     finally:
