@@ -48,3 +48,28 @@ def test_a_batch_the_ranks_cannot_share_is_refused_in_one_line(tmp_path: Path) -
         "underfire train: error: the batch size 33 is the global batch, shared by the 2 "
         "processes, and must be divisible by 2; pick a multiple of 2"
     ]
+
+
+@pytest.mark.slow
+def test_two_processes_reach_the_accuracy_of_one(tmp_path: Path) -> None:
+    """Digits' default budget (15 epochs of 64): batch norm normalizes each rank's half of a
+    batch, so the runs differ, but the test accuracy is the same within 1 point."""
+    base = ["-m", "underfire", "train", "--dataset", "digits", "--device", "cpu"]
+    two = torchrun(*base, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, *base, "--out", str(tmp_path / "one")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    accuracy = {
+        name: json.loads((tmp_path / name / "train.json").read_text())["test_accuracy"]
+        for name in ("one", "two")
+    }
+    assert accuracy["one"] > 0.9
+    assert abs(accuracy["two"] - accuracy["one"]) <= 0.01, accuracy
