@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from underfire._version import __version__
@@ -96,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_showwarning = warnings.showwarning
     warnings.showwarning = show_warning
     try:
-        return int(args.func(args) or 0)
+        with _process_group(args):
+            return int(args.func(args) or 0)
     except (
         CommandError,
         UnderfireError,
@@ -111,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
         if isinstance(err, OSError) and not isinstance(err, UnderfireError) and err.filename:
             message = f"{err.strerror or message}: {err.filename}"
-        print(f"underfire {args.command}: error: {one_line(message)}", file=sys.stderr)
+        if not getattr(err, "raised_on_rank_0", False):  # rank 0 says it once for all ranks
+            print(f"underfire {args.command}: error: {one_line(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -121,6 +124,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = previous_showwarning
+
+
+@contextlib.contextmanager
+def _process_group(args: argparse.Namespace) -> Iterator[None]:
+    """Under ``torchrun`` (``WORLD_SIZE`` set), join the other processes for the command
+    (gloo on the CPU, NCCL on CUDA) and leave after it; otherwise nothing (no torch import)."""
+    if "WORLD_SIZE" not in os.environ:
+        yield
+        return
+    from underfire.core import distributed
+    from underfire.core.validation import resolve_device
+
+    distributed.init(resolve_device(getattr(args, "device", None) or "cpu"))
+    try:
+        yield
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from underfire.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from underfire.core import distributed
 from underfire.core.errors import NonFiniteError
+from underfire.core.interrupt import DeferredInterrupt as _DeferredInterrupt
 from underfire.core.seed import seed_everything
 from underfire.core.state import model_state
 from underfire.core.validation import check_float, check_int, check_seed
@@ -101,27 +103,41 @@ class TrainResult:
 
 
 def batches(
-    data: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
+    data: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation)."""
+    """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation).
+
+    ``part=(rank, ranks)`` yields only that rank's block of every batch (see
+    :func:`underfire.core.distributed.shard`): the ranks together see the single-process
+    batches, in the same order. An empty block is not yielded.
+    """
     n = len(data)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
     order = (
         torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         if shuffle
         else None
     )
+    rank, ranks = part
+    blocks = []
+    for start in range(0, n, batch_size):
+        block = distributed.shard(min(batch_size, n - start), rank_=rank, parts=ranks)
+        if block.stop > block.start:
+            blocks.append((start + block.start, start + block.stop))
     x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
     if isinstance(x_all, torch.Tensor) and isinstance(y_all, torch.Tensor):
-        for start in range(0, n, batch_size):
-            idx = (
-                order[start : start + batch_size]
-                if order is not None
-                else slice(start, start + batch_size)
-            )
+        for lo, hi in blocks:
+            idx = order[lo:hi] if order is not None else slice(lo, hi)
             yield x_all[idx], y_all[idx]
         return
-    sampler = order.tolist() if order is not None else None
-    yield from DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
+    indices = order.tolist() if order is not None else list(range(n))
+    sampler = [indices[lo:hi] for lo, hi in blocks]
+    yield from DataLoader(data, batch_sampler=sampler, num_workers=0)
 
 
 @torch.no_grad()
@@ -132,16 +148,24 @@ def evaluate(
     batch_size: int = 512,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored)."""
+    """Accuracy and mean cross-entropy of ``model`` on ``data`` (model mode restored).
+
+    Under ``torchrun`` each rank evaluates its block of every batch and the sums are added
+    over the ranks: every rank returns the metrics of the whole data set.
+    """
     device = device or next(model.parameters()).device
     correct, total, loss = 0, 0, 0.0
+    part = (distributed.rank(), distributed.world_size())
     with model_state(model, mode="eval"):
-        for x, y in batches(data, batch_size):
+        for x, y in batches(data, batch_size, part=part):
             x, y = x.to(device), y.to(device)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             total += y.numel()
+    if part[1] > 1:
+        sums = distributed.all_sum(torch.tensor([loss, correct, total], dtype=torch.float64))
+        loss, correct, total = sums[0].item(), int(sums[1].item()), int(sums[2].item())
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}
@@ -181,6 +205,13 @@ class Trainer:
         checkpoint: path of the checkpoint file, or None.
         progress: show a progress bar (CLI and experiments; the library is silent by default).
         meta: extra metadata stored in the checkpoint (e.g. the dataset name).
+        sync_batch_norm: under ``torchrun``, normalize with the statistics of the whole
+            global batch (``nn.SyncBatchNorm``, one more exchange per batch-norm layer)
+            instead of each rank's share (the default); no effect in one process.
+
+    Under ``torchrun`` (after :func:`underfire.core.distributed.init`) the model trains
+    wrapped in ``DistributedDataParallel``: ``config.batch_size`` is the global batch, each
+    rank takes its block of every batch, rank 0 alone saves checkpoints and shows progress.
     """
 
     def __init__(
@@ -194,6 +225,7 @@ class Trainer:
         progress: bool = False,
         meta: dict[str, Any] | None = None,
         on_step: Callable[[int, float], None] | None = None,
+        sync_batch_norm: bool = False,
     ) -> None:
         self.model = model.to(device)
         self.objective = objective if objective is not None else CrossEntropy()
@@ -203,11 +235,15 @@ class Trainer:
         self.progress = progress
         self.meta = dict(meta or {})
         self.on_step = on_step
+        self.sync_batch_norm = bool(sync_batch_norm)
 
     def _run_signature(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("checkpoint_every")
-        return {"train": cfg, "objective": _objective_config(self.objective)}
+        signature: dict[str, Any] = {"train": cfg, "objective": _objective_config(self.objective)}
+        if self.sync_batch_norm:  # only when set: checkpoints of earlier runs stay valid
+            signature["sync_batch_norm"] = True
+        return signature
 
     def saved_state(self) -> dict[str, Any] | None:
         """The trainer state in ``checkpoint`` if it holds this run (None when there is no
@@ -248,10 +284,17 @@ class Trainer:
     def _try_resume(
         self, optimizer: torch.optim.Optimizer
     ) -> tuple[int, list[dict[str, float]], bool, float]:
-        if self.checkpoint is None or not self.checkpoint.exists():
+        def read() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            if self.checkpoint is None or not self.checkpoint.exists():
+                return None
+            payload = read_checkpoint(self.checkpoint)
+            return payload, self._check_payload(payload)
+
+        # rank 0 reads, every rank resumes from what it read (or raises its error)
+        found = distributed.from_main(read)
+        if found is None:
             return 0, [], False, 0.0
-        payload = read_checkpoint(self.checkpoint)
-        state = self._check_payload(payload)
+        payload, state = found
         try:
             self.model.load_state_dict(payload["state_dict"])
         except RuntimeError as err:
@@ -278,7 +321,7 @@ class Trainer:
         extra: dict[str, Any],
         seconds: float = 0.0,
     ) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or not distributed.is_main():
             return
         meta = (
             self.meta
@@ -312,15 +355,20 @@ class Trainer:
         y: torch.Tensor,
         step: int,
         total: int,
+        net: distributed.Replicas | None = None,
     ) -> float:
-        """One optimizer step on the batch ``(x, y)``; returns its loss."""
+        """One optimizer step on the batch ``(x, y)``; returns its loss (the global batch's
+        under ``torchrun``, where ``net`` is the wrapped model and its share)."""
         cfg = self.config
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if cfg.lr_schedule == "cosine":
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-        loss = self.objective(self.model, x, y)
-        value = float(loss.detach())
+        loss = self.objective(net.module if net else self.model, x, y)
+        if net is not None:
+            loss, value = net.share(loss, x.shape[0])
+        else:
+            value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteError(
                 f"training loss became {value} at step {step + 1} of {total} "
@@ -342,9 +390,27 @@ class Trainer:
         """The history entry at the end of an epoch (validation metrics when ``val``)."""
         record = {"step": step, "epoch": step / per_epoch, "train_loss": train_loss}
         if val is not None:
+            distributed.sync_buffers(self.model)  # every rank evaluates rank 0's model
             metrics = evaluate(self.model, val, device=self.device)
             record |= {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
         return record
+
+    def _batches(
+        self, train: Dataset, epoch: int, skip: int
+    ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """``(i, global size, x, y)`` of the batches to train on in ``epoch`` (this rank's
+        block of each), from batch ``skip`` on: resuming mid-epoch, the order is the same
+        and the batches already seen are passed over."""
+        cfg, ranks = self.config, distributed.world_size()
+        n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
+        part = (distributed.rank(), ranks)
+        shuffled = batches(
+            train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, part=part
+        )
+        for i, (x, y) in enumerate(shuffled):
+            size = min(cfg.batch_size, n - i * cfg.batch_size)
+            if i >= skip and size >= max(2, ranks):  # batch norm cannot train on 1 example
+                yield i, size, x, y
 
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         """Train to the end (or resume and finish); return what was done.
@@ -364,6 +430,7 @@ class Trainer:
         if n == 0:
             raise ValueError("the training set is empty")
         check_batch = _label_check(self.model, train)
+        distributed.check_global_batch(cfg.batch_size)
         per_epoch = math.ceil(n / cfg.batch_size)
         total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
         seed_everything(cfg.seed)
@@ -381,7 +448,12 @@ class Trainer:
                 reused=True,
                 total_seconds=before,
             )
-        bar = _progress_bar(total, start) if self.progress else None
+        bar = _progress_bar(total, start) if self.progress and distributed.is_main() else None
+        net = (
+            distributed.Replicas(self.model, self.device, sync_batch_norm=self.sync_batch_norm)
+            if distributed.active()
+            else None
+        )
         step, loss_sum, loss_count = start, 0.0, 0
 
         def elapsed() -> float:
@@ -390,20 +462,18 @@ class Trainer:
         self.model.train()
         try:
             with _DeferredInterrupt() as interrupt:
+                if net is not None:
+                    net.interrupt = interrupt  # one rank's Ctrl-C stops all at the same step
                 while step < total:
                     epoch, skip = divmod(step, per_epoch)
-                    for i, (x, y) in enumerate(
-                        batches(train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
-                    ):
-                        if i < skip:
-                            continue  # resuming mid-epoch: same order, batches already seen
+                    for i, size, x, y in self._batches(train, epoch, skip):
                         if step >= total:
                             break
-                        if x.shape[0] < 2:
-                            continue  # batch norm cannot train on one example
                         if check_batch is not None:
                             check_batch(y, f"training batch {i + 1}")
-                        value = self._step(optimizer, x, y, step, total)
+                        if net is not None:
+                            net.batch = size
+                        value = self._step(optimizer, x, y, step, total, net)
                         step += 1
                         loss_sum, loss_count = loss_sum + value, loss_count + 1
                         if self.on_step is not None:
@@ -429,6 +499,9 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            if net is not None:
+                net.close()
+        distributed.sync_buffers(self.model)  # every rank ends with rank 0's model
         self.model.eval()
         extra = (
             {"val_accuracy": history[-1]["val_accuracy"]}
@@ -437,14 +510,8 @@ class Trainer:
         )
         seconds = time.perf_counter() - t0
         self._save(optimizer, step, history, True, extra, before + seconds)
-        return TrainResult(
-            step,
-            step / per_epoch,
-            seconds,
-            history,
-            resumed_from=start,
-            total_seconds=before + seconds,
-        )
+        total_seconds = before + seconds
+        return TrainResult(step, step / per_epoch, seconds, history, start, False, total_seconds)
 
 
 def _progress_bar(total: int, start: int) -> Any:
@@ -490,40 +557,3 @@ def _check_labels(y: torch.Tensor, classes: int | None, where: str) -> None:
             f"(labels 0–{classes - 1}); train on data with {classes} classes, or build the "
             f"model for {max(hi + 1, classes)} classes (num_classes=...)"
         )
-
-
-class _DeferredInterrupt:
-    """Turn Ctrl-C (SIGINT) into a request honoured between training steps.
-
-    A KeyboardInterrupt raised in the middle of ``optimizer.step()`` would leave half-updated
-    weights; saving those would make the resumed run differ from an uninterrupted one. The
-    first Ctrl-C sets :attr:`requested`; the trainer saves after the step and raises
-    KeyboardInterrupt itself. A second Ctrl-C interrupts at once. Outside the main thread
-    (where signal handlers cannot be set) Ctrl-C behaves as usual.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _DeferredInterrupt:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import signal
-
-        if self._installed:
-            previous = self._previous if self._previous is not None else signal.default_int_handler
-            signal.signal(signal.SIGINT, previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -77,9 +78,10 @@ def guarded_output(
 
 
 def device_of(args: argparse.Namespace) -> torch.device:
+    from underfire.core.distributed import local_device
     from underfire.core.validation import resolve_device  # imports torch: only when running
 
-    return resolve_device(args.device)
+    return local_device(resolve_device(args.device))  # under torchrun: this rank's GPU
 
 
 def checkpoint_and_data(args: argparse.Namespace, split: str):
@@ -155,8 +157,9 @@ def positive_float(text: str) -> float:
 
 
 def say(message: str) -> None:
-    """Progress messages go to stderr so stdout stays parseable."""
-    print(message, file=sys.stderr, flush=True)
+    """Progress messages go to stderr so stdout stays parseable (rank 0 only under torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)
 
 
 def print_table(rows: list[dict[str, object]]) -> None:

@@ -16,6 +16,7 @@ Another live run on the same ``--out`` makes it refuse at once (a lock file, see
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -222,6 +223,7 @@ _DEFAULTS = {
 
 
 def run(args: argparse.Namespace) -> int:
+    from underfire.core import distributed
     from underfire.core.outputs import lock_file
     from underfire.models import model_for_dataset
     from underfire.train import TrainConfig
@@ -245,12 +247,22 @@ def run(args: argparse.Namespace) -> int:
 
     new_model()  # unknown model, or one that does not fit the data set: fail before any output
     argv = " ".join(getattr(args, "argv", None) or ["train"])
-    with guarded_output(args, "train") as out:
-        checkpoint = args.checkpoint or out / "model.pt"
-        # the checkpoint may lie outside --out: it is held like --out, for this run only
-        with lock_file(checkpoint, command=f"underfire {argv}", flag="--checkpoint"):
+    with contextlib.ExitStack() as held:
+
+        def hold() -> Path:
+            out = held.enter_context(guarded_output(args, "train"))
+            checkpoint = args.checkpoint or out / "model.pt"
+            # the checkpoint may lie outside --out: it is held like --out, for this run only
+            held.enter_context(
+                lock_file(checkpoint, command=f"underfire {argv}", flag="--checkpoint")
+            )
             _prepare_checkpoint(args, out, checkpoint, new_model, objective, config)
-            return _train(args, out, checkpoint, new_model, objective, config, model_kwargs)
+            return out
+
+        # under torchrun rank 0 alone holds --out; the others wait for it (or get its error)
+        out = distributed.from_main(hold)
+        checkpoint = args.checkpoint or out / "model.pt"
+        return _train(args, out, checkpoint, new_model, objective, config, model_kwargs)
 
 
 def _prepare_checkpoint(
@@ -294,6 +306,7 @@ def _train(
     model_kwargs: dict[str, Any],
 ) -> int:
     from underfire.core import io as _io
+    from underfire.core.distributed import is_main
     from underfire.data import load_dataset
     from underfire.defenses import Distillation, train_distilled
     from underfire.train import Trainer, evaluate, seed_everything
@@ -333,9 +346,12 @@ def _train(
         if summary_path.exists():  # a finished run's summary is never rewritten
             say(f"[train] {summary_path} is unchanged")
             stored = json.loads(summary_path.read_text(encoding="utf-8"))
-            print(stored.get("message") or f"test accuracy {stored.get('test_accuracy')}")
+            if is_main():
+                print(stored.get("message") or f"test accuracy {stored.get('test_accuracy')}")
             return 0
-    metrics = evaluate(model, test, device=device)
+    metrics = evaluate(model, test, device=device)  # under torchrun: shared by the ranks
+    if not is_main():
+        return 0  # rank 0 alone writes the summary
     message = (
         f"test accuracy {metrics['accuracy']:.4f} ({metrics['n']} images), "
         f"{result.steps} steps in {result.total_seconds:.1f} s; checkpoint {checkpoint}"

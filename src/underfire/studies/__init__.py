@@ -12,6 +12,7 @@ from underfire.studies.base import Part, Study, StudyConfig, StudyRun
 from underfire.studies.cache import PartCache, fingerprint, part_key
 from underfire.studies.registry import STUDIES, get_study, register_study, study_names
 from underfire.studies.runner import run_study
+from underfire.studies.sharding import gather, shard
 
 __all__ = [
     "STUDIES",
@@ -21,9 +22,11 @@ __all__ = [
     "StudyConfig",
     "StudyRun",
     "fingerprint",
+    "gather",
     "get_study",
     "part_key",
     "register_study",
     "run_study",
+    "shard",
     "study_names",
 ]

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import torch
 
+from underfire.core import distributed
 from underfire.studies.cache import PartCache, code_version, part_key
 
 __all__ = ["Part", "Study", "StudyConfig", "StudyRun"]
@@ -163,15 +164,17 @@ class StudyRun:
             uses=dict(uses or {}),
         )
         cache = self.cache
+        # under torchrun rank 0 alone reads and writes the cache; every rank continues with
+        # what it read or stored, so all ranks agree on every value
         if cache is not None:
-            hit, value = cache.get(name, key, store)
+            hit, value = distributed.from_main(lambda: cache.get(name, key, store))
             if hit:
                 self.reused.append(name)
                 return value
         value = compute()
         self.computed.append(name)
         if cache is not None:
-            value = cache.put(name, key, value, store)
+            value = distributed.from_main(lambda: cache.put(name, key, value, store))
         return value
 
     def elapsed(self) -> float:
@@ -183,13 +186,15 @@ class StudyRun:
 
     def bar(self, items: Iterable[T], what: str, total: int | None = None) -> Iterable[T]:
         """``items`` with a progress bar (ETA) when the run shows progress."""
-        if not self.progress:
+        if not self.progress or not distributed.is_main():
             return items
         from tqdm import tqdm
 
         return tqdm(items, desc=what, total=total, leave=False)
 
     def figure_path(self, name: str) -> Path:
+        if not distributed.is_main():
+            raise RuntimeError("under torchrun only rank 0 writes figures (in the report)")
         if self.out is None:
             raise ValueError("this run has no output folder to write figures into")
         path = self.out / "figures" / name

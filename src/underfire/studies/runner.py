@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from underfire._version import __version__
+from underfire.core import distributed
 from underfire.core import io as _io
 from underfire.core.outputs import guard_output
 from underfire.core.seed import seed_everything
@@ -80,7 +81,7 @@ def run_study(
         out=Path(out) if out is not None else None,
         device=torch.device(device or "cpu"),
         progress=progress,
-        log=log or (lambda _msg: None),
+        log=(log or (lambda _msg: None)) if distributed.is_main() else (lambda _msg: None),
     )
     run.state.update(inputs)
     if run.out is None:
@@ -95,7 +96,7 @@ def run_study(
             "inputs": identities,
         }
     )
-    with guard_output(
+    guard = guard_output(
         run.out,
         command=command or f"run_study({study.name!r})",
         arguments=record,
@@ -103,8 +104,13 @@ def run_study(
         force=force,
         argv=argv,
         cli=command is not None,  # the command line's wording: --out, --force
-    ):
+    )
+    with contextlib.ExitStack() as held:
+        # under torchrun rank 0 alone holds the folder and writes; the others only compute
+        distributed.from_main(lambda: bool(held.enter_context(guard)))
         _execute(run)
+        if not distributed.is_main():
+            return run.results
         # written with the results, so that config.json always describes finished results
         _io.write_json(
             run.out / "config.json",
