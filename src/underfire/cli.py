@@ -25,6 +25,7 @@ COMMANDS = [
     "train_interpretgan",
     "diagnose",
     "audit",
+    "study",
 ]
 
 
