@@ -155,7 +155,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from underfire.studies.human.server import serve as run_server
+    from underfire.raters.server import serve as run_server
 
     run_server(
         args.study,
@@ -171,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     from underfire.core import io as _io
-    from underfire.studies.human.simulate import simulate as run_simulation
+    from underfire.raters.simulate import simulate as run_simulation
 
     result = run_simulation(
         args.url,
@@ -206,8 +206,8 @@ def analyze(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from underfire.core import io as _io
-    from underfire.studies.human.build import DATABASE, read_manifest
-    from underfire.studies.human.store import AnswerStore, export_csv
+    from underfire.raters.manifest import DATABASE, read_manifest
+    from underfire.raters.store import AnswerStore, export_csv
 
     manifest = read_manifest(args.study)
     store = AnswerStore(args.study / DATABASE, readonly=True)

@@ -4,9 +4,9 @@ digit in JSMA examples crafted against gradient-regularized models?
 - ``build`` (the registered study ``human-study``, run by :func:`~underfire.studies.run_study`):
   the models, the crafted examples, the stimuli and ``manifest.json``
   (:mod:`~underfire.studies.human.build`);
-- :func:`~underfire.studies.human.server.serve`: the raters' page and API, answers in SQLite
-  (:mod:`~underfire.studies.human.store`);
-- :func:`~underfire.studies.human.simulate.simulate`: a bounded loopback load generator;
+- :func:`~underfire.raters.server.serve`: the raters' page and API, answers in SQLite
+  (:mod:`~underfire.raters.store`);
+- :func:`~underfire.raters.simulate.simulate`: a bounded loopback load generator;
 - :func:`~underfire.studies.human.analysis.analyze`: exclusions, per-pair statistics, report;
   :func:`~underfire.studies.human.analysis.claim5_from_analysis` decides claim 5 from them.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from underfire.raters.manifest import rater_plan, read_manifest
 from underfire.studies.base import Part, Study
-from underfire.studies.human.build import craft, rater_plan, read_manifest, write_stimuli
+from underfire.studies.human.build import craft, write_stimuli
 from underfire.studies.human.config import HumanStudyConfig, configure
 from underfire.studies.human.models import load_models
 from underfire.studies.registry import register_study

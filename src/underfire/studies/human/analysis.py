@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from underfire.core import io as _io
-from underfire.report import Report
-from underfire.studies.claims import claim_record, round_floats, write_claims
-from underfire.studies.human.build import DATABASE, read_manifest
-from underfire.studies.human.stats import (
+from underfire.raters.manifest import DATABASE, read_manifest
+from underfire.raters.stats import (
     binomial_test,
     bootstrap_interval,
     fleiss_kappa,
     wilson_interval,
 )
-from underfire.studies.human.store import AnswerStore
+from underfire.raters.store import AnswerStore
+from underfire.report import Report
+from underfire.studies.claims import claim_record, round_floats, write_claims
 
 __all__ = ["CLAIM5", "analyze", "analyze_answers", "claim5_from_analysis"]
 

@@ -24,11 +24,11 @@ from PIL import Image
 
 from underfire.attacks.jsma import JSMA
 from underfire.core import io as _io
+from underfire.raters.manifest import FORMAT, MANIFEST, QUESTION
 from underfire.studies.base import StudyRun
-from underfire.studies.human.config import DATABASE, FORMAT, MANIFEST, QUESTION
 from underfire.studies.human.models import load_sources
 
-__all__ = ["DATABASE", "MANIFEST", "craft", "rater_plan", "read_manifest", "write_stimuli"]
+__all__ = ["craft", "write_stimuli"]
 
 
 def _attack_all(run: StudyRun, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -177,30 +177,3 @@ def write_stimuli(run: StudyRun) -> dict[str, Any]:
     _io.write_json(out / MANIFEST, manifest)
     pairs = sum(1 for it in items if it["kind"] == "pair")
     return {"items": len(items), "pairs": pairs, "checks": len(items) - pairs, "models": names}
-
-
-def read_manifest(study: str | Path) -> dict[str, Any]:
-    """A study folder's manifest (a folder without one is not a study: one-line error)."""
-    import json
-
-    path = Path(study) / MANIFEST
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{study} is not a study folder (no {MANIFEST}); build one with "
-            "`underfire study build --quick --out STUDY`"
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a study manifest of format {FORMAT}")
-    return manifest
-
-
-def rater_plan(manifest: dict[str, Any], rater: str) -> list[tuple[str, bool]]:
-    """The items a rater sees, in their order, each with whether left/right are swapped
-    (image ``b`` on the left). The same rater always gets the same plan."""
-    digest = hashlib.sha256(f"{manifest['seed']}:{rater}".encode()).digest()
-    rng = random.Random(int.from_bytes(digest[:8], "big"))
-    ids = [it["id"] for it in manifest["items"]]
-    rng.shuffle(ids)
-    return [(i, rng.random() < 0.5) for i in ids]

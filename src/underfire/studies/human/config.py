@@ -10,17 +10,7 @@ from typing import Any
 
 from underfire.core.validation import check_float, check_int
 
-__all__ = ["DATABASE", "FORMAT", "MANIFEST", "HumanStudyConfig", "configure"]
-
-#: The study folder's manifest and answer database.
-MANIFEST = "manifest.json"
-DATABASE = "answers.sqlite"
-
-#: The manifest's format tag (the server refuses a folder that is not a study).
-FORMAT = "underfire.human-study/1"
-
-#: The question shown for every pair, as in Ross & Doshi-Velez (2018).
-QUESTION = "Which image looks more like a {target}?"
+__all__ = ["HumanStudyConfig", "configure"]
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import GradientRegularization
 from underfire.defenses.distillation import distill
 from underfire.models import model_for_dataset
+from underfire.raters.manifest import DATABASE
 from underfire.studies.base import StudyRun
-from underfire.studies.human.config import DATABASE
 from underfire.train import TrainConfig, Trainer
 
 __all__ = ["QUICK_MODELS", "FOLDER_MODELS", "load_models", "load_sources"]

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from underfire.studies.human.build import DATABASE, rater_plan, read_manifest
-from underfire.studies.human.page import APP_JS, PAGE_HTML
-from underfire.studies.human.store import AnswerStore, export_csv
+from underfire.raters.manifest import DATABASE, rater_plan, read_manifest
+from underfire.raters.page import APP_JS, PAGE_HTML
+from underfire.raters.store import AnswerStore, export_csv
 
 __all__ = ["MAX_BODY", "StudyApp", "create_app", "serve"]
 
