@@ -91,7 +91,7 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--checkpoint",
         dest="checkpoints",
-        type=Path,
+        type=str,
         action="append",
         help="a model checkpoint (twice or more)",
     )
