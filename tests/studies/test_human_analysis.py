@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from tests.browser import assert_report_renders
 from tests.studies.human_fixtures import make_study
 from underfire.cli import main
 from underfire.raters.stats import binomial_test, bootstrap_interval, fleiss_kappa, wilson_interval
@@ -127,6 +128,8 @@ def test_analyze_and_export_commands_write_results_report_and_csv(tmp_path: Path
     assert results["pairs"]["distilled vs gradreg"]["n_answers"] == 8
     assert results["claim5"]["held"] is True  # gradreg (b) chosen every time, p = 2/2^8
     assert "Claim 5" in (tmp_path / "analysis" / "report.html").read_text()
+    seen = assert_report_renders(tmp_path / "analysis" / "report.html", min_images=1)
+    assert "Items people preferred least and most" in [s["title"] for s in seen["sections"]]
     assert main(["study", "export", str(tmp_path), "--csv", str(tmp_path / "a.csv")]) == 0
     table = list(csv.DictReader(io.StringIO((tmp_path / "a.csv").read_text())))
     assert len(table) == 39 and table[0]["rater"] == "p0"
