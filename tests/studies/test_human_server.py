@@ -166,3 +166,22 @@ def test_answers_survive_sigkill_and_the_raters_continue(tmp_path: Path) -> None
     acknowledged = {tuple(p) for p in json.loads(record.read_text())}
     assert len(stored) == len({(r, i) for r, i, _ in stored}) == 400  # none duplicated
     assert acknowledged == {(r, i) for r, i, _ in stored}  # none lost
+
+
+def test_simulate_loads_only_loopback_unless_told_and_stays_bounded() -> None:
+    from underfire.raters.simulate import check_url, percentile, simulate
+
+    assert check_url("http://127.0.0.1:8000") == ("127.0.0.1", 8000, False)
+    assert check_url("http://localhost") == ("localhost", 80, False)
+    assert check_url("https://[::1]:8443/") == ("::1", 8443, True)
+    for url in ("http://10.1.2.3:8000", "http://192.168.0.5", "http://example.org"):
+        with pytest.raises(ValueError, match="not a loopback address"):
+            check_url(url)
+    assert check_url("https://example.org", allow_remote=True) == ("example.org", 443, True)
+    with pytest.raises(ValueError, match="http"):
+        check_url("ftp://127.0.0.1")
+    with pytest.raises(ValueError, match="raters must be"):
+        simulate("http://127.0.0.1:9", raters=100_000)
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert percentile(list(map(float, range(1, 101))), 99) == 99.0
+    assert percentile([], 99) is None
