@@ -6,7 +6,8 @@ next item, or the completion code after the last one. A rater's token is the onl
 or add their answers. Admins: ``GET /api/admin/progress`` and ``GET /api/admin/answers.csv``
 with ``Authorization: Bearer TOKEN`` (the token printed at start).
 
-Requests are checked before anything is stored: bodies over :data:`MAX_BODY` bytes (413),
+Requests are checked before anything is stored: bodies over :data:`MAX_BODY` bytes (413,
+after reading and dropping up to :data:`DRAIN_LIMIT` so that the client sees it),
 not JSON objects (400), unknown or extra fields, wrong types or values (422), a wrong token
 (403), an unknown item (404), an item out of the rater's order or a changed answer (409).
 """
@@ -29,6 +30,8 @@ __all__ = ["MAX_BODY", "StudyApp", "create_app", "serve"]
 
 #: Largest request body accepted (an answer is about 150 bytes).
 MAX_BODY = 4096
+#: An oversized body is read and dropped up to this size before the 413 is sent.
+DRAIN_LIMIT = 2 * 1024 * 1024
 #: The longest answer time stored (ms); longer is clamped (a rater who left the tab open).
 MAX_MS = 24 * 3600 * 1000
 _RATER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -197,13 +200,21 @@ def create_app(app_state: StudyApp) -> Any:
 
     async def read_json(request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        if declared is not None and not declared.isdigit():
+            raise Refused(400, "bad Content-Length")
+        if declared is not None and int(declared) > DRAIN_LIMIT:
             raise Refused(413, f"request bodies are limited to {MAX_BODY} bytes")
-        body = b""
+        body, size = b"", 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise Refused(413, f"request bodies are limited to {MAX_BODY} bytes")
+            size += len(chunk)
+            if size <= MAX_BODY:
+                body += chunk
+            elif size > DRAIN_LIMIT:
+                break  # not worth reading further: the connection is closed after the 413
+        if size > MAX_BODY:
+            # read (and dropped) up to DRAIN_LIMIT so that the client, still sending, gets
+            # the 413 rather than a reset connection
+            raise Refused(413, f"request bodies are limited to {MAX_BODY} bytes")
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
