@@ -31,6 +31,7 @@ COMMANDS = [
     "train_interpretgan",
     "diagnose",
     "audit",
+    "study",
 ]
 
 
