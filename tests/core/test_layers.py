@@ -13,7 +13,7 @@ SRC = Path(underfire.__file__).parent
 # Lower layers first. A part is a top-level module or subpackage of underfire.
 LAYERS: list[set[str]] = [
     {"core", "_version"},
-    {"data", "models", "checkpoint", "plotting", "report"},
+    {"data", "models", "checkpoint", "plotting", "report", "raters"},
     {"attacks", "interpreters", "metrics", "train"},
     {"defenses", "diagnosis", "robustness"},
     {"studies"},
