@@ -99,24 +99,37 @@ def test_splits_share_no_index_and_no_image(name, request, monkeypatch, tmp_path
 
     monkeypatch.setattr(module, "carve", recorded)
     reader = DATASETS.create(name)
-    for method in ("_read", "_read_part"):  # read each file once in this test
+    files: list[tuple[torch.Tensor, torch.Tensor]] = []  # what the loader read, (x, y) a file
+    for method in ("_read", "_read_part"):  # read each file once, and keep what was read
         if hasattr(reader, method):
-            monkeypatch.setattr(reader, method, functools.cache(getattr(reader, method)))
+            read = functools.cache(getattr(reader, method))
+
+            def kept(*args, read=read, **kwargs):
+                files.append(read(*args, **kwargs))
+                return files[-1]
+
+            monkeypatch.setattr(reader, method, kept)
     parts = {s: load_dataset(name, s, root=root) for s in SPLITS}
     assert sorted(indices) == sorted(carved_splits)
-    # the whole source the carved splits come from: every index
-    monkeypatch.setattr(module, "carve", lambda n, split, fractions, seed: torch.arange(n))
-    source = load_dataset(name, carved_splits[0], root=root)
-    n = len(source)
-    assert {size for size, _ in indices.values()} == {n}
+    sizes = {size for size, _ in indices.values()}
+    assert len(sizes) == 1, f"{name}: splits carved from sources of sizes {sizes}"
+    (n,) = sizes
     joined = torch.cat([indices[s][1] for s in carved_splits]).sort().values
     assert torch.equal(joined, torch.arange(n))  # no shared index, none left out
-    source_images, source_sums = _images(source.x), _checksums(source.x)
+    # the whole source the carved splits come from: the file of n images (digits: no file,
+    # so loaded with every index)
+    sources = [(x, y) for x, y in files if len(y) == n]
+    if not sources:
+        monkeypatch.setattr(module, "carve", lambda n, split, fractions, seed: torch.arange(n))
+        whole = load_dataset(name, carved_splits[0], root=root)
+        sources = [(whole.x, whole.y)]
+    source_x, source_y = sources[0]
+    source_images, source_sums = _images(source_x), _checksums(source_x)
     images = {}
     for s in SPLITS:
         if s in carved_splits:  # the split holds the source's images at its indices
             idx = indices[s][1]
-            assert torch.equal(parts[s].y, source.y[idx])
+            assert torch.equal(parts[s].y, source_y[idx])
             torch.testing.assert_close(_checksums(parts[s].x), source_sums[idx])
             images[s] = {source_images[i] for i in idx.tolist()}
         else:
