@@ -17,9 +17,14 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def test_every_registered_attack_is_covered():
+    """Fails if an attack is registered without a contract case here, or if the test said
+    to cover ADV² (tests/attacks/test_adv2.py::test_contract) is gone."""
+    from . import test_adv2
+
     covered = {f().name for f in FACTORIES.values()}
-    # ADV² needs an interpreter and a target: tests/attacks/test_adv2_contract.py runs this
-    # contract for it, once per interpreter.
+    # ADV² needs an interpreter and a target: tests/attacks/test_adv2.py::test_contract runs
+    # this contract for it, once per interpreter.
+    assert callable(getattr(test_adv2, "test_contract", None))
     assert covered | {"adv2"} == set(A.names())
     assert covered == {"fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "substitute"}
 

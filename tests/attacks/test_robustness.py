@@ -112,23 +112,78 @@ def test_iterative_weaker_than_single_step_warns(setup):
         robust_accuracy(model, PGD(eps=0.3, steps=5, random_start=False), data, eps=[0.1, 0.3])
 
 
-def test_transfer_matrix(setup):
-    model, data = setup
-    torch.manual_seed(1)
-    other = Counting(model).eval()  # same function, another object
-    attack = FGSM()
+@pytest.fixture(scope="module")
+def linear_digits(trained_digits):
+    """A second, distinct classifier: logistic regression on the 64 pixels (another
+    architecture, other weights), trained on digits in about a second."""
+    from underfire.data import load_dataset
+    from underfire.train import TrainConfig, Trainer
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    Trainer(model, config=TrainConfig(epochs=8, batch_size=64, lr=1e-2, seed=3)).fit(
+        load_dataset("digits", "train")
+    )
+    return model.eval()
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def test_transfer_matrix(setup, linear_digits):
+    """Names, shapes and clean accuracies, and white-box cells stronger than transferred ones.
+
+    Fails if the examples are crafted on the victim instead of the source: the CNN→linear
+    cell then equals the linear model's white-box accuracy, far below the transferred one.
+    """
+    cnn, data = setup
     eps = [0.1, 0.3]
     result = transfer_matrix(
-        {"a": model, "b": other}, {"a": model, "c": nn.Sequential(other)}, attack, data, eps=eps
+        {"cnn": cnn, "linear": linear_digits}, [linear_digits, cnn], FGSM(), data, eps=eps
     )
-    assert result["sources"] == ["a", "b"] and result["victims"] == ["a", "c"]
+    assert result["sources"] == ["cnn", "linear"] and result["victims"] == ["victim0", "victim1"]
     acc = torch.tensor(result["accuracy"])
-    assert acc.shape == (2, 2, 2)
-    white = robust_accuracy(model, attack, data, eps=eps)["accuracy"]
-    for s in range(2):
-        for v in range(2):
-            torch.testing.assert_close(acc[s, v], torch.tensor(white, dtype=acc.dtype))
-    assert set(result["clean_accuracy"]) == {"a", "c"}
+    assert acc.shape == (2, 2, 2) and result["eps"] == eps and result["n"] == 100
+    assert result["clean_accuracy"] == {
+        "victim0": pytest.approx(_accuracy(linear_digits, *data)),
+        "victim1": pytest.approx(_accuracy(cnn, *data)),
+    }
+    white = {
+        "cnn": robust_accuracy(cnn, FGSM(), data, eps=eps)["accuracy"],
+        "linear": robust_accuracy(linear_digits, FGSM(), data, eps=eps)["accuracy"],
+    }
+    torch.testing.assert_close(acc[0, 1], torch.tensor(white["cnn"], dtype=acc.dtype))
+    torch.testing.assert_close(acc[1, 0], torch.tensor(white["linear"], dtype=acc.dtype))
+    # at the small ε, transfer loses strength: each victim does better on the other model's
+    # examples than on its own (at ε = 0.3 both fool either model)
+    assert acc[0, 0, 0] > acc[1, 0, 0] + 0.05 and acc[1, 1, 0] > acc[0, 1, 0] + 0.05
+
+
+def test_transfer_matrix_cells_equal_fgsm_crafted_on_the_source_scored_on_the_victim(
+    setup, linear_digits
+):
+    """Every cell [source][victim][ε] is the victim's accuracy on FGSM examples crafted
+    white-box against the source, with two models of different architectures and weights.
+
+    Fails if transfer_matrix crafts on the victim instead of the source, mixes up the order
+    of sources, victims or ε, or scores a cell on the source instead of the victim.
+    """
+    cnn, data = setup
+    models = {"cnn": cnn, "linear": linear_digits}
+    eps = [0.05, 0.15, 0.3]
+    result = transfer_matrix(models, models, FGSM(), data, eps=eps, batch_size=40)
+    cells = {}
+    for s, source in enumerate(models.values()):
+        for v, victim in enumerate(models.values()):
+            for e, radius in enumerate(eps):
+                expected = _accuracy(victim, FGSM(eps=radius)(source, *data), data[1])
+                cells[s, v, e] = expected
+                assert result["accuracy"][s][v][e] == pytest.approx(expected), (s, v, e)
+    # the two models disagree enough that a swapped source or victim changes the cells
+    assert any(abs(cells[0, 1, e] - cells[1, 1, e]) > 0.1 for e in range(len(eps)))
+    assert any(abs(cells[1, 0, e] - cells[0, 0, e]) > 0.1 for e in range(len(eps)))
 
 
 def test_bad_data_is_rejected(setup):

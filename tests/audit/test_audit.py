@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,13 +36,24 @@ def audited(digits_model, digits_splits, tmp_path_factory):
 
 
 def test_results_are_complete_and_consistent(audited) -> None:
+    """The worst case equals its per-sample definition, recomputed from the saved lists.
+
+    On this data the minimum of the per-attack accuracies happens to coincide with it;
+    test_worst_case_counts_a_sample_robust_only_if_every_attack_failed_on_it separates them.
+    """
     out, r = audited
     assert r["config"]["eps"] == [0.0, 0.1, 0.3]
     assert r["clean"]["n"] == 48 and r["clean"]["accuracy"] > 0.9
     worst = r["worst_case"]["accuracy"]
-    for name in ("fgsm", "pgd", "cw"):
-        acc = [sum(c) / len(c) for c in r[f"attack-{name}"]["correct"]]
-        # the per-sample worst case is never above any single attack (nor the clean accuracy)
+    correct = {name: r[f"attack-{name}"]["correct"] for name in ("fgsm", "pgd", "cw")}
+    for i, w in enumerate(worst):
+        # robust at ε: classified correctly when clean and under every attack at ε
+        robust = torch.tensor(r["clean"]["correct"])
+        for per_eps in correct.values():
+            robust &= torch.tensor(per_eps[i])
+        assert w == pytest.approx(robust.double().mean().item())
+    for per_eps in correct.values():  # hence never above any single attack
+        acc = [sum(c) / len(c) for c in per_eps]
         assert all(w <= a + 1e-9 for w, a in zip(worst, acc, strict=True))
     assert worst[0] == pytest.approx(r["clean"]["accuracy"])
     assert worst[-1] < 0.2  # ε = 0.3 breaks a normally trained digits model
@@ -106,6 +118,33 @@ def test_a_recomputed_part_equals_the_fresh_one_whatever_was_reused_before_it(
     first["transfer"].pop("seconds")
     again["transfer"].pop("seconds")
     assert again["transfer"] == first["transfer"]
+
+
+def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed_on_it(
+    audited, digits_model, digits_splits, tmp_path
+) -> None:
+    """Saved parts edited so that at ε = 0.1 FGSM fools samples 0-9 only and PGD samples
+    10-19 only; the resumed audit's worst case must count all twenty as broken.
+
+    Fails if the worst case is the minimum of the per-attack accuracies (it would count only
+    ten), or ignores an attack or the clean predictions.
+    """
+    out, _ = audited
+    folder = tmp_path / "audit"
+    shutil.copytree(out, folder)
+    # a stored part is {"key": what it was computed from, "value": the result}
+    clean = json.loads((folder / "parts" / "clean.json").read_text())["value"]["correct"]
+    fooled = {"fgsm": range(0, 10), "pgd": range(10, 20), "cw": range(0)}
+    for name, samples in fooled.items():
+        path = folder / "parts" / f"attack-{name}.json"
+        stored = json.loads(path.read_text())
+        stored["value"]["correct"][1] = [i not in samples for i in range(len(clean))]
+        path.write_text(json.dumps(stored))
+    r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
+    assert "attack-pgd" in r["resumed"]
+    robust = [ok and not 0 <= i < 20 for i, ok in enumerate(clean)]
+    assert r["worst_case"]["accuracy"][1] == pytest.approx(sum(robust) / len(clean))
+    assert r["worst_case"]["accuracy"][1] < 38 / len(clean)  # each attack alone leaves 38
 
 
 def test_other_settings_in_the_same_folder_are_refused(

@@ -1,6 +1,10 @@
+import importlib
 import json
+import shutil
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -62,14 +66,25 @@ def test_argument_validation(capsys):
     assert info.value.code == 2 and "positive integer" in capsys.readouterr().err
 
 
-def test_console_script_entry_point():
-    result = subprocess.run(
-        [sys.executable, "-m", "underfire", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0 and result.stdout.startswith("underfire ")
+def test_console_script_entry_point(capsys):
+    """The ``underfire`` console script declared in pyproject.toml runs the CLI, and so does
+    the installed script (``python -m underfire`` goes through ``__main__`` instead).
+
+    Fails if ``[project.scripts]`` names a module or function that does not exist or is not
+    the CLI, or if the installed script does not run.
+    """
+    repo = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["underfire"].partition(":")
+    entry = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as info:
+        entry(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("underfire ")
+    script = shutil.which("underfire", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the package is not installed (pip install -e .): no console script to run")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("underfire "), result.stderr
 
 
 def test_demo_writes_results_figures_and_report(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import torch
 
 KINDS = {
     "attacks": "fgsm",
@@ -36,7 +37,15 @@ def test_old_interpreter_verbs_are_aliases():
 
 
 def test_dataset_create_loads_a_split():
+    """``data.create(name, split)`` is ``load_dataset(name, split)``, keyword arguments too.
+
+    Fails if ``create`` ignores the split (or the seed) or loads another data set."""
     from underfire import data
 
     ds = data.create("digits", "test")
-    assert len(ds) > 0
+    expected = data.load_dataset("digits", "test")
+    assert ds.split == "test" and ds.info.name == "digits" and len(ds) == 359
+    assert torch.equal(ds.x, expected.x) and torch.equal(ds.y, expected.y)
+    val = data.create("digits", split="val", seed=1)
+    assert torch.equal(val.x, data.load_dataset("digits", "val", seed=1).x)
+    assert not torch.equal(val.x, data.load_dataset("digits", "val").x)

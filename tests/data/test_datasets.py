@@ -28,17 +28,39 @@ def test_names():
 
 
 def test_digits_splits_are_disjoint_deterministic_and_cover_everything():
+    """The three splits are the 1797 images of scikit-learn's digits, each exactly once.
+
+    Fails if an image of one split leaks into another (e.g. part of test added to train),
+    if an image is dropped or repeated, or if the split ignores its seed.
+    """
+    from sklearn.datasets import load_digits
+
     parts = {s: load_dataset("digits", s) for s in ("train", "val", "test")}
     assert [len(parts[s]) for s in ("train", "val", "test")] == [1258, 180, 359]
     for d in parts.values():
         assert d.x.dtype == torch.float32 and d.x.shape[1:] == (1, 8, 8)
         assert d.x.min() >= 0 and d.x.max() <= 1 and d.y.dtype == torch.int64
-    rows = torch.cat([p.x.flatten(1) for p in parts.values()])
-    assert rows.shape[0] == 1797
+    images = {s: {_key(row) for row in p.x} for s, p in parts.items()}
+    assert all(len(images[s]) == len(parts[s]) for s in parts)  # no image twice in a split
+    assert len(images["train"] & images["val"]) == 0
+    assert len(images["train"] & images["test"]) == 0
+    assert len(images["val"] & images["test"]) == 0
+    bunch = load_digits()
+    source = torch.tensor(bunch.images, dtype=torch.float32).div_(16.0)
+    assert images["train"] | images["val"] | images["test"] == {_key(row) for row in source}
+    labelled = {
+        (_key(row), int(c)) for p in parts.values() for row, c in zip(p.x, p.y, strict=True)
+    }
+    assert labelled == {(_key(row), int(c)) for row, c in zip(source, bunch.target, strict=True)}
     again = load_dataset("digits", "test")
     assert torch.equal(again.x, parts["test"].x)
     other_seed = load_dataset("digits", "test", seed=1)
     assert not torch.equal(other_seed.y, parts["test"].y)
+
+
+def _key(image: torch.Tensor) -> bytes:
+    """An image's identity: its pixels quantized to bytes (the sources are 8-bit or 4-bit)."""
+    return bytes(image.mul(255).round().to(torch.uint8).flatten().tolist())
 
 
 def test_unknown_name_and_split():
@@ -48,15 +70,30 @@ def test_unknown_name_and_split():
         load_dataset("digits", "valid")
 
 
+_IDX_TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
 @pytest.mark.parametrize(
-    "name", ["mnist", "fashion-mnist", "notmnist", "cifar10", "svhn", "imagenet"]
+    ("name", "files", "fix"),
+    [
+        ("mnist", _IDX_TEST_FILES, "--download"),
+        ("fashion-mnist", _IDX_TEST_FILES, "--download"),
+        ("notmnist", _IDX_TEST_FILES, "notMNIST-to-MNIST"),
+        ("cifar10", ("test_batch.bin", "cifar-10-batches-bin"), "--download"),
+        ("svhn", ("test_32x32.mat",), "--download"),
+        ("imagenet", ("imagenet/test", "imagenet-sample/labels.csv"), "ILSVRC-2012"),
+    ],
 )
-def test_missing_data_names_the_files_and_the_fix(name, tmp_path):
+def test_missing_data_names_the_files_and_the_fix(name, files, fix, tmp_path):
+    """Fails if the message leaves out a missing file's name, the folder searched or the fix
+    (the download option or where to get the files)."""
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset(name, "test", root=tmp_path)
     message = str(info.value)
     assert str(tmp_path) in message
-    assert any(word in message for word in ("download", "Get", "Put", "Copy"))
+    for file in files:
+        assert file in message
+    assert fix in message
 
 
 def test_malformed_idx_is_reported(tmp_path):

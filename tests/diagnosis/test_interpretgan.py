@@ -3,6 +3,8 @@ checkpoints load weights-only and resume exactly; contracts; bad input."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,14 +20,23 @@ from underfire.diagnosis import (
 
 @pytest.mark.slow  # shares the ~10 s small_gan fixture
 def test_generated_images_keep_the_source_class(small_gan, digits_model, digits_splits) -> None:
+    """Fails if the information loss (FVU) is not Σ‖x̂ − x‖² / Σ‖x − x̄‖² of the generated
+    images (e.g. infinite, NaN, or computed against the wrong images), or if the generated
+    images lose the source's class."""
     gan, _ = small_gan
     test = digits_splits["test"]
     stats = evaluate_interpretgan(gan, digits_model, test.x, test.y)
+    generated = gan.generate(digits_model, test.x)
+    x = test.x.double().flatten(1)
+    spread = (x - x.mean(0)).pow(2).sum()
     # measured after 100 steps (batch 32, width 32, seed 0): the classifier gives 91.6% (pool1)
     # and 93.6% (pool2) of the generated images the source image's class; chance is 10%
     for layer in gan.layers:
         assert stats[layer]["consistency"] > 0.75, stats
-        assert stats[layer]["fvu"] == stats[layer]["fvu"], stats  # finite, not NaN
+        fvu = stats[layer]["fvu"]
+        assert math.isfinite(fvu) and fvu > 0, stats
+        error = (generated[layer].double().flatten(1) - x).pow(2).sum()
+        assert fvu == pytest.approx(float(error / spread), rel=1e-6), stats
     images = gan.generate(digits_model, test.x[:8])
     for v in images.values():
         assert v.shape == test.x[:8].shape and float(v.min()) >= 0 and float(v.max()) <= 1

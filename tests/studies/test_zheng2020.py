@@ -110,13 +110,34 @@ def test_quick_run_writes_results_report_and_figures(quick: tuple[Path, dict]) -
 
 
 @pytest.mark.slow
-def test_second_run_reuses_models_and_sections(quick: tuple[Path, dict]) -> None:
+def test_second_run_reuses_models_and_sections(
+    quick: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reuse is proven by the saved files' identity and a count of InterpretGAN steps.
+
+    Fails if the second run retrains a model, recomputes a robustness or diagnosis section,
+    or trains an InterpretGAN again instead of resuming its finished checkpoint.
+    """
+    import underfire.diagnosis.interpretgan as interpretgan
+
     out, first = quick
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "models").glob("*.pt")}
-    assert len(stamps) == 6  # 6 models
+    models = list((out / "models").glob("*.pt"))
+    assert len(models) == 6  # 6 models
+    files = [*models, *(out / "parts").glob("*")]
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in files}
     assert first["run"]["reused"] == []
+    gan_steps: list[int] = []
+    generator_loss = interpretgan._generator_loss
+
+    def counted(*args, **kwargs):
+        gan_steps.append(1)
+        return generator_loss(*args, **kwargs)
+
+    monkeypatch.setattr(interpretgan, "_generator_loss", counted)
     again = _run(out, quick=True)
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
+    # nothing recomputed: the same files, untouched, and every cached result reused
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in files} == stamps
+    assert gan_steps == []  # both InterpretGANs resumed at their last step, not retrained
     names = [f"{p}-seed{s}" for s in (0, 1, 2) for p in ("max", "avg")]
     assert again["run"]["reused"] == (
         [f"robust/{n}" for n in names]

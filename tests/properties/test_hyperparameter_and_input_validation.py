@@ -1,5 +1,5 @@
-"""The API failure kinds of issue 11, one named test each ("NaN and inf get through",
-"silent nonsense", "tracebacks for user errors" on the library side)."""
+"""Validation of hyperparameters and inputs on the library side, one named test per failure
+kind: NaN and inf getting through, silent nonsense, tracebacks for user errors."""
 
 from __future__ import annotations
 
