@@ -14,3 +14,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     exec(compile("\n".join(blocks), str(README), "exec"), namespace)  # noqa: S102 - running the README is the test
     assert (tmp_path / "digits.pt").exists()
     assert namespace["maps"].shape == (64, 1, 8, 8)
+    # the studies example: the rerun takes the classifier section from the part cache
+    assert namespace["again"]["run"]["reused"] == ["classifier"]
+    assert namespace["again"]["classifier"] == namespace["results"]["classifier"]
