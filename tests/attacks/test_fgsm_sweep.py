@@ -1,5 +1,6 @@
-"""FGSM's sweep (one gradient for every ε, used by robust_accuracy) gives exactly what a call
-per ε gives: the same step, clipped to [0, 1], targeted when asked, ε = 0 the input itself."""
+"""FGSM's step at every ε: its sweep (one gradient for every ε, used by robust_accuracy) gives
+exactly what a call per ε gives (the same step, clipped to [0, 1], targeted when asked, ε = 0
+the input itself), and the largest ε still steps."""
 
 from __future__ import annotations
 
@@ -107,3 +108,11 @@ def test_tgsm_without_a_target_rule_is_refused_pointing_to_fgsm():
         r"use FGSM for untargeted$",
     ):
         TGSM(target=None)  # type: ignore[arg-type]
+
+
+def test_a_call_at_eps_one_still_steps_and_the_config_records_linf():
+    """Fails if ε = 1 is taken for "no perturbation", or the attack's recorded norm (results
+    files, reports) is not "linf"."""
+    out = FGSM(eps=1.0)(Linear(W2), img(0.3, 0.8, 0.5, 0.2), torch.tensor([0]))
+    torch.testing.assert_close(out, img(0.0, 1.0, 0.5, 0.0), rtol=0, atol=0)
+    assert FGSM(eps=0.25).config() == {"name": "fgsm", "eps": 0.25, "norm": "linf"}
