@@ -150,14 +150,20 @@ def read_results(work: Path, module: Module) -> dict[str, str]:
     return {key: STATUS_BY_CODE.get(code, "suspicious") for key, code in codes.items()}
 
 
-def mutant_diff(work: Path, key: str) -> str:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    mutmut = shutil.which("mutmut") or "mutmut"
-    out = subprocess.run(
-        [mutmut, "show", key], cwd=work, env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return "\n".join(line for line in out.splitlines() if not line.startswith("# ")).strip()
+def mutant_diffs(work: Path, module: Module, keys: list[str]) -> dict[str, str]:
+    """The diff of each mutant, as ``mutmut show`` prints it, read in this process (a
+    ``mutmut show`` per mutant would import mutmut and libcst again each time)."""
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = Path.cwd()
+    os.chdir(work)
+    reset_config()
+    try:
+        return {key: get_diff_for_mutant(key, path=Path(module.path)).strip() for key in keys}
+    finally:
+        os.chdir(here)
+        reset_config()
 
 
 def _function_spans(source: str) -> dict[str, tuple[int, int]]:
@@ -196,16 +202,16 @@ def mutant_line(
 
 
 def summarize(module: Module, statuses: dict[str, str], work: Path) -> dict[str, Any]:
-    source = (REPO / module.path).read_text("utf-8")
+    source = (work / module.path).read_text("utf-8")  # the copy mutmut ran on
     lines, spans = source.splitlines(), _function_spans(source)
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     survivors = []
-    for key, status in sorted(statuses.items(), key=lambda kv: _natural(kv[0])):
-        if status in KILLED:
-            continue
-        diff = mutant_diff(work, key)
+    alive = sorted((k for k, s in statuses.items() if s not in KILLED), key=_natural)
+    diffs = mutant_diffs(work, module, alive)
+    for key in alive:
+        status, diff = statuses[key], diffs[key]
         survivors.append(
             {
                 "mutant": key,
