@@ -59,6 +59,12 @@ def test_a_call_warns_at_the_callers_line(attack, name):
     assert w.filename == __file__
 
 
+def test_a_sweeps_masking_warning_names_the_attack():
+    """Fails if the sweep's warning is lost or loses the attack's name and the count."""
+    (w,) = _masking_warnings(lambda: list(FGSM().sweep(ZeroGradient(), X, Y, [0.1, 0.2])))
+    assert str(w.message).startswith("FGSM: 2 of 2 input gradients are all zero")
+
+
 @only_outside_mutation_runs
 def test_a_sweep_warns_at_the_loop_that_consumes_it():
     """Fails if the sweep's warning points past the caller's frame (it reported ``sys:1``)
