@@ -234,6 +234,11 @@ def summarize(module: Module, statuses: dict[str, str], work: Path) -> dict[str,
     }
 
 
+def _earlier(status: str | None) -> str:
+    """The verdict of a mutant a recheck did not rerun: killed, unless mutmut kept another."""
+    return status if status not in (None, "not checked") else "killed"
+
+
 def _natural(key: str) -> tuple[str, int]:
     stem, _, number = key.rpartition("__mutmut_")
     return (stem, int(number) if number.isdigit() else 0)
@@ -338,9 +343,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = work / "mutmut.log"
         start = time.monotonic()
+        # A recheck reruns the last report's survivors only; every other mutant was killed then
+        # (mutmut itself forgets its verdicts when the test selection changes).
+        before = read_results(work, module) if args.recheck else {}
         code = run_mutmut(work, mutants, log)
         wall = round(time.monotonic() - start)
         statuses = read_results(work, module)
+        if args.recheck:
+            rerun = set(mutants)
+            statuses = {
+                k: s if k in rerun else _earlier(before.get(k)) for k, s in statuses.items()
+            }
         summary = summarize(module, statuses, work)
         summary["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         summary["wall_s"] = wall
