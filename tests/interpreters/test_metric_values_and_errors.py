@@ -37,6 +37,11 @@ def test_success_rate_untargeted_and_targeted():
     assert math.isnan(success_rate(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)))
 
 
+def test_targets_are_checked_against_the_number_of_rows_not_of_classes():
+    """Fails if the target's expected length is taken from the class axis (2 rows, 3 classes)."""
+    assert success_rate(LOGITS[:2], torch.tensor([0, 0]), torch.tensor([1, 1])) == 0.5
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
