@@ -131,7 +131,7 @@ def prepare_workdir(work: Path, module: Module, pytest_args: list[str], fresh: b
     )
 
 
-def run_mutmut(work: Path, mutants: list[str], log: Path) -> int:
+def run_mutmut(work: Path, mutants: list[str], log: Path, limit: float | None = None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
     env.pop("PYTHONPATH", None)  # mutmut puts mutants/src first; the editable install is last
     mutmut = shutil.which("mutmut") or "mutmut"
@@ -208,7 +208,9 @@ def summarize(module: Module, statuses: dict[str, str], work: Path) -> dict[str,
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     survivors = []
-    alive = sorted((k for k, s in statuses.items() if s not in KILLED), key=_natural)
+    alive = sorted(
+        (k for k, s in statuses.items() if s not in KILLED and s != "not checked"), key=_natural
+    )
     diffs = mutant_diffs(work, module, alive)
     for key in alive:
         status, diff = statuses[key], diffs[key]
@@ -223,12 +225,14 @@ def summarize(module: Module, statuses: dict[str, str], work: Path) -> dict[str,
         )
     killed = sum(n for s, n in counts.items() if s in KILLED)
     total = len(statuses)
+    checked = total - counts.get("not checked", 0)  # below total when a run was cut short
     return {
         "module": module.path,
         "tests": list(module.tests),
         "killed": killed,
+        "checked": checked,
         "total": total,
-        "score": round(100.0 * killed / total, 1) if total else None,
+        "score": round(100.0 * killed / checked, 1) if checked else None,
         "status_counts": counts,
         "survivors": survivors,
     }
@@ -250,13 +254,14 @@ def write_reports(settings: dict[str, Any], results: dict[str, dict[str, Any]]) 
     modules = {m["module"]: m for m in previous.get("modules", [])}
     modules.update(results)
     killed = sum(m["killed"] for m in modules.values())
-    total = sum(m["total"] for m in modules.values())
+    checked = sum(m.get("checked", m["total"]) for m in modules.values())
     report = {
         "tool": f"mutmut {_mutmut_version()}",
         "target_percent": settings["target"],
         "killed": killed,
-        "total": total,
-        "score": round(100.0 * killed / total, 1) if total else None,
+        "checked": checked,
+        "total": sum(m["total"] for m in modules.values()),
+        "score": round(100.0 * killed / checked, 1) if checked else None,
         "modules": sorted(modules.values(), key=lambda m: m["module"]),
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,16 +276,18 @@ def _markdown(report: dict[str, Any]) -> str:
         f"Written by `python tools/mutation.py` ({report['tool']}); see docs/developing.md,"
         ' section "Mutation testing", for the equivalent survivors explained.',
         "",
-        f"Overall: **{report['killed']}/{report['total']} killed ({report['score']} %)**,"
-        f" target {report['target_percent']} %.",
+        f"Overall: **{report['killed']} of {report.get('checked', report['total'])} checked"
+        f" mutants killed ({report['score']} %)**, {report['total']} mutants in all;"
+        f" target {report['target_percent']} %. A module with fewer checked than mutants was"
+        " cut short (`--time-limit`); `--resume` finishes it.",
         "",
-        "| module | killed | total | score | run on | wall time |",
-        "|---|---:|---:|---:|---|---:|",
+        "| module | killed | checked | mutants | score (killed/checked) | run on | wall time |",
+        "|---|---:|---:|---:|---:|---|---:|",
     ]
     for m in report["modules"]:
         out.append(
-            f"| `{m['module']}` | {m['killed']} | {m['total']} | {m['score']} % "
-            f"| {m.get('date', '')} | {m.get('wall_s', '')} s |"
+            f"| `{m['module']}` | {m['killed']} | {m.get('checked', m['total'])} | {m['total']} "
+            f"| {m['score']} % | {m.get('date', '')} | {m.get('wall_s', '')} s |"
         )
     for m in report["modules"]:
         if not m["survivors"]:
@@ -312,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--resume", action="store_true", help="keep the last results, test the unchecked mutants"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
     )
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     args = parser.parse_args(argv)
@@ -346,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         # A recheck reruns the last report's survivors only; every other mutant was killed then
         # (mutmut itself forgets its verdicts when the test selection changes).
         before = read_results(work, module) if args.recheck else {}
-        code = run_mutmut(work, mutants, log)
+        code = run_mutmut(work, mutants, log, args.time_limit)
         wall = round(time.monotonic() - start)
         statuses = read_results(work, module)
         if args.recheck:
