@@ -14,6 +14,7 @@ surviving mutant with its file, line and diff. Modules not run this time keep th
     python tools/mutation.py --module norms       # modules whose path contains "norms"
     python tools/mutation.py --module pgd --recheck  # rerun last run's survivors only
     python tools/mutation.py --module pgd --resume   # finish an interrupted run
+    python tools/mutation.py --module base --time-limit 600  # stop after 10 minutes
     python tools/mutation.py --list               # the modules and their tests
 
 Needs ``pip install -e .[mutation]``.
@@ -137,9 +138,12 @@ def run_mutmut(work: Path, mutants: list[str], log: Path, limit: float | None = 
     mutmut = shutil.which("mutmut") or "mutmut"
     cmd = [mutmut, "run", "--max-children", "1", *mutants]
     with log.open("w") as out:
-        return subprocess.run(
-            cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT
-        ).returncode
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:  # results so far are saved mutant by mutant
+            proc.terminate()
+            return proc.wait()
 
 
 def read_results(work: Path, module: Module) -> dict[str, str]:
@@ -319,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--resume", action="store_true", help="keep the last results, test the unchecked mutants"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
     )
     parser.add_argument(
         "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
