@@ -327,9 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
     )
-    parser.add_argument(
-        "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
-    )
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     args = parser.parse_args(argv)
     settings, modules = load_config()
