@@ -242,6 +242,13 @@ def summarize(module: Module, statuses: dict[str, str], work: Path) -> dict[str,
     }
 
 
+def _report_modules(json_path: Path) -> list[dict[str, Any]]:
+    if not json_path.exists():
+        return []
+    modules: list[dict[str, Any]] = json.loads(json_path.read_text("utf-8"))["modules"]
+    return modules
+
+
 def _earlier(status: str | None) -> str:
     """The verdict of a mutant a recheck did not rerun: killed, unless mutmut kept another."""
     return status if status not in (None, "not checked") else "killed"
@@ -327,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-limit", type=float, help="seconds per module; then stop (finish with --resume)"
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the last results"
+    )
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     args = parser.parse_args(argv)
     settings, modules = load_config()
@@ -342,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for module in chosen:
         work = REPO / settings["workdir"] / module.name
+        if args.report_only:
+            summary = summarize(module, read_results(work, module), work)
+            old = next((m for m in _report_modules(json_path) if m["module"] == module.path), {})
+            summary.update({k: old[k] for k in ("date", "wall_s") if k in old})
+            results[module.path] = summary
+            write_reports(settings, results)
+            continue
         mutants: list[str] = []
         if args.recheck:
             if not (work / "mutants").exists() or module.path not in previous:
