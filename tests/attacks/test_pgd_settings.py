@@ -60,14 +60,24 @@ def test_bad_settings_are_refused_with_the_fix(settings, error, message):
 
 
 def test_settings_are_kept_and_an_l2_step_may_exceed_one():
-    """Fails if a setting is stored altered, an L2 step above 1 is refused, or the
-    determinism flag does not follow the random start."""
+    """Fails if a setting or default (BIM: 10 steps from x; PGD: 40 steps, one run) is stored
+    altered, an L2 step above 1 is refused, or the determinism flag does not follow the
+    random start."""
     pgd = PGD(eps=2.0, norm="l2", step_size=1.5, steps=3, restarts=2, early_stop=True, seed=4)
     assert (pgd.eps, pgd.norm, pgd.step_size, pgd.steps) == (2.0, "l2", 1.5, 3)
     assert (pgd.restarts, pgd.early_stop, pgd.seed, pgd.random_start) == (2, True, 4, True)
     assert pgd.deterministic is False
     assert PGD(random_start=False).deterministic is True
-    assert BIM().random_start is False and BIM().norm == "linf"
+    bim = BIM()
+    assert (bim.eps, bim.steps, bim.norm, bim.random_start, bim.early_stop) == (
+        0.3,
+        10,
+        "linf",
+        False,
+        False,
+    )
+    assert BIM(early_stop=True).early_stop is True
+    assert (PGD().eps, PGD().steps, PGD().restarts) == (0.3, 40, 1)
 
 
 def test_eps_zero_returns_the_input(tiny_model, batch):
