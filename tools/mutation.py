@@ -249,9 +249,13 @@ def _report_modules(json_path: Path) -> list[dict[str, Any]]:
     return modules
 
 
-def _earlier(status: str | None) -> str:
-    """The verdict of a mutant a recheck did not rerun: killed, unless mutmut kept another."""
-    return status if status not in (None, "not checked") else "killed"
+def _save_statuses(work: Path, statuses: dict[str, str]) -> None:
+    (work / "statuses.json").write_text(json.dumps(statuses, indent=0, sort_keys=True), "utf-8")
+
+
+def _load_statuses(work: Path) -> dict[str, str]:
+    path = work / "statuses.json"
+    return json.loads(path.read_text("utf-8")) if path.exists() else {}
 
 
 def _natural(key: str) -> tuple[str, int]:
@@ -353,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     for module in chosen:
         work = REPO / settings["workdir"] / module.name
         if args.report_only:
-            summary = summarize(module, read_results(work, module), work)
+            statuses = _load_statuses(work) or read_results(work, module)
+            summary = summarize(module, statuses, work)
             old = next((m for m in _report_modules(json_path) if m["module"] == module.path), {})
             summary.update({k: old[k] for k in ("date", "wall_s") if k in old})
             results[module.path] = summary
@@ -374,17 +379,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = work / "mutmut.log"
         start = time.monotonic()
-        # A recheck reruns the last report's survivors only; every other mutant was killed then
-        # (mutmut itself forgets its verdicts when the test selection changes).
-        before = read_results(work, module) if args.recheck else {}
+        # A recheck reruns the last survivors only; the others keep their verdict, read from
+        # statuses.json (mutmut itself forgets its verdicts when the test selection changes).
+        before = _load_statuses(work) or read_results(work, module) if args.recheck else {}
         code = run_mutmut(work, mutants, log, args.time_limit)
         wall = round(time.monotonic() - start)
         statuses = read_results(work, module)
         if args.recheck:
             rerun = set(mutants)
             statuses = {
-                k: s if k in rerun else _earlier(before.get(k)) for k, s in statuses.items()
+                k: s if k in rerun and s != "not checked" else before.get(k, s)
+                for k, s in statuses.items()
             }
+        _save_statuses(work, statuses)
         summary = summarize(module, statuses, work)
         summary["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         summary["wall_s"] = wall
