@@ -1,5 +1,6 @@
-"""transfer_matrix's inputs: how models are named, how bad ones are refused, that a target
-reaches the attack, and that the white-box soundness check runs by default."""
+"""transfer_matrix's inputs and bookkeeping: how models are named, how bad ones are refused,
+that a target reaches the attack, clean accuracy per victim, and that the white-box soundness
+check runs by default; and the default target rule of a targeted attack in robust_accuracy."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-from underfire.attacks import FGSM, Attack, SoundnessWarning
+from underfire.attacks import FGSM, TGSM, Attack, SoundnessWarning
 from underfire.robustness import robust_accuracy, transfer_matrix
 
 
@@ -106,3 +107,32 @@ def test_white_box_cells_are_checked_by_default_and_not_when_asked(setup):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SoundnessWarning)
         transfer_matrix({"m": model}, {"m": model}, Inverted(), data, eps=[0.1, 0.3], check=False)
+
+
+def test_clean_accuracy_is_each_victims_own(setup):
+    """Fails if a victim's clean accuracy is not the fraction it classifies right (a count
+    overwritten per batch, subtracted, or of the mistakes)."""
+    model, data = setup
+    result = transfer_matrix([model], {"v": model}, FGSM(), data, eps=0.1, batch_size=25)
+    with torch.no_grad():
+        expected = float((model(data[0]).argmax(1) == data[1]).double().mean())
+    assert result["clean_accuracy"] == {"v": pytest.approx(expected)}
+    assert expected > 0.5
+
+
+def test_float64_data_for_a_float32_model_is_refused(setup):
+    """Fails if transfer_matrix skips the dtype check of the data against each model."""
+    model, (x, y) = setup
+    with pytest.raises(TypeError, match=r"^input has dtype torch.float64 but the model"):
+        transfer_matrix([model], [model], FGSM(), (x.double(), y), eps=0.1)
+
+
+def test_robust_accuracy_counts_success_by_the_attacks_default_rule(setup):
+    """Fails if a targeted attack's own rule ("next" for TGSM) is not used to count success
+    when the call gives no target."""
+    model, data = setup
+    result = robust_accuracy(model, TGSM(eps=0.3), data, eps=[0.3])
+    x_adv = TGSM(eps=0.3)(model, *data)
+    with torch.no_grad():
+        hit = float((model(x_adv).argmax(1) == (data[1] + 1) % 10).double().mean())
+    assert result["success_rate"][0] == pytest.approx(hit)
