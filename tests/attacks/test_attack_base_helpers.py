@@ -145,6 +145,8 @@ def test_num_classes_of_trusts_a_positive_int_attribute_else_runs_the_model(
     """Fails if a declared positive int is ignored (a forward pass run), or a missing, zero
     or non-int declaration is trusted instead of the output's width."""
     model = Counting(declared)
+    if declared == "missing":
+        del model.num_classes
     assert num_classes_of(model, X) == expected
     assert model.calls == calls
 
@@ -177,3 +179,32 @@ def test_check_gradient_counts_masked_samples_per_sample(n):
     messages = [str(w.message) for w in seen if issubclass(w.category, GradientMaskingWarning)]
     assert len(messages) == 1
     assert messages[0].startswith(f"X: 1 of {n} input gradients are all zero")
+
+
+def test_check_gradient_counts_nan_and_underflowing_samples_with_the_advice():
+    """Fails if NaN samples are counted over the whole batch, underflow is not "largest
+    magnitude below 1e-30" (ordinary gradients of 0.5 are fine), or the advice is lost."""
+    grad = torch.full((4, 1, 2, 2), 0.5)
+    grad[0, 0, 0, 0] = float("nan")
+    grad[1, 0, 1, 1] = float("inf")
+    grad[2] = 1e-35
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        check_gradient(grad, "X")
+    hint = (
+        "a symptom of gradient masking (e.g. defensive distillation, Papernot et al. 2016), not "
+        "of robustness; try a targeted attack (TGSM), a logit-margin attack (CW) or a "
+        "transfer/black-box attack"
+    )
+    assert [str(w.message) for w in seen] == [
+        f"X: 2 of 4 input gradients contain NaN or inf; {hint}",
+        f"X: 1 of 4 input gradients underflow (max |∂L/∂x| < 1e-30); {hint}",
+    ]
+
+
+def test_with_eps_checks_a_radius_without_norm_as_linf():
+    """Fails if an attack with ε but no norm is not checked on the L∞ scale (ε ≤ 1)."""
+    attack = Recorded()
+    attack.norm = None
+    with pytest.raises(ValueError, match=r"^eps=2 exceeds 1"):
+        attack.with_eps(2.0)
