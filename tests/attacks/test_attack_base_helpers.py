@@ -137,7 +137,8 @@ class Counting(nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("declared", "expected", "calls"), [(3, 3, 0), (1, 1, 0), (0, 5, 1), (None, 5, 1), ("3", 5, 1)]
+    ("declared", "expected", "calls"),
+    [(3, 3, 0), (1, 1, 0), (0, 5, 1), (None, 5, 1), ("3", 5, 1), ("missing", 5, 1)],
 )
 def test_num_classes_of_trusts_a_positive_int_attribute_else_runs_the_model(
     declared, expected, calls
