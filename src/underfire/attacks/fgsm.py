@@ -48,12 +48,22 @@ class FGSM(Attack):
         self.norm = "linf"
 
     def direction(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        *,
+        stacklevel: int = 6,
     ) -> torch.Tensor:
-        """sign of the ascent direction (N, C, H, W), shared by every ε; model already guarded."""
+        """sign of the ascent direction (N, C, H, W), shared by every ε; model already guarded.
+
+        ``stacklevel`` makes a gradient-masking warning point at the user's line: 6 from a
+        call (direction ← _perturb ← _attack ← __call__ ← caller), 5 from :meth:`sweep` (its
+        ``_sweep`` hook runs inside the base class's generator)."""
         labels = y if target is None else target
         grad, _ = loss_gradient(model, x, labels, targeted=target is not None)
-        check_gradient(grad, type(self).__name__, stacklevel=5)
+        check_gradient(grad, type(self).__name__, stacklevel=stacklevel)
         return grad.sign()
 
     def _perturb(
@@ -74,7 +84,9 @@ class FGSM(Attack):
     ) -> Iterator[torch.Tensor]:
         """x_adv for every ε from a single gradient: sign(∇) does not depend on ε."""
         with self._borrow(model, x, y, target) as t:
-            step = check_finite_result(self.direction(model, x, y.long(), t), self.name)
+            step = check_finite_result(
+                self.direction(model, x, y.long(), t, stacklevel=5), self.name
+            )
         for e in eps:
             yield (x + e * step).clamp(0.0, 1.0) if e > 0 else x.clone()
 
