@@ -134,6 +134,14 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
         help="ross2018: train and compare only these models (must include normal and gradreg)",
     )
     p.add_argument(
+        "--study",
+        dest="human_study",
+        default=None,
+        metavar="STUDY",
+        help="ross2018: a human-subject study folder (`underfire study`, analyzed) whose raters "
+        "decide claim 5 in place of the model judges",
+    )
+    p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -156,6 +164,7 @@ OPTIONS = (
     "weights",
     "n_images",
     "models",
+    "human_study",
 )
 
 

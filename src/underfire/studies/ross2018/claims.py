@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from underfire.studies.claims import claim_record, round_floats
+from underfire.studies.human.analysis import claim5_from_analysis
 
 __all__ = ["CLAIMS", "evaluate_claims"]
 
@@ -191,7 +192,13 @@ def claim5(results: dict[str, Any]) -> dict[str, Any]:
     sal = results.get("saliency", {})
     evidence: dict[str, Any] = {}
     a: bool | None = None
-    if "gradreg" in jsma and "distilled" in jsma and "judge_agreement" in jsma["gradreg"]:
+    human = results.get("human_study")
+    if human is not None:
+        people = claim5_from_analysis(human)
+        rule = f"(a) decided by people: {people['rule']}; (b) " + rule.split("; (b) ", 1)[1]
+        evidence["people"] = people["evidence"]
+        a = people["held"]
+    elif "gradreg" in jsma and "distilled" in jsma and "judge_agreement" in jsma["gradreg"]:
         evidence["judge_agreement"] = {
             m: jsma[m]["judge_agreement"] for m in ("gradreg", "distilled")
         }
@@ -210,7 +217,12 @@ def claim5(results: dict[str, Any]) -> dict[str, Any]:
         b = sal["gradreg"]["gini"] > sal["normal"]["gini"]
     evidence |= {"a_held": a, "b_held": b}
     held = None if a is None or b is None else (a and b)
-    note = "" if a is not None else "JSMA part not evaluated (JSMA unavailable or skipped)"
+    if human is not None:
+        note = f"(a) {people['note']}"
+    else:
+        note = "(a) decided by model judges standing in for people (no --study given)"
+        if a is None:
+            note += "; JSMA part not evaluated (JSMA skipped)"
     return _claim("5", text, rule, _round(evidence), held, note)
 
 

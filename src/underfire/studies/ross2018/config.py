@@ -141,6 +141,9 @@ class Ross2018Config:
     judge_steps: int = 1_000
     checkpoint_every: int | None = None
     data_root: str | None = None
+    #: A human-subject study folder (`underfire study`) whose analysis decides claim 5's
+    #: "people" half; None: the model judges stand in for people.
+    human_study: str | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -302,6 +305,7 @@ def configure(
     n_eval: int | None = None,
     paper_lambda: float | None = None,
     models: tuple[str, ...] | list[str] | None = None,
+    human_study: str | Path | None = None,
 ) -> Ross2018Config:
     """The config of ``underfire reproduce ross2018``: the profile ("full" unless ``profile``
     or ``quick`` say otherwise) for ``dataset``, with the options given (None: the profile's).
@@ -321,6 +325,7 @@ def configure(
         n_eval=n_eval,
         paper_lambda=paper_lambda,
         models=models,
+        human_study=str(human_study) if human_study is not None else None,
     )
 
 

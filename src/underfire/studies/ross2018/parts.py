@@ -11,7 +11,9 @@ retrained or replaced model never has its old numbers reused. What the figures n
 
 from __future__ import annotations
 
+import json
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -289,6 +291,20 @@ def _jsma(run: StudyRun) -> dict[str, Any]:
     return out
 
 
+def _human_study(run: StudyRun) -> dict[str, Any] | None:
+    """The analysis of a human-subject study (`underfire study analyze`), when one is given:
+    it decides claim 5's "people" half in place of the model judges."""
+    folder = run.config.human_study
+    if folder is None:
+        return None
+    path = Path(folder) / "analysis" / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run `underfire study analyze {folder}` first, or leave --study out"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _claims(run: StudyRun) -> list[dict[str, Any]]:
     return evaluate_claims(run.results)
 
@@ -307,5 +323,6 @@ PARTS = (
     Part("blackbox", _blackbox, cache=False),
     Part("judges", _judges, cache=False),
     Part("jsma", _jsma, cache=False),
+    Part("human_study", _human_study, cache=False),
     Part("claims", _claims, cache=False),
 )
