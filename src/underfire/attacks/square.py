@@ -36,15 +36,28 @@ def square_fraction(p_init: float, it: int, n_queries: int) -> float:
     return p_init / 2 ** sum(scaled > b for b in _HALVINGS)
 
 
-def _bump(s: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A centred s×s pseudo-Gaussian pattern of unit L2 norm (Andriushchenko et al., the
-    L2 "meta" perturbation): nested squares weighted 1/(r+1)², signs flipped on one half."""
-    r = torch.arange(s, device=device, dtype=dtype)
-    c = (s - 1) / 2
-    ring = torch.maximum((r[:, None] - c).abs(), (r[None, :] - c).abs()).floor()
-    m = 1.0 / (ring + 1) ** 2
-    if s > 1:  # antisymmetric halves, as in the paper
-        m[:, : s // 2] *= -1
+def _bump(a: int, b: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A centred a×b pseudo-Gaussian bump of unit L2 norm: nested rectangles around the
+    centre, the one of radius r adding 1/(r+1)²."""
+    ci, cj = a // 2, b // 2
+    ri = (torch.arange(a, device=device, dtype=dtype) - ci).abs()
+    rj = (torch.arange(b, device=device, dtype=dtype) - cj).abs()
+    ring = torch.maximum(ri[:, None], rj[None, :])
+    radii = torch.arange(max(ci, cj) + 1, device=device, dtype=dtype)
+    m = ((ring[..., None] <= radii) / (radii + 1) ** 2).sum(-1)
+    return m / m.norm().clamp_min(1e-12)
+
+
+def _pattern(s: int, gen: torch.Generator | None, device: torch.device, dtype: torch.dtype):
+    """The L2 square's s×s pattern: two bumps of opposite sign, one above the other (or side
+    by side, at random), unit L2 norm (Andriushchenko et al. 2020)."""
+    half = s // 2
+    m = torch.zeros(s, s, device=device, dtype=dtype)
+    if half:
+        m[:half] = _bump(half, s, device, dtype)
+    m[half:] = -_bump(s - half, s, device, dtype)
+    if int(torch.randint(0, 2, (1,), generator=gen, device=device)):
+        m = m.T
     return m / m.norm().clamp_min(1e-12)
 
 
@@ -139,7 +152,7 @@ class Square(Attack):
         margin = margin_loss(model(x_best), labels, targeted=targeted, kappa=float("inf"))
         used = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
         propose = self._propose_linf if self.norm == "linf" else self._propose_l2
-        for it in range(1, self.n_queries):
+        for it in range(1, self.n_queries - 1):  # the clean and the initial queries count
             active = (margin >= 0).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
@@ -164,12 +177,20 @@ class Square(Attack):
         return (x + eps * self._signs((n, c, 1, w), x, gen)).clamp(0.0, 1.0)
 
     def _window(
-        self, x: torch.Tensor, it: int, gen: torch.Generator | None
+        self,
+        x: torch.Tensor,
+        it: int,
+        gen: torch.Generator | None,
+        *,
+        cap: int = 0,
+        side: int | None = None,
     ) -> tuple[int, int, int]:
-        """Side and corner of this iteration's square (one position for the batch)."""
+        """Side and corner of this iteration's square (one position for the batch); ``cap``
+        keeps the side that far below the image's (L2 moves mass between two windows)."""
         _, _, h, w = x.shape
         p = square_fraction(self.p_init, it, self.n_queries)
-        s = max(min(round(math.sqrt(p * h * w)), h, w), 1)
+        s = side or max(round(math.sqrt(p * h * w)), 1 + 2 * cap)
+        s = max(min(s + cap * (1 - s % 2), h - cap, w - cap), 1)  # L2: odd, at least 3
         top = int(torch.randint(0, h - s + 1, (1,), generator=gen, device=x.device))
         left = int(torch.randint(0, w - s + 1, (1,), generator=gen, device=x.device))
         return s, top, left
@@ -183,12 +204,11 @@ class Square(Attack):
         cand = x_cur.clone()
         win = (slice(None), slice(None), slice(top, top + s), slice(left, left + s))
         signs = self._signs((n, c, 1, 1), x, gen)
-        # a window already at these signs would waste the query: flip one channel's sign there
-        current = (x_cur[win] - x[win]).sign()
-        same = (current == signs).flatten(1).all(1)
-        if bool(same.any()):
-            signs[same, 0] *= -1
         cand[win] = (x[win] + eps * signs).clamp(0.0, 1.0)
+        # a proposal equal to the current point would waste the query: flip its signs
+        same = (cand[win] == x_cur[win]).flatten(1).all(1)
+        if bool(same.any()):
+            cand[win][same] = (x[win][same] - eps * signs[same]).clamp(0.0, 1.0)
         return cand
 
     # -- L2 -----------------------------------------------------------------------------
@@ -198,10 +218,10 @@ class Square(Attack):
         n, c, h, w = x.shape
         s = max(min(h, w) // 5, 1)
         delta = torch.zeros_like(x)
-        bump = _bump(s, x.device, x.dtype)
         for top in range(0, h - s + 1, s):
             for left in range(0, w - s + 1, s):
                 signs = self._signs((n, c, 1, 1), x, gen)
+                bump = _pattern(s, gen, x.device, x.dtype)
                 delta[..., top : top + s, left : left + s] += bump * signs
         delta = delta / delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         return (x + float(self.eps or 0.0) * delta).clamp(0.0, 1.0)
@@ -211,8 +231,8 @@ class Square(Attack):
     ) -> torch.Tensor:
         """Move the mass of two windows into the first, as a fresh bump plus the old window's
         pattern, so that ‖δ‖₂ stays ε (the paper's Algorithm 3)."""
-        s, top, left = self._window(x, it, gen)
-        _, top2, left2 = self._window(x, it, gen)
+        s, top, left = self._window(x, it, gen, cap=1)
+        _, top2, left2 = self._window(x, it, gen, cap=1, side=s)
         eps = float(self.eps or 0.0)
         n, c, h, w = x.shape
         delta = x_cur - x
@@ -226,13 +246,12 @@ class Square(Attack):
         win = (slice(None), slice(None), slice(top, top + s), slice(left, left + s))
         old = delta[win]
         old = old / old.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
-        new = _bump(s, x.device, x.dtype) * self._signs((n, c, 1, 1), x, gen) + old
+        new = _pattern(s, gen, x.device, x.dtype) * self._signs((n, c, 1, 1), x, gen) + old
         new = new / new.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
         # the budget the two windows may use: what they hold plus what the image has left
         room = ((eps**2 - norm_all**2).clamp_min(0) / c + norm_union**2 / c).sqrt()
         delta = delta * (1 - union)
         delta[win] = new * room.view(-1, 1, 1, 1)
-        cand = (x + delta).clamp(0.0, 1.0)
-        d = cand - x
-        size = d.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return x + d * (eps / size).clamp(max=1.0).view(-1, 1, 1, 1)
+        # rescaled to ‖δ‖₂ = ε before the box: the budget is used in full
+        size = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return (x + delta * (eps / size)).clamp(0.0, 1.0)
