@@ -132,8 +132,11 @@ class FAB(Attack):
             logits = model(x)
         best = x.clone()
         robust = logits.argmax(1) == y
-        if target is not None or not self.targeted:
-            return self._restarts(model, x, y, target, robust, gen)[0]
+        if target is not None:  # the caller's target: success is reaching it
+            robust = logits.argmax(1) != target
+            return self._restarts(model, x, y, target, robust, gen, strict=True)[0]
+        if not self.targeted:
+            return self._restarts(model, x, y, None, robust, gen)[0]
         ranked = logits.argsort(dim=1, descending=True)
         for rank in range(1, min(self.n_target_classes, logits.shape[1] - 1) + 1):
             todo = robust.nonzero().squeeze(1)
@@ -153,8 +156,11 @@ class FAB(Attack):
         target: torch.Tensor | None,
         robust: torch.Tensor,
         gen: torch.Generator | None,
+        *,
+        strict: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(closest adversarial point found, fooled within ε) over the runs."""
+        """(closest adversarial point found, fooled within ε) over the runs; ``strict``: only
+        the target counts (else any misclassification, as FAB-T in AutoAttack)."""
         nrm = get_norm(self.norm or "linf")
         best = x.clone()
         dist = torch.full((x.shape[0],), float("inf"), device=x.device, dtype=x.dtype)
@@ -171,7 +177,7 @@ class FAB(Attack):
                 scale = nrm.distance(noise, torch.zeros_like(noise)).clamp_min(_TINY)
                 start = (xs + noise * (radius / scale / 2).view(-1, 1, 1, 1)).clamp(0, 1)
             tt = None if target is None else target[todo]
-            adv, d = self._run(model, xs, y[todo], tt, start)
+            adv, d = self._run(model, xs, y[todo], tt, start, strict=strict)
             better = d < dist[todo]
             best[todo[better]] = adv[better]
             dist[todo[better]] = d[better]
@@ -212,6 +218,8 @@ class FAB(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         start: torch.Tensor,
+        *,
+        strict: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One FAB run (Croce & Hein 2020, Algorithm 1): (closest adversarial point, its
         distance, inf where none); samples leave once fooled within ε."""
@@ -235,7 +243,8 @@ class FAB(Attack):
             new = (1 - a) * (cur.flatten(1) + self.eta * d1) + a * (xo.flatten(1) + self.eta * d2)
             new = new.clamp(0.0, 1.0).view(n, *x.shape[1:])
             with torch.no_grad():
-                adv = model(new).argmax(1) != yi
+                pred = model(new).argmax(1)
+            adv = pred == ti if strict and ti is not None else pred != yi
             d = nrm.distance(new, xo)
             closer = adv & (d < dist[idx])
             best[idx[closer]] = new[closer]
