@@ -319,7 +319,7 @@ class APGD(Attack):
 
     Example:
         >>> x_adv = APGD(eps=8/255, loss="dlr", restarts=5)(model, x, y)
-        >>> x_adv = torchattacks_style = APGD(model, eps=8/255, n_restarts=1)(x, y)
+        >>> x_adv = APGD(model, norm="Linf", eps=8/255, n_restarts=1)(x, y)  # torchattacks' style
     """
 
     name = "apgd"
