@@ -26,7 +26,10 @@ def test_every_registered_attack_is_covered():
     # this contract for it, once per interpreter.
     assert callable(getattr(test_adv2, "test_contract", None))
     assert covered | {"adv2"} == set(A.names())
-    assert covered == {"fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "substitute"}
+    assert covered == {
+        *("fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "substitute"),
+        *("apgd", "apgdt", "fab", "square", "autoattack"),
+    }
 
 
 def _budget_ok(attack: Attack, x: torch.Tensor, x_adv: torch.Tensor) -> None:
@@ -103,7 +106,9 @@ def test_eps_zero_returns_input(tiny_model, batch):
 
 def test_registry_create_and_errors():
     assert isinstance(A.create("PGD", eps=0.1, steps=2), PGD)
-    with pytest.raises(UnknownNameError, match="choose one of: adv2, bim, cw, fgsm"):
+    with pytest.raises(
+        UnknownNameError, match="choose one of: adv2, apgd, apgdt, autoattack, bim, cw"
+    ):
         A.create("deepfool")
     with pytest.raises(TypeError, match="bad arguments for attack 'fgsm'"):
         A.create("fgsm", steps=3)

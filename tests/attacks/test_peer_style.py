@@ -61,6 +61,11 @@ def test_every_attack_binds_and_equals_the_unbound_call(name, tiny_model, xy):
         "cw": {"steps": 5, "binary_search_steps": 1},
         "jsma": {"gamma": 0.05},
         "substitute": {"n_seed": 8, "rounds": 2, "epochs": 2, "seed": 0},
+        "apgd": {"steps": 5},
+        "apgdt": {"steps": 3, "n_target_classes": 2},
+        "fab": {"steps": 5},
+        "square": {"n_queries": 30},
+        "autoattack": {"steps": 3, "n_queries": 10, "n_target_classes": 2},
     }.get(name, {})
     if name == "pgd":
         settings = {"random_start": False, "steps": 3}

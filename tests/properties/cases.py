@@ -41,6 +41,8 @@ PER_NAME: dict[str, dict[str, Any]] = {
     "pgd": {"eps": 0.1},
     "jsma": {"gamma": 0.5},
     "cw": {"const": 0.5, "lr": 0.05},
+    "square": {"eps": 0.1, "n_queries": 5},
+    "autoattack": {"eps": 0.1, "n_queries": 5, "n_target_classes": 2},
     "mask": {"steps": 2},
     "adv2": {"interpreter": "grad", "eps": 0.1, "warm_steps": 2, "steps": 2},
 }

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from underfire.attacks.adv2 import ADV2, ADV2Result
+from underfire.attacks.apgd import APGD, APGDT
+from underfire.attacks.autoattack import AutoAttack
 from underfire.attacks.base import (
     ATTACKS,
     TARGET_RULES,
@@ -27,16 +29,21 @@ from underfire.attacks.base import (
     resolve_target,
 )
 from underfire.attacks.cw import CW
+from underfire.attacks.fab import FAB
 from underfire.attacks.fgsm import FGSM, TGSM
 from underfire.attacks.jsma import JSMA
 from underfire.attacks.pgd import BIM, PGD
+from underfire.attacks.square import Square
 from underfire.attacks.substitute import SubstituteAttack
 
 __all__ = [
     "ADV2",
+    "APGD",
+    "APGDT",
     "ATTACKS",
     "BIM",
     "CW",
+    "FAB",
     "FGSM",
     "JSMA",
     "PGD",
@@ -45,8 +52,10 @@ __all__ = [
     "ADV2Result",
     "Attack",
     "AttackWarning",
+    "AutoAttack",
     "GradientMaskingWarning",
     "SoundnessWarning",
+    "Square",
     "SubstituteAttack",
     "check_gradient",
     "create",

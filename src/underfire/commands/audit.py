@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated (default: fgsm,pgd,cw)",
     )
     p.add_argument(
+        "--strength",
+        choices=["fast", "standard"],
+        default="fast",
+        help="fast: the --attacks alone; standard: AutoAttack (Croce & Hein 2020) added, the "
+        "evaluation robustness numbers are expected to come from (slower)",
+    )
+    p.add_argument(
         "--interpreters",
         type=_names,
         default=["grad", "ig", "gradcam"],
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         surrogate=not args.no_surrogate,
         time_budget=args.time_budget,
         seed=args.seed,
+        strength=args.strength,
     )
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     say(f"auditing {args.checkpoint} on {dataset} ({args.split}, n ≤ {args.n}) → {args.out}")

@@ -34,6 +34,10 @@ LAYERED = ("cam", "gradcam")
 #: rounding into speckle; maps of real content span a sizeable fraction of their maximum.
 CONSTANT_RTOL = 1e-4
 
+#: ``strength``: "fast" runs ``attacks`` as given; "standard" adds AutoAttack (Croce & Hein
+#: 2020), the evaluation robustness results are expected to come from.
+STRENGTHS = ("fast", "standard")
+
 
 @dataclass(frozen=True)
 class AuditConfig:
@@ -57,6 +61,7 @@ class AuditConfig:
         surrogate_epochs: its training epochs.
         time_budget: seconds; parts not started within it are skipped and reported so.
         seed: seeds attacks' random starts and the surrogate.
+        strength: "fast" (``attacks`` as given) or "standard" (AutoAttack added to them).
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd", "cw")
@@ -73,8 +78,13 @@ class AuditConfig:
     surrogate_epochs: int = 5
     time_budget: float | None = None
     seed: int = 0
+    strength: str = "fast"
 
     def __post_init__(self) -> None:
+        if self.strength not in STRENGTHS:
+            raise ValueError(f"strength must be one of {STRENGTHS}, got {self.strength!r}")
+        if self.strength == "standard" and "autoattack" not in self.attacks:
+            object.__setattr__(self, "attacks", (*self.attacks, "autoattack"))
         for name in self.attacks:
             ATTACKS.get(name)
         for name in self.interpreters:

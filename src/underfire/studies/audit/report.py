@@ -99,6 +99,7 @@ def _robust_section(rep: Report, results: dict[str, Any], figures: Path) -> None
         "Accuracy vs ε; the wide grey line is the per-sample worst case (an attack lying on "
         "it is the worst case there); dashed lines are transferred attacks",
     )
+    _autoattack_note(rep, results)
     if transfer:
         on = transfer.get("agreement_on", "its training images")
         rep.text(
@@ -107,6 +108,27 @@ def _robust_section(rep: Report, results: dict[str, Any], figures: Path) -> None
             f"agrees with the model on {transfer['agreement']:.1%} of {on}) and evaluate them "
             "on the model: what an attacker without the weights achieves."
         )
+
+
+def _autoattack_note(rep: Report, results: dict[str, Any]) -> None:
+    """AutoAttack is the standard a robustness number is judged by: say whether it ran."""
+    part = results.get("attack-autoattack")
+    if part is None:
+        rep.text(
+            "AutoAttack (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T and the gradient-free "
+            "Square attack, each on the points still robust) is the standard robustness "
+            "evaluation, and it was not run here: these attacks give an upper bound on robust "
+            "accuracy that AutoAttack may lower, notably under gradient masking. Run it with "
+            "`underfire audit --strength standard` (or `--attacks fgsm,pgd,cw,autoattack`)."
+        )
+        return
+    mid = len(part["accuracy"]) // 2
+    rep.text(
+        f"AutoAttack (standard version, Croce & Hein 2020) ran: {part['accuracy'][mid]:.1%} "
+        "robust at the middle ε. It is the standard evaluation robustness results are "
+        "compared by (RobustBench); its Square attack needs no gradient, so gradient "
+        "masking does not hide the model's weakness from it."
+    )
 
 
 def _minimal_section(rep: Report, results: dict[str, Any]) -> None:
