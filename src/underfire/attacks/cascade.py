@@ -1,0 +1,128 @@
+"""Robust accuracy that attacks only what is still open (AutoAttack's way, and further).
+
+Three facts make most of an evaluation's work unnecessary, for untargeted attacks:
+
+* within an attack, a sample whose iterate is misclassified is already broken at this ε:
+  it keeps that iterate and leaves the batch (PGD's ``early_stop``);
+* across radii, a sample broken at ε is broken at every larger ε (the same example lies in
+  the larger ball), so radii are evaluated in ascending order, each on what the smaller one
+  left robust;
+* across attacks, a sample any attack broke is broken: attacks run cheap first, each on the
+  samples still robust.
+
+The per-sample worst case stays exact: a sample counted robust here was attacked by every
+attack at that ε and survived, and an attack's result on a sample does not depend on which
+other samples are attacked beside it (PGD draws its random start for the whole batch and
+attacks a ``subset``), so the robust accuracy is never higher than running every attack on
+every sample at every ε; it is lower where an early iterate or a smaller ε found an example
+that the full run lost again.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from underfire.attacks.base import Attack
+
+__all__ = ["OpenResult", "attack_open", "by_cost", "cost", "with_early_exit"]
+
+
+def cost(attack: Attack) -> float:
+    """Gradient evaluations per sample, roughly: what orders the attacks (cheap first)."""
+    steps = float(getattr(attack, "steps", 1) or 1) if attack.iterative else 1.0
+    for extra in ("restarts", "binary_search_steps"):
+        steps *= float(getattr(attack, extra, 1) or 1)
+    return steps
+
+
+def by_cost(attacks: Sequence[Attack]) -> list[Attack]:
+    """The attacks cheapest first (stable: equal costs keep the caller's order)."""
+    return sorted(attacks, key=cost)
+
+
+def with_early_exit(attack: Attack) -> Attack:
+    """A copy of ``attack`` whose fooled samples leave the batch, where it supports that."""
+    if getattr(attack, "early_stop", True) is False:
+        attack = copy.copy(attack)
+        attack.early_stop = True  # type: ignore[attr-defined]
+    return attack
+
+
+@dataclass
+class OpenResult:
+    """One attack run on the open samples of one batch, at every ε (ascending).
+
+    Attributes:
+        robust: (len(eps), B) bool, robust after this attack and everything before it.
+        x_adv: per ε, (B, ...) the example that broke each sample (at this or a smaller ε, by
+            this or an earlier attack), else the point this attack reached, else ``x``.
+        attacked: per ε, how many samples this attack ran on.
+    """
+
+    robust: torch.Tensor
+    x_adv: list[torch.Tensor]
+    attacked: list[int]
+
+
+@torch.no_grad()
+def _wrong(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return model(x).argmax(1) != y
+
+
+def _run_on(
+    attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+) -> torch.Tensor:
+    """``attack`` on the samples ``idx`` of the batch; (len(idx), ...) results."""
+    if "subset" in attack.call_options:  # the whole batch's random start, only idx attacked
+        return attack(model, x, y, subset=idx)[idx]
+    return attack(model, x[idx], y[idx])
+
+
+def attack_open(
+    attack: Attack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float | None],
+    prior: torch.Tensor,
+    x_prior: Sequence[torch.Tensor] | None = None,
+) -> OpenResult:
+    """Run an untargeted ``attack`` on the samples still robust, ε ascending.
+
+    Args:
+        attack: an untargeted attack; for each ε, ``attack.with_eps(ε)`` (ε None: the
+            attack as it is, e.g. CW).
+        model: the victim; x, y: one batch on its device.
+        eps: ascending radii (ε = 0 attacks nothing: the clean prediction stands).
+        prior: (len(eps), B) bool, the samples robust before this attack at each ε (the
+            clean-correct ones, and what earlier attacks left).
+        x_prior: per ε, the earlier attacks' examples (None: ``x``).
+    """
+    radii = [e for e in eps if e is not None]
+    if radii != sorted(radii):
+        raise ValueError(f"eps must be ascending for an open evaluation, got {list(eps)}")
+    if prior.shape != (len(eps), x.shape[0]):
+        raise ValueError(f"prior must be (len(eps), N) = {(len(eps), x.shape[0])}")
+    fast = with_early_exit(attack)
+    robust = prior.clone()
+    x_adv = [(x if x_prior is None else x_prior[i]).clone() for i in range(len(eps))]
+    attacked: list[int] = []
+    for i, e in enumerate(eps):
+        if i > 0:  # broken at the smaller ε: broken here, by the same example
+            carried = robust[i] & ~robust[i - 1]
+            x_adv[i][carried] = x_adv[i - 1][carried]
+            robust[i] &= robust[i - 1]
+        idx = robust[i].nonzero()[:, 0]
+        attacked.append(int(idx.numel()))
+        if idx.numel() == 0 or e == 0:
+            continue
+        at = fast if e is None else fast.with_eps(e)
+        out = _run_on(at, model, x, y, idx)
+        x_adv[i][idx] = out
+        robust[i, idx[_wrong(model, out, y[idx])]] = False
+    return OpenResult(robust, x_adv, attacked)
