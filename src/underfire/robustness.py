@@ -29,6 +29,7 @@ from underfire.attacks.cascade import attack_open, by_cost
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
+from underfire.core.threads import forward_macs, job_threads
 from underfire.core.validation import (
     check_eps,
     check_images,
@@ -245,7 +246,9 @@ def robust_accuracy(
         target: None, a rule name, or a tensor of N target classes.
         batch_size: batch size of the attack.
         check: run the soundness checks (accuracy monotone in ε; an iterative L∞ attack not
-            weaker than FGSM on the first batch) and warn with :class:`SoundnessWarning`.
+            weaker than FGSM on the first batch) and warn with :class:`SoundnessWarning`. In
+            the open mode these run on the first :data:`PROBE` samples, each attack on all
+            of them (its curve there is its own, not cumulative).
         keep_examples: keep this many adversarial examples per ε (CPU tensors) in the result.
         exhaustive: run every attack on every sample at every ε (each attack's own curve on
             all samples). The default, for untargeted evaluations, attacks only what is still
@@ -281,7 +284,27 @@ def robust_accuracy(
     if is_open:
         attacks = by_cost(attacks)
     tally = _Tally(len(attacks), len(eps_l), keep_examples)
+    macs = forward_macs(model, x_all[:1].to(device), batch=min(batch_size, n))
+    with job_threads(macs if device.type == "cpu" else None):
+        _evaluate(model, attacks, x_all, y_all, eps_l, target, batch_size, is_open, check, tally)
+    return _result(model, attacks, x_all, y_all, eps_l, tally, is_open, check)
+
+
+def _evaluate(
+    model: nn.Module,
+    attacks: list[Attack],
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    eps_l: list[float | None],
+    target: torch.Tensor | str | None,
+    batch_size: int,
+    is_open: bool,
+    check: bool,
+    tally: _Tally,
+) -> None:
+    device = _device(model)
     first = True
+    n = x_all.shape[0]
     for start, (x, y) in zip(
         range(0, n, batch_size), _batches(x_all, y_all, batch_size, device), strict=False
     ):
@@ -296,11 +319,34 @@ def robust_accuracy(
         else:
             _exhaustive_batch(model, attacks, x, y, eps_l, t, tally)
         tally.clean += int(clean.sum())
-        if check and first and len(attacks) == 1:
+        if check and first and is_open:
+            _probe(model, attacks, x, y, eps_l)
+        elif check and first and len(attacks) == 1:
             first_acc = tally.first_accuracy(x.shape[0])
             _check_single_step(model, attacks[0], x, y, eps_l, t, first_acc)
         first = False
-    return _result(model, attacks, x_all, y_all, eps_l, tally, is_open, check)
+
+
+#: Samples of the first batch that the open mode's soundness checks attack exhaustively.
+PROBE = 64
+
+
+def _probe(
+    model: nn.Module, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor, eps: list[Any]
+) -> None:
+    """The open mode's curves are cumulative, so monotone in ε by construction: the checks
+    that need an attack's own curve (accuracy not rising with ε, not weaker than FGSM) run
+    on the first :data:`PROBE` samples, every attack on each of them at every ε."""
+    xp, yp = x[:PROBE], y[:PROBE]
+    for attack in attacks:
+        own = [
+            float((_predict(model, xa) == yp).double().mean())
+            for xa in _sweep(attack, model, xp, yp, eps, None)
+        ]
+        _check_monotone(
+            eps, own, xp.shape[0], f"{type(attack).__name__} (on {xp.shape[0]} probe samples)"
+        )
+        _check_single_step(model, attack, xp, yp, eps, None, own)
 
 
 class _Tally:
@@ -419,7 +465,7 @@ def _result(
     }
     if is_open:
         result["attacked"] = {m: c.tolist() for m, c in zip(names, tally.attacked, strict=True)}
-    if check:
+    if check and not is_open:
         what = "+".join(type(a).__name__ for a in attacks)
         _check_monotone(eps_l, acc, n, what)
     if tally.keep:

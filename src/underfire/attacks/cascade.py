@@ -83,6 +83,38 @@ def _run_on(
     return attack(model, x[idx], y[idx])
 
 
+def _shares_work(attack: Attack) -> bool:
+    """A one-step attack whose sweep shares its work across ε (FGSM's one gradient)."""
+    return (
+        not attack.iterative
+        and attack.eps is not None
+        and attack.deterministic
+        and type(attack)._sweep is not Attack._sweep
+    )
+
+
+def _shared_sweep(
+    attack: Attack,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: Sequence[float | None],
+    robust: torch.Tensor,
+) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+    """For an attack that shares work across ε: its sweep once, on the samples open at the
+    smallest radius (a superset of those open at the larger ones, since ``prior`` can only
+    shrink with ε). Returns (those indices, per ε their results), or None."""
+    radii = [e for e in eps if e is not None and e > 0]
+    if not _shares_work(attack) or len(radii) < 2 or len(radii) != len(eps) - eps.count(0.0):
+        return None
+    first = next(i for i, e in enumerate(eps) if e)
+    idx = robust[first].nonzero()[:, 0]
+    if idx.numel() == 0:
+        return None
+    swept = iter(attack.sweep(model, x[idx], y[idx], radii))
+    return idx, [next(swept) if e else x[idx] for e in eps]
+
+
 def attack_open(
     attack: Attack,
     model: nn.Module,
@@ -112,6 +144,7 @@ def attack_open(
     robust = prior.clone()
     x_adv = [(x if x_prior is None else x_prior[i]).clone() for i in range(len(eps))]
     attacked: list[int] = []
+    shared = _shared_sweep(attack, model, x, y, eps, robust)
     for i, e in enumerate(eps):
         if i > 0:  # broken at the smaller ε: broken here, by the same example
             carried = robust[i] & ~robust[i - 1]
@@ -121,8 +154,10 @@ def attack_open(
         attacked.append(int(idx.numel()))
         if idx.numel() == 0 or e == 0:
             continue
-        at = fast if e is None else fast.with_eps(e)
-        out = _run_on(at, model, x, y, idx)
+        if shared is not None:  # this ε's results, from the one shared sweep
+            out = shared[1][i][(shared[0][:, None] == idx[None]).nonzero()[:, 0]]
+        else:
+            out = _run_on(fast if e is None else fast.with_eps(e), model, x, y, idx)
         x_adv[i][idx] = out
         robust[i, idx[_wrong(model, out, y[idx])]] = False
     return OpenResult(robust, x_adv, attacked)

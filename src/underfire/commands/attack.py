@@ -103,6 +103,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_out(p, "runs/attack")
     add_force(p, "replace the results of a different run already in --out")
     add_device(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
     p.set_defaults(func=run)
 
 

@@ -86,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data(p)
     add_device(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
     add_out(p, "runs/audit")
     add_force(
         p,
