@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,8 @@ def _run_on(
 ) -> torch.Tensor:
     """``attack`` on the samples ``idx`` of the batch; (len(idx), ...) results."""
     if "subset" in attack.call_options:  # the whole batch's random start, only idx attacked
-        return attack(model, x, y, subset=idx)[idx]
+        call: Any = attack  # the overloads do not list the attacks' own call options
+        return call(model, x, y, subset=idx)[idx]
     return attack(model, x[idx], y[idx])
 
 

@@ -67,15 +67,23 @@ def cpu_cores() -> int:
 
 
 def other_load() -> float:
-    """The 1-minute load average minus this process's own share (its CPU time over its
-    lifetime, at most the cores): how many runnable threads compete with the job."""
+    """How many runnable threads compete with the job: the larger of the 1-minute load
+    average less this process's own share (its CPU time over its lifetime) and the threads
+    runnable right now less this one (Linux's /proc/loadavg; the average alone lags a
+    minute behind a job that has just started beside us)."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
-        return 0.0
+        load = 0.0
     wall = time.monotonic() - _start[0]
     own = (time.process_time() - _start[1]) / wall if wall > 5 else 0.0
-    return max(load - min(own, float(cpu_cores())), 0.0)
+    now = 0.0
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            now = float(f.read().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        pass
+    return max(load - min(own, float(cpu_cores())), now, 0.0)
 
 
 def choose_threads(macs: float | None = None, *, load: float | None = None) -> int:
@@ -120,7 +128,7 @@ def forward_macs(model: nn.Module, x: torch.Tensor, batch: int | None = None) ->
             total += float(out.numel()) * module.in_features
 
     handles = [
-        m.register_forward_hook(count)  # type: ignore[arg-type]
+        m.register_forward_hook(count)
         for m in model.modules()
         if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
     ]
