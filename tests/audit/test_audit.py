@@ -93,6 +93,10 @@ def test_exhaustive_audit_has_each_attack_on_every_sample_and_no_lower_worst_cas
         cum = fast["attack-pgd"]["accuracy"][i]
         assert cum <= min(full["attack-pgd"]["accuracy"][i], full["attack-fgsm"]["accuracy"][i])
     assert "Run exhaustively" in (tmp_path / "report.md").read_text()
+    # every cached part is keyed on the mode: an open run never reuses an exhaustive part
+    from underfire.studies.audit.config import RESULT_FIELDS
+
+    assert "exhaustive" in RESULT_FIELDS
 
 
 def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:

@@ -104,6 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_force(p, "replace the results of a different run already in --out")
     add_device(p)
     p.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="attack every image at every ε (by default only the images still robust: a "
+        "fooled image leaves the batch and counts as fooled at every larger ε)",
+    )
+    p.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -161,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             target=args.target,
             batch_size=args.batch_size,
             keep_examples=args.save,
+            exhaustive=args.exhaustive,
         )
         examples = result.pop("examples")
         eps = result["eps"]

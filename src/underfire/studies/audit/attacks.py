@@ -108,7 +108,8 @@ def _bounded_open(run: StudyRun, name: str) -> dict[str, Any]:
     cumulative: robust to this attack and to those before it."""
     model, (x, y), eps = model_of(run), data_of(run), eps_of(run)
     order = open_order(run.config)
-    before = order[: order.index(name)]
+    # the attacks before this one that ran (one skipped for the time budget is not counted)
+    before = [a for a in order[: order.index(name)] if f"attack-{a}" in run.results]
     if before:
         prior = torch.tensor(run.results[f"attack-{before[-1]}"]["correct"])
     else:
