@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
-from underfire.attacks.cascade import attack_open, by_cost
+from underfire.attacks.cascade import attack_open, by_cost, openable
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
@@ -256,6 +256,8 @@ def robust_accuracy(
             ascending and a sample broken at ε counts as broken at every larger ε, the
             attacks run cheapest first on what the earlier ones left robust. Its robust
             accuracy is never higher than the exhaustive one (the same or lower, per ε).
+            Targeted evaluations, and attacks whose result on a sample depends on the batch
+            (:func:`~underfire.attacks.cascade.openable`), always run exhaustively.
 
     Returns:
         dict with ``attack`` (its config; a list for several), ``eps``, ``accuracy`` (per ε;
@@ -280,7 +282,7 @@ def robust_accuracy(
     n = x_all.shape[0]
     target = _check_target(target, n)
     untargeted = target is None and all(a.default_target is None for a in attacks)
-    is_open = untargeted and not exhaustive
+    is_open = untargeted and not exhaustive and all(openable(a) for a in attacks)
     if is_open:
         attacks = by_cost(attacks)
     tally = _Tally(len(attacks), len(eps_l), keep_examples)

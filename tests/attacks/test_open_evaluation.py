@@ -161,3 +161,11 @@ def test_cw_compacted_early_abort_matches_the_masked_reference_within_two_percen
     assert n_ref > 0.9 * int(right.sum())
     assert abs(n_fast - n_ref) <= 0.02 * n_ref
     assert abs(float(l2_fast) - float(l2_ref)) <= 0.02 * float(l2_ref)
+
+
+def test_an_attack_fitted_on_its_batch_runs_exhaustively(digits) -> None:
+    from underfire.attacks import SubstituteAttack
+    from underfire.attacks.cascade import openable
+
+    assert openable(PGD(seed=0)) and openable(FGSM()) and openable(CW())
+    assert not openable(SubstituteAttack())

@@ -30,7 +30,15 @@ from torch import nn
 
 from underfire.attacks.base import Attack
 
-__all__ = ["OpenResult", "attack_open", "by_cost", "cost", "with_early_exit"]
+__all__ = ["OpenResult", "attack_open", "by_cost", "cost", "openable", "with_early_exit"]
+
+
+def openable(attack: Attack) -> bool:
+    """Whether a sample's result does not depend on the others attacked with it, so that
+    attacking only the open samples keeps the worst case exact: deterministic attacks, and
+    PGD-like ones that draw their randomness for the whole batch (``subset``). Not, e.g.,
+    the substitute attack, whose substitute is fitted on the batch."""
+    return attack.deterministic or "subset" in attack.call_options
 
 
 def cost(attack: Attack) -> float:
