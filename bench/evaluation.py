@@ -156,6 +156,7 @@ def main() -> None:
         "--audit-lite", action="store_true", help="audit only the parts the mode changes"
     )
     p.add_argument("--skip-compare", action="store_true", help="only the audit")
+    p.add_argument("--only", choices=["normal", "adversarial"], default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results/evaluation.json")
     args = p.parse_args()
@@ -177,6 +178,8 @@ def main() -> None:
         for name, steps in (("normal", args.train_steps), ("adversarial", args.adv_steps))
     }
     for name, model in models.items():
+        if args.only and name != args.only:
+            continue
         with torch.no_grad():
             clean = float((model(x).argmax(1) == y).double().mean())
         print(f"{name} (clean {clean:.3f}):", flush=True)

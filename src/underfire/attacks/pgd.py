@@ -187,19 +187,23 @@ class PGD(Attack):
             xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
             la = labels if active is None else labels[active]
             logits = model(xa)
+            keep: torch.Tensor | None = None
             if self.early_stop:
                 pred = logits.detach().argmax(1)
                 keep = (pred != la) if targeted else (pred == la)
-                if not bool(keep.all()):
+                if bool(keep.all()):
+                    keep = None
+                else:  # the fooled samples keep this iterate and leave the batch
                     idx = torch.arange(x.shape[0], device=x.device) if active is None else active
                     active = idx[keep]
                     if active.numel() == 0:
                         break
-                    xa = xa.detach()[keep].requires_grad_(True)
-                    la = la[keep]
-                    logits = model(xa)
+                    # the loss of the samples kept, through this forward pass (no second one)
+                    logits, la = logits[keep], la[keep]
             loss = F.cross_entropy(logits, la, reduction="sum")
             (grad,) = torch.autograd.grad(-loss if targeted else loss, xa)
+            if keep is not None:
+                xa, grad = xa[keep], grad[keep]
             if check and step == 0:
                 check_gradient(grad, type(self).__name__, stacklevel=6)
             xa = xa.detach()
