@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
-from underfire.attacks.cascade import attack_open, by_cost, openable
+from underfire.attacks.cascade import Tally, by_cost, open_batch, openable
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
@@ -285,7 +285,7 @@ def robust_accuracy(
     is_open = untargeted and not exhaustive and all(openable(a) for a in attacks)
     if is_open:
         attacks = by_cost(attacks)
-    tally = _Tally(len(attacks), len(eps_l), keep_examples)
+    tally = Tally(len(attacks), len(eps_l), keep_examples)
     macs = forward_macs(model, x_all[:1].to(device), batch=min(batch_size, n))
     with job_threads(macs if device.type == "cpu" else None):
         _evaluate(model, attacks, x_all, y_all, eps_l, target, batch_size, is_open, check, tally)
@@ -302,7 +302,7 @@ def _evaluate(
     batch_size: int,
     is_open: bool,
     check: bool,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     device = _device(model)
     first = True
@@ -317,7 +317,7 @@ def _evaluate(
         )
         clean = _predict(model, x) == y
         if is_open:
-            _open_batch(model, attacks, x, y, eps_l, clean, tally)
+            open_batch(model, attacks, x, y, eps_l, clean, tally)
         else:
             _exhaustive_batch(model, attacks, x, y, eps_l, t, tally)
         tally.clean += int(clean.sum())
@@ -351,60 +351,6 @@ def _probe(
         _check_single_step(model, attack, xp, yp, eps, None, own)
 
 
-class _Tally:
-    """Counts over the batches: robust per ε (worst case), per attack, successes, examples."""
-
-    def __init__(self, n_attacks: int, n_eps: int, keep: int) -> None:
-        self.correct = torch.zeros(n_eps, dtype=torch.long)
-        self.per_attack = torch.zeros(n_attacks, n_eps, dtype=torch.long)
-        self.attacked = torch.zeros(n_attacks, n_eps, dtype=torch.long)
-        self.success = torch.zeros(n_eps, dtype=torch.long)
-        self.clean = 0
-        self.keep = keep
-        self.kept: list[list[torch.Tensor]] = [[] for _ in range(n_eps)]
-        self._last = torch.zeros(n_eps, dtype=torch.long)
-
-    def add(self, robust: torch.Tensor, success: torch.Tensor, x_adv: list[torch.Tensor]) -> None:
-        self._last = robust.sum(1).cpu()
-        self.correct += self._last
-        self.success += success.sum(1).cpu()
-        for i, xa in enumerate(x_adv):
-            have = sum(k.shape[0] for k in self.kept[i])
-            if self.keep > have:
-                self.kept[i].append(xa[: self.keep - have].detach().cpu())
-
-    def first_accuracy(self, size: int) -> list[float]:
-        return (self._last.double() / size).tolist()
-
-
-def _open_batch(
-    model: nn.Module,
-    attacks: list[Attack],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: list[float | None],
-    clean: torch.Tensor,
-    tally: _Tally,
-) -> None:
-    """Every attack on what is still robust, ε ascending (results put back in ε's order)."""
-    order = sorted(range(len(eps)), key=lambda i: _radius(eps[i]))
-    back = [order.index(i) for i in range(len(eps))]  # row of each ε of the caller's order
-    robust = clean[None].expand(len(eps), -1).clone()
-    x_adv: list[torch.Tensor] | None = None
-    with model_state(model):
-        for a, attack in enumerate(attacks):
-            res = attack_open(attack, model, x, y, [eps[i] for i in order], robust, x_adv)
-            robust, x_adv = res.robust, res.x_adv
-            tally.per_attack[a] += robust.sum(1).cpu()[back]
-            tally.attacked[a] += torch.tensor(res.attacked)[back]
-    assert x_adv is not None
-    tally.add(robust[back], ~robust[back], [x_adv[j] for j in back])
-
-
-def _radius(e: float | None) -> float:
-    return -1.0 if e is None else e
-
-
 def _exhaustive_batch(
     model: nn.Module,
     attacks: list[Attack],
@@ -412,7 +358,7 @@ def _exhaustive_batch(
     y: torch.Tensor,
     eps: list[float | None],
     t: Any,
-    tally: _Tally,
+    tally: Tally,
 ) -> None:
     """Every attack on every sample at every ε; a sample is robust if it survives them all."""
     robust = torch.ones(len(eps), x.shape[0], dtype=torch.bool, device=y.device)
@@ -445,7 +391,7 @@ def _result(
     x_all: torch.Tensor,
     y_all: torch.Tensor,
     eps_l: list[float | None],
-    tally: _Tally,
+    tally: Tally,
     is_open: bool,
     check: bool,
 ) -> dict[str, Any]:

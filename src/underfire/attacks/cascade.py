@@ -29,8 +29,18 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import Attack
+from underfire.core.state import model_state
 
-__all__ = ["OpenResult", "attack_open", "by_cost", "cost", "openable", "with_early_exit"]
+__all__ = [
+    "OpenResult",
+    "Tally",
+    "attack_open",
+    "by_cost",
+    "cost",
+    "open_batch",
+    "openable",
+    "with_early_exit",
+]
 
 
 def openable(attack: Attack) -> bool:
@@ -171,3 +181,59 @@ def attack_open(
         x_adv[i][idx] = out
         robust[i, idx[_wrong(model, out, y[idx])]] = False
     return OpenResult(robust, x_adv, attacked)
+
+
+class Tally:
+    """Counts of an evaluation over its batches: robust per ε (the worst case), per attack,
+    successes, and the first ``keep`` examples per ε."""
+
+    def __init__(self, n_attacks: int, n_eps: int, keep: int) -> None:
+        self.correct = torch.zeros(n_eps, dtype=torch.long)
+        self.per_attack = torch.zeros(n_attacks, n_eps, dtype=torch.long)
+        self.attacked = torch.zeros(n_attacks, n_eps, dtype=torch.long)
+        self.success = torch.zeros(n_eps, dtype=torch.long)
+        self.clean = 0
+        self.keep = keep
+        self.kept: list[list[torch.Tensor]] = [[] for _ in range(n_eps)]
+        self._last = torch.zeros(n_eps, dtype=torch.long)
+
+    def add(self, robust: torch.Tensor, success: torch.Tensor, x_adv: list[torch.Tensor]) -> None:
+        self._last = robust.sum(1).cpu()
+        self.correct += self._last
+        self.success += success.sum(1).cpu()
+        for i, xa in enumerate(x_adv):
+            have = sum(k.shape[0] for k in self.kept[i])
+            if self.keep > have:
+                self.kept[i].append(xa[: self.keep - have].detach().cpu())
+
+    def first_accuracy(self, size: int) -> list[float]:
+        return (self._last.double() / size).tolist()
+
+
+def open_batch(
+    model: nn.Module,
+    attacks: list[Attack],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: list[float | None],
+    clean: torch.Tensor,
+    tally: Tally,
+) -> None:
+    """Every attack on what is still robust in one batch, ε ascending, counted in ``tally``
+    in the caller's order of ε."""
+    order = sorted(range(len(eps)), key=lambda i: _radius(eps[i]))
+    back = [order.index(i) for i in range(len(eps))]  # row of each ε of the caller's order
+    robust = clean[None].expand(len(eps), -1).clone()
+    x_adv: list[torch.Tensor] | None = None
+    with model_state(model):
+        for a, attack in enumerate(attacks):
+            res = attack_open(attack, model, x, y, [eps[i] for i in order], robust, x_adv)
+            robust, x_adv = res.robust, res.x_adv
+            tally.per_attack[a] += robust.sum(1).cpu()[back]
+            tally.attacked[a] += torch.tensor(res.attacked)[back]
+    assert x_adv is not None
+    tally.add(robust[back], ~robust[back], [x_adv[j] for j in back])
+
+
+def _radius(e: float | None) -> float:
+    return -1.0 if e is None else e
