@@ -70,6 +70,18 @@ def _cli_name(module: str) -> str:
     return module.replace("_", "-")
 
 
+def _apply_threads(threads: int | None) -> None:
+    """``--threads N`` fixes torch's threads for the whole command; without it, one thread
+    when the machine is loaded (jobs that know their size choose again, see
+    :mod:`underfire.core.threads`)."""
+    import torch
+
+    from underfire.core.threads import choose_threads, set_override
+
+    set_override(threads)
+    torch.set_num_threads(choose_threads())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors become one line on stderr and exit status 2.
 
@@ -98,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_showwarning = warnings.showwarning
     warnings.showwarning = show_warning
     try:
+        _apply_threads(getattr(args, "threads", None))
         with _process_group(args):
             return int(args.func(args) or 0)
     except (

@@ -1,7 +1,9 @@
 """Robustness and transferability of classifiers under attack.
 
-* :func:`robust_accuracy` — accuracy under an attack for a sweep of ε, sharing work across
-  ε where the attack allows it (FGSM: one gradient sign per batch for every ε).
+* :func:`robust_accuracy` — accuracy under an attack (or the per-sample worst case over
+  several) for a sweep of ε. By default untargeted attacks run only on what is still open
+  (:mod:`underfire.attacks.cascade`: fooled samples leave the batch, ε ascending, cheap
+  attacks first); ``exhaustive=True`` runs every attack on every sample at every ε.
 * :func:`transfer_matrix` — accuracy of every victim on examples crafted against every
   source (Ross & Doshi-Velez 2018, transfer experiments; Papernot et al. 2016, transferability).
 
@@ -23,9 +25,11 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
+from underfire.attacks.cascade import Tally, by_cost, open_batch, openable
 from underfire.attacks.fgsm import FGSM
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
+from underfire.core.threads import forward_macs, job_threads
 from underfire.core.validation import (
     check_eps,
     check_images,
@@ -123,6 +127,27 @@ def _check_attack(attack: object) -> Attack:
     return attack
 
 
+def _check_attacks(attack: object) -> list[Attack]:
+    """One attack, or several of one norm, all with an ε (their worst case is per ε)."""
+    if isinstance(attack, Attack):
+        return [attack]
+    if isinstance(attack, (str, bytes)) or not isinstance(attack, Sequence) or not attack:
+        raise TypeError(
+            f"attack must be an underfire Attack or a non-empty list of them, got {type(attack).__name__}"
+        )
+    attacks = [_check_attack(a) for a in attack]
+    if len(attacks) > 1:
+        if any(a.eps is None for a in attacks):
+            raise ValueError(
+                "several attacks are combined per ε: each needs an ε (evaluate CW or JSMA alone)"
+            )
+        if len({a.norm for a in attacks}) > 1:
+            raise ValueError(
+                f"several attacks must share one norm, got {sorted({str(a.norm) for a in attacks})}"
+            )
+    return attacks
+
+
 def _check_target(target: object, n: int) -> torch.Tensor | str | None:
     if isinstance(target, torch.Tensor):
         check_labels(target, n, "target")
@@ -199,7 +224,7 @@ def _check_monotone(eps: list[float | None], acc: list[float], n: int, what: str
 
 def robust_accuracy(
     model: nn.Module,
-    attack: Attack,
+    attack: Attack | Sequence[Attack],
     data: Data,
     eps: Sequence[float] | float | None = None,
     *,
@@ -207,42 +232,81 @@ def robust_accuracy(
     batch_size: int = 256,
     check: bool = True,
     keep_examples: int = 0,
+    exhaustive: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` under ``attack`` for each ε (``None``: the attack's own ε).
 
     Args:
         model: the victim (and white-box target) classifier.
-        attack: an :class:`~underfire.attacks.Attack`; ``attack.sweep`` shares work across ε.
+        attack: an :class:`~underfire.attacks.Attack`, or several (one norm, each with an ε):
+            then a sample counts as robust at ε only if it survives every one of them.
         data: a Dataset, a DataLoader, an ImageDataset or an (x, y) pair (see
             :func:`collect_data`); moved to the model's device batch by batch.
         eps: radii to sweep (ignored by attacks without ε, e.g. CW or JSMA: pass None).
         target: None, a rule name, or a tensor of N target classes.
         batch_size: batch size of the attack.
         check: run the soundness checks (accuracy monotone in ε; an iterative L∞ attack not
-            weaker than FGSM on the first batch) and warn with :class:`SoundnessWarning`.
+            weaker than FGSM on the first batch) and warn with :class:`SoundnessWarning`. In
+            the open mode these run on the first :data:`PROBE` samples, each attack on all
+            of them (its curve there is its own, not cumulative).
         keep_examples: keep this many adversarial examples per ε (CPU tensors) in the result.
+        exhaustive: run every attack on every sample at every ε (each attack's own curve on
+            all samples). The default, for untargeted evaluations, attacks only what is still
+            open (:mod:`underfire.attacks.cascade`): fooled samples leave the batch, ε runs
+            ascending and a sample broken at ε counts as broken at every larger ε, the
+            attacks run cheapest first on what the earlier ones left robust. Its robust
+            accuracy is never higher than the exhaustive one (the same or lower, per ε).
+            Targeted evaluations, and attacks whose result on a sample depends on the batch
+            (:func:`~underfire.attacks.cascade.openable`), always run exhaustively.
 
     Returns:
-        dict with ``attack`` (its config), ``eps``, ``accuracy`` (per ε), ``success_rate``
-        (per ε: misclassified, or classified as the target when targeted; with the
-        "random" rule, misclassified), ``clean_accuracy``,
-        ``n``, and ``examples`` ({"x", "y", "x_adv": (len(eps), k, C, H, W)}) when asked.
+        dict with ``attack`` (its config; a list for several), ``eps``, ``accuracy`` (per ε;
+        the per-sample worst case over the attacks), ``success_rate`` (per ε: misclassified,
+        or classified as the target when targeted; with the "random" rule, misclassified),
+        ``clean_accuracy``, ``n``, ``mode`` ("open" or "exhaustive"), ``per_attack``
+        (name → accuracy per ε: each attack's own curve when exhaustive, the cumulative
+        curve of it and the attacks before it when open), ``attacked`` (open: per attack,
+        how many samples it ran on at each ε) and ``examples`` ({"x", "y", "x_adv":
+        (len(eps), k, C, H, W)}) when asked.
     """
     _check_model(model)
-    _check_attack(attack)
+    attacks = _check_attacks(attack)
     x_all, y_all = _tensors(data)
-    eps_l = _eps_list(attack, eps)
+    if eps is None and len({a.eps for a in attacks}) > 1:
+        raise ValueError("the attacks have different ε: pass eps= to evaluate them together")
+    eps_l = _eps_list(attacks[0], eps)
     batch_size = check_int(batch_size, "batch_size")
     keep_examples = check_int(keep_examples, "keep_examples", minimum=0)
     device = _device(model)
     check_same_device(model, x_all[:0].to(device))  # dtype: float64 data, float32 model
     n = x_all.shape[0]
     target = _check_target(target, n)
-    correct = torch.zeros(len(eps_l), dtype=torch.long)
-    success = torch.zeros(len(eps_l), dtype=torch.long)
-    clean = 0
-    kept: list[list[torch.Tensor]] = [[] for _ in eps_l]
+    untargeted = target is None and all(a.default_target is None for a in attacks)
+    is_open = untargeted and not exhaustive and all(openable(a) for a in attacks)
+    if is_open:
+        attacks = by_cost(attacks)
+    tally = Tally(len(attacks), len(eps_l), keep_examples)
+    macs = forward_macs(model, x_all[:1].to(device), batch=min(batch_size, n))
+    with job_threads(macs if device.type == "cpu" else None):
+        _evaluate(model, attacks, x_all, y_all, eps_l, target, batch_size, is_open, check, tally)
+    return _result(model, attacks, x_all, y_all, eps_l, tally, is_open, check)
+
+
+def _evaluate(
+    model: nn.Module,
+    attacks: list[Attack],
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    eps_l: list[float | None],
+    target: torch.Tensor | str | None,
+    batch_size: int,
+    is_open: bool,
+    check: bool,
+    tally: Tally,
+) -> None:
+    device = _device(model)
     first = True
+    n = x_all.shape[0]
     for start, (x, y) in zip(
         range(0, n, batch_size), _batches(x_all, y_all, batch_size, device), strict=False
     ):
@@ -251,45 +315,112 @@ def robust_accuracy(
             if isinstance(target, torch.Tensor)
             else target
         )
-        clean += int((_predict(model, x) == y).sum())
+        clean = _predict(model, x) == y
+        if is_open:
+            open_batch(model, attacks, x, y, eps_l, clean, tally)
+        else:
+            _exhaustive_batch(model, attacks, x, y, eps_l, t, tally)
+        tally.clean += int(clean.sum())
+        if check and first and is_open:
+            _probe(model, attacks, x, y, eps_l)
+        elif check and first and len(attacks) == 1:
+            first_acc = tally.first_accuracy(x.shape[0])
+            _check_single_step(model, attacks[0], x, y, eps_l, t, first_acc)
+        first = False
+
+
+#: Samples of the first batch that the open mode's soundness checks attack exhaustively.
+PROBE = 64
+
+
+def _probe(
+    model: nn.Module, attacks: list[Attack], x: torch.Tensor, y: torch.Tensor, eps: list[Any]
+) -> None:
+    """The open mode's curves are cumulative, so monotone in ε by construction: the checks
+    that need an attack's own curve (accuracy not rising with ε, not weaker than FGSM) run
+    on the first :data:`PROBE` samples, every attack on each of them at every ε."""
+    xp, yp = x[:PROBE], y[:PROBE]
+    for attack in attacks:
+        own = [
+            float((_predict(model, xa) == yp).double().mean())
+            for xa in _sweep(attack, model, xp, yp, eps, None)
+        ]
+        _check_monotone(
+            eps, own, xp.shape[0], f"{type(attack).__name__} (on {xp.shape[0]} probe samples)"
+        )
+        _check_single_step(model, attack, xp, yp, eps, None, own)
+
+
+def _exhaustive_batch(
+    model: nn.Module,
+    attacks: list[Attack],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: list[float | None],
+    t: Any,
+    tally: Tally,
+) -> None:
+    """Every attack on every sample at every ε; a sample is robust if it survives them all."""
+    robust = torch.ones(len(eps), x.shape[0], dtype=torch.bool, device=y.device)
+    success = torch.zeros_like(robust)
+    x_adv: list[torch.Tensor] = [x] * len(eps)
+    for a, attack in enumerate(attacks):
         t_res = None
-        first_acc: list[float] = []
-        for i, x_adv in enumerate(_sweep(attack, model, x, y, eps_l, t)):
-            pred = _predict(model, x_adv)
-            correct[i] += int((pred == y).sum())
-            first_acc.append(float((pred == y).float().mean()))
+        for i, xa in enumerate(_sweep(attack, model, x, y, eps, t)):
+            pred = _predict(model, xa)
+            right = pred == y
+            tally.per_attack[a, i] += int(right.sum())
             if t is None and attack.default_target is None:
-                success[i] += int((pred != y).sum())
+                hit = ~right
             else:
                 if t_res is None:
                     t_res = _resolved_target(attack, model, x, y, t)
                 # random targets were drawn inside the attack: count misclassification instead
-                success[i] += (
-                    int((pred != y).sum()) if t_res.numel() == 0 else int((pred == t_res).sum())
-                )
-            if keep_examples > sum(k.shape[0] for k in kept[i]):
-                kept[i].append(
-                    x_adv[: keep_examples - sum(k.shape[0] for k in kept[i])].detach().cpu()
-                )
-        if check and first:
-            _check_single_step(model, attack, x, y, eps_l, t, first_acc)
-        first = False
-    acc = (correct.double() / n).tolist()
+                hit = ~right if t_res.numel() == 0 else pred == t_res
+            # the example kept: the first attack's that breaks the sample, else the last's
+            take = robust[i] if a else torch.ones_like(right)
+            x_adv[i] = torch.where(take.view(-1, *[1] * (x.dim() - 1)), xa, x_adv[i])
+            robust[i] &= right
+            success[i] |= hit
+    tally.add(robust, success, x_adv)
+
+
+def _result(
+    model: nn.Module,
+    attacks: list[Attack],
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    eps_l: list[float | None],
+    tally: Tally,
+    is_open: bool,
+    check: bool,
+) -> dict[str, Any]:
+    n = x_all.shape[0]
+    acc = (tally.correct.double() / n).tolist()
+    names = [f"{a.name or type(a).__name__}" for a in attacks]
+    names = [f"{m}#{i}" if names.count(m) > 1 else m for i, m in enumerate(names)]
     result: dict[str, Any] = {
-        "attack": attack.config(),
+        "attack": attacks[0].config() if len(attacks) == 1 else [a.config() for a in attacks],
         "eps": eps_l,
         "accuracy": acc,
-        "success_rate": (success.double() / n).tolist(),
-        "clean_accuracy": clean / n,
+        "success_rate": (tally.success.double() / n).tolist(),
+        "clean_accuracy": tally.clean / n,
         "n": n,
+        "mode": "open" if is_open else "exhaustive",
+        "per_attack": {
+            m: (c.double() / n).tolist() for m, c in zip(names, tally.per_attack, strict=True)
+        },
     }
-    if check:
-        _check_monotone(eps_l, acc, n, type(attack).__name__)
-    if keep_examples:
+    if is_open:
+        result["attacked"] = {m: c.tolist() for m, c in zip(names, tally.attacked, strict=True)}
+    if check and not is_open:
+        what = "+".join(type(a).__name__ for a in attacks)
+        _check_monotone(eps_l, acc, n, what)
+    if tally.keep:
         result["examples"] = {
-            "x": x_all[:keep_examples].cpu(),
-            "y": y_all[:keep_examples].cpu(),
-            "x_adv": torch.stack([torch.cat(k) for k in kept]),
+            "x": x_all[: tally.keep].cpu(),
+            "y": y_all[: tally.keep].cpu(),
+            "x_adv": torch.stack([torch.cat(k) for k in tally.kept]),
         }
     return result
 

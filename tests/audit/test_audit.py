@@ -60,9 +60,12 @@ def test_results_are_complete_and_consistent(audited) -> None:
     assert r["attack-cw"]["median"]["l2"] is None or r["attack-cw"]["median"]["l2"] > 0
     assert set(r["transfer"]["attacks"]) == {"fgsm", "pgd"}
     assert {c["check"] for c in r["soundness"]} >= {
-        "iterative PGD is not weaker than single-step FGSM",
         "an unbounded attack (PGD, ε = 1) drives accuracy to ~0",
     }
+    # the open mode (the default): curves are cumulative, the checks comparing attacks' own
+    # curves are not run and the notes say so
+    assert r["worst_case"]["mode"] == "open" and r["attack-pgd"]["cumulative"] == ["fgsm"]
+    assert any("--exhaustive" in note for note in r["notes"])
     maps = r["maps-grad"]["attacks"]["PGD"]
     assert 0 <= maps["l1"] <= 1 and 0 <= maps["iou"] <= 1
     saved = json.loads((out / "results.json").read_text())
@@ -79,6 +82,33 @@ def test_results_are_complete_and_consistent(audited) -> None:
     if all(row["restored"] == 1 for row in r["diagnosis"]["table"]):
         assert "restored (whole layer)" not in md and "so those two columns are left out" in md
     assert_report_renders(out / "report.html", min_images=2)  # also: no table cut off
+
+
+def test_exhaustive_audit_has_each_attack_on_every_sample_and_no_lower_worst_case(
+    audited, digits_model, digits_splits, tmp_path: Path
+) -> None:
+    _, fast = audited
+    full = audit(digits_model, digits_splits["test"], out=tmp_path, exhaustive=True, **SMALL)
+    assert full["worst_case"]["mode"] == "exhaustive"
+    for e, a_fast, a_full in zip(
+        full["worst_case"]["eps"],
+        fast["worst_case"]["accuracy"],
+        full["worst_case"]["accuracy"],
+        strict=True,
+    ):
+        assert a_fast <= a_full + 1e-9, f"open mode's worst case above the exhaustive one at ε={e}"
+    assert "iterative PGD is not weaker than single-step FGSM" in {
+        c["check"] for c in full["soundness"]
+    }
+    # the open mode's PGD curve is PGD after FGSM: never above either exhaustive curve
+    for i in range(len(full["worst_case"]["eps"])):
+        cum = fast["attack-pgd"]["accuracy"][i]
+        assert cum <= min(full["attack-pgd"]["accuracy"][i], full["attack-fgsm"]["accuracy"][i])
+    assert "Run exhaustively" in (tmp_path / "report.md").read_text()
+    # every cached part is keyed on the mode: an open run never reuses an exhaustive part
+    from underfire.studies.audit.config import RESULT_FIELDS
+
+    assert "exhaustive" in RESULT_FIELDS
 
 
 def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:

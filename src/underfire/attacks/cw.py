@@ -73,61 +73,16 @@ class CW(Attack):
         targeted = target is not None
         labels = target if target is not None else y
         n = x.shape[0]
-        shape = (-1,) + (1,) * (x.dim() - 1)
         w0 = torch.atanh((2 * x - 1) * _TANH_SCALE)
         const = torch.full((n,), self.const, device=x.device, dtype=x.dtype)
         lower = torch.zeros_like(const)
         upper = torch.full_like(const, self.max_const)
         best_l2 = torch.full_like(const, float("inf"))
         best = x.clone()
-        check_every = max(self.steps // 10, 1)
         for bs in range(self.binary_search_steps):
-            w = w0.clone().requires_grad_(True)
-            opt = torch.optim.Adam([w], lr=self.lr)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
-            prev = torch.full_like(const, float("inf"))
-            frozen = torch.zeros(n, dtype=torch.bool, device=x.device)
-            for step in range(self.steps):
-                x_adv = 0.5 * (torch.tanh(w) + 1)
-                l2 = (x_adv - x).flatten(1).pow(2).sum(1)
-                logits = model(x_adv)
-                f = margin_loss(logits, labels, targeted=targeted, kappa=self.kappa)
-                loss = l2 + const * f
-                (grad,) = torch.autograd.grad(loss.sum(), w)
-                if bs == 0 and step == 0:  # samples already at the goal have f = −κ and no gradient
-                    check_gradient(grad[f.detach() > -self.kappa], "CW", stacklevel=6)
-                with torch.no_grad():
-                    # Record the point just evaluated (success judged with κ, as the authors do).
-                    adj = logits.clone()
-                    if targeted:
-                        adj.scatter_add_(
-                            1, labels[:, None], torch.full_like(l2[:, None], -self.kappa)
-                        )
-                        ok = adj.argmax(1) == labels
-                    else:
-                        adj.scatter_add_(
-                            1, labels[:, None], torch.full_like(l2[:, None], self.kappa)
-                        )
-                        ok = adj.argmax(1) != labels
-                    ok &= ~frozen
-                    succeeded |= ok
-                    improve = ok & (l2 < best_l2)
-                    best_l2 = torch.where(improve, l2, best_l2)
-                    best = torch.where(improve.view(shape), x_adv, best)
-                    if frozen.any():
-                        grad[frozen] = 0
-                    w.grad = grad
-                    w_before = w.detach().clone() if frozen.any() else None
-                opt.step()
-                with torch.no_grad():
-                    if w_before is not None:
-                        w[frozen] = w_before[frozen]
-                    if self.abort_early and step % check_every == 0:
-                        stalled = loss.detach() > prev * 0.9999
-                        frozen |= stalled
-                        prev = torch.where(stalled, prev, loss.detach())
-                        if bool(frozen.all()):
-                            break
+            succeeded = self._search_step(
+                model, x, labels, w0, const, best, best_l2, targeted=targeted, first=bs == 0
+            )
             # Binary search on c, per sample (Carlini & Wagner's schedule).
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
             lower = torch.where(succeeded, lower, torch.maximum(lower, const))
@@ -137,3 +92,70 @@ class CW(Attack):
                 torch.where(succeeded, const, const * 10),
             ).clamp(max=self.max_const)
         return best
+
+    def _search_step(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        w0: torch.Tensor,
+        const: torch.Tensor,
+        best: torch.Tensor,
+        best_l2: torch.Tensor,
+        *,
+        targeted: bool,
+        first: bool,
+    ) -> torch.Tensor:
+        """Adam on w for one value of c per sample; ``best``/``best_l2`` updated in place.
+        Returns which samples reached the goal. A sample whose loss stalls (the authors'
+        early abort) leaves the batch: the batch is compacted, so aborted samples cost
+        nothing (the Adam moments are per pixel, so a sample's steps do not depend on the
+        others'; the step count is shared, as in one Adam optimizer)."""
+        n = x.shape[0]
+        succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
+        active = torch.arange(n, device=x.device)
+        w = w0.clone()
+        m, v = torch.zeros_like(w), torch.zeros_like(w)
+        prev = torch.full_like(const, float("inf"))
+        check_every = max(self.steps // 10, 1)
+        beta1, beta2 = 0.9, 0.999  # torch.optim.Adam's defaults, as the authors' code
+        for step in range(self.steps):
+            xa, la, ca = x[active], labels[active], const[active]
+            wa = w[active].requires_grad_(True)
+            x_adv = 0.5 * (torch.tanh(wa) + 1)
+            l2 = (x_adv - xa).flatten(1).pow(2).sum(1)
+            logits = model(x_adv)
+            f = margin_loss(logits, la, targeted=targeted, kappa=self.kappa)
+            loss = l2 + ca * f
+            (grad,) = torch.autograd.grad(loss.sum(), wa)
+            if first and step == 0:  # samples already at the goal have f = −κ and no gradient
+                check_gradient(grad[f.detach() > -self.kappa], "CW", stacklevel=7)
+            with torch.no_grad():
+                # Record the point just evaluated (success judged with κ, as the authors do).
+                ok = self._reached(logits, la, targeted)
+                succeeded[active] |= ok
+                improve = ok & (l2 < best_l2[active])
+                hit = active[improve]
+                best_l2[hit] = l2[improve]
+                best[hit] = x_adv.detach()[improve]
+                # Adam, on the active samples only
+                t = step + 1
+                ma = m[active].mul_(beta1).add_(grad, alpha=1 - beta1)
+                va = v[active].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (va / (1 - beta2**t)).sqrt_().add_(1e-8)
+                wa = wa.detach().addcdiv_(ma, denom, value=-self.lr / (1 - beta1**t))
+                m[active], v[active], w[active] = ma, va, wa
+                if self.abort_early and step % check_every == 0:
+                    stalled = loss.detach() > prev[active] * 0.9999
+                    prev[active] = torch.where(stalled, prev[active], loss.detach())
+                    active = active[~stalled]
+                    if active.numel() == 0:
+                        break
+        return succeeded
+
+    def _reached(self, logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+        """Whether the goal is met with margin κ (the authors' success test)."""
+        adj = logits.clone()
+        shift = -self.kappa if targeted else self.kappa
+        adj.scatter_add_(1, labels[:, None], torch.full_like(adj[:, :1], shift))
+        return adj.argmax(1) == labels if targeted else adj.argmax(1) != labels

@@ -10,6 +10,10 @@ Ross & Doshi-Velez (2018).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,6 +93,30 @@ class PGD(Attack):
         self.early_stop = bool(early_stop)
         self.seed = check_seed(seed)
         self.deterministic = not self.random_start
+        self._subset: torch.Tensor | None = None
+
+    #: ``attack(model, x, y, subset=idx)``: attack only the samples ``idx`` (int64 indices);
+    #: the others come back unchanged. The random start is drawn for the whole batch, so a
+    #: sample's result does not depend on which others are attacked beside it (what makes an
+    #: evaluation that attacks only the still-robust samples exact; see underfire.attacks.cascade)
+    call_options: ClassVar[tuple[str, ...]] = ("subset",)
+
+    @contextmanager
+    def _call_scope(self, subset: torch.Tensor | None = None) -> Iterator[None]:  # type: ignore[override]
+        if subset is not None:
+            if (
+                not isinstance(subset, torch.Tensor)
+                or subset.dtype != torch.long
+                or subset.dim() != 1
+            ):
+                raise TypeError(
+                    "subset must be a 1-D int64 tensor of sample indices, e.g. mask.nonzero()[:, 0]"
+                )
+        self._subset = subset
+        try:
+            yield
+        finally:
+            self._subset = None
 
     @property
     def alpha(self) -> float:
@@ -105,12 +133,24 @@ class PGD(Attack):
         targeted = target is not None
         labels = target if target is not None else y
         gen = self._generator(x.device)
-        if self.restarts == 1 and not self.early_stop:
-            return self._run(model, x, labels, targeted, gen, check=True)
+        subset = self._subset
+        if subset is not None:
+            if subset.numel() and (int(subset.min()) < 0 or int(subset.max()) >= x.shape[0]):
+                raise ValueError(f"subset holds indices outside the batch of {x.shape[0]}")
+            subset = subset.to(x.device)
+        if self.restarts == 1:
+            adv = self._run(model, x, labels, targeted, gen, check=True, active=subset)
+            if subset is not None:  # the samples left out come back unchanged
+                keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+                keep[subset] = False
+                adv[keep] = x[keep]
+            return adv
         best = x.clone()
         best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
-        todo = torch.arange(x.shape[0], device=x.device)
+        todo = torch.arange(x.shape[0], device=x.device) if subset is None else subset
         for r in range(self.restarts):
+            if todo.numel() == 0:
+                break
             xr, lr = x[todo], labels[todo]
             adv = self._run(model, xr, lr, targeted, gen, check=r == 0)
             with torch.no_grad():
@@ -122,8 +162,6 @@ class PGD(Attack):
             best[todo[better]] = adv[better]
             best_loss[todo[better]] = torch.where(fooled[better], float("inf"), loss[better])
             todo = todo[~fooled]
-            if todo.numel() == 0:
-                break
         return best
 
     def _run(
@@ -135,30 +173,37 @@ class PGD(Attack):
         gen: torch.Generator | None,
         *,
         check: bool,
+        active: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One PGD run. Buffers are reused and updated in place; only the input needs a grad."""
+        """One PGD run. Buffers are reused and updated in place; only the input needs a grad.
+        ``active``: the indices attacked (None: all); early stop shrinks it as samples fall."""
         eps, alpha = float(self.eps or 0.0), self.alpha
         norm = get_norm(self.norm or "linf")  # always set by the constructor
         x_adv = norm.random_start(x, eps, gen) if self.random_start else x.clone()
         ball = norm.ball(x, eps)  # B(x, ε) ∩ [0, 1], set up once (L∞: the box's bounds)
-        active: torch.Tensor | None = None  # indices still being attacked (early stop)
+        if active is not None and active.numel() == 0:
+            return x_adv
         for step in range(self.steps):
             xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
             la = labels if active is None else labels[active]
             logits = model(xa)
+            keep: torch.Tensor | None = None
             if self.early_stop:
                 pred = logits.detach().argmax(1)
                 keep = (pred != la) if targeted else (pred == la)
-                if not bool(keep.all()):
+                if bool(keep.all()):
+                    keep = None
+                else:  # the fooled samples keep this iterate and leave the batch
                     idx = torch.arange(x.shape[0], device=x.device) if active is None else active
                     active = idx[keep]
                     if active.numel() == 0:
                         break
-                    xa = xa.detach()[keep].requires_grad_(True)
-                    la = la[keep]
-                    logits = model(xa)
+                    # the loss of the samples kept, through this forward pass (no second one)
+                    logits, la = logits[keep], la[keep]
             loss = F.cross_entropy(logits, la, reduction="sum")
             (grad,) = torch.autograd.grad(-loss if targeted else loss, xa)
+            if keep is not None:
+                xa, grad = xa[keep], grad[keep]
             if check and step == 0:
                 check_gradient(grad, type(self).__name__, stacklevel=6)
             xa = xa.detach()

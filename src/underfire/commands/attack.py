@@ -103,6 +103,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_out(p, "runs/attack")
     add_force(p, "replace the results of a different run already in --out")
     add_device(p)
+    p.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="attack every image at every ε (by default only the images still robust: a "
+        "fooled image leaves the batch and counts as fooled at every larger ε)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
     p.set_defaults(func=run)
 
 
@@ -155,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             target=args.target,
             batch_size=args.batch_size,
             keep_examples=args.save,
+            exhaustive=args.exhaustive,
         )
         examples = result.pop("examples")
         eps = result["eps"]

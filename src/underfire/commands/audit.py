@@ -85,8 +85,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-surrogate", action="store_true", help="skip the transfer attack from a surrogate"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="run every attack on every sample at every ε (each attack's own curve); by "
+        "default only the samples still robust are attacked, with the same worst case",
+    )
     add_data(p)
     add_device(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
     add_out(p, "runs/audit")
     add_force(
         p,
@@ -110,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget=args.time_budget,
         seed=args.seed,
         strength=args.strength,
+        exhaustive=args.exhaustive,
     )
     ckpt, dataset, data = checkpoint_and_data(args, args.split)
     say(f"auditing {args.checkpoint} on {dataset} ({args.split}, n ≤ {args.n}) → {args.out}")

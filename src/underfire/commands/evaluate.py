@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from underfire.commands._common import add_data, add_device, checkpoint_and_data, device_of
+from underfire.commands._common import (
+    add_data,
+    add_device,
+    checkpoint_and_data,
+    device_of,
+    positive_int,
+)
 
 #: One line for `underfire --help` (read without building the full parser).
 HELP = "accuracy of a checkpoint on a dataset split"
@@ -29,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     add_data(p)
     add_device(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
     p.set_defaults(func=run)
 
 

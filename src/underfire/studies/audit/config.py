@@ -62,6 +62,14 @@ class AuditConfig:
         time_budget: seconds; parts not started within it are skipped and reported so.
         seed: seeds attacks' random starts and the surrogate.
         strength: "fast" (``attacks`` as given) or "standard" (AutoAttack added to them).
+        exhaustive: run every attack on every sample at every ε, so each attack's curve is
+            its own on all samples. False (the default): only what is still open is
+            attacked (fooled samples leave the batch, ε ascending, the bounded attacks
+            cheapest first on what the earlier ones left robust; CW and JSMA on the
+            correctly classified samples, since their success and norms are their own
+            statistics); each bounded attack's curve is then cumulative (it and the
+            bounded attacks before it), and the worst case is never higher than the
+            exhaustive one.
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd", "cw")
@@ -79,6 +87,7 @@ class AuditConfig:
     time_budget: float | None = None
     seed: int = 0
     strength: str = "fast"
+    exhaustive: bool = False
 
     def __post_init__(self) -> None:
         if self.strength not in STRENGTHS:
@@ -113,6 +122,8 @@ class AuditConfig:
         if self.time_budget is not None:
             check_float(self.time_budget, "time_budget", low=0, low_inclusive=False)
         check_int(self.seed, "seed", minimum=0)
+        if not isinstance(self.exhaustive, bool):
+            raise TypeError(f"exhaustive must be True or False, got {self.exhaustive!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

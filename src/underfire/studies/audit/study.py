@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from underfire.core.state import model_state
+from underfire.core.threads import forward_macs, job_threads
 from underfire.studies.audit.attacks import (
     run_attacks,
     run_clean,
@@ -26,10 +27,16 @@ __all__ = ["STUDY"]
 
 @contextmanager
 def borrowed_model(run: StudyRun) -> Iterator[None]:
-    """The audited model in eval mode for the whole audit, given back exactly as it was."""
+    """The audited model in eval mode for the whole audit, given back exactly as it was, and
+    torch's CPU threads chosen for its batches (:mod:`underfire.core.threads`)."""
     with model_state(run.state["model"], freeze=False) as model:
         model.eval()
-        yield
+        macs = None
+        if run.device.type == "cpu":
+            x = run.state["data"][0]
+            macs = forward_macs(model, x[:1], batch=min(run.config.batch_size, x.shape[0]))
+        with job_threads(macs):
+            yield
 
 
 def results_file(results: dict[str, Any]) -> dict[str, Any]:
