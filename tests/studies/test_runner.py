@@ -216,3 +216,16 @@ def test_the_code_version_follows_compiled_code_not_line_positions():
     exec("def f(run):\n    return {'a': 1 if run in {'x', 'y', 'z'} else 0}\n", namespace)
     assert code_version(namespace["f"]) != code_version(f)
     assert code_version(f, version=2) != code_version(f)
+
+
+def test_the_code_version_tells_apart_functions_that_differ_only_in_what_they_call():
+    """Fails if the names a function uses (the functions it calls) are left out of its
+    code version: `return alpha(run)` and `return omega(run)` compile to the same bytecode."""
+    from underfire.studies.cache import code_version
+
+    ns_a: dict = {}
+    ns_b: dict = {}
+    exec("def f(run):\n    return alpha(run)\n", ns_a)
+    exec("def f(run):\n    return omega(run)\n", ns_b)
+    assert ns_a["f"].__code__.co_code == ns_b["f"].__code__.co_code
+    assert code_version(ns_a["f"]) != code_version(ns_b["f"])
