@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from underfire.studies.profiles import dataset_name, layered_settings
+
 __all__ = [
     "CLASSIFIERS",
     "DATASETS",
@@ -310,29 +312,26 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Zha
     Raises:
         ValueError: unknown profile/dataset or invalid values.
     """
-    dataset = dataset.lower().replace("_", "-").replace("cifar-10", "cifar10")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    settings: dict[str, Any] = {
-        "dataset": dataset,
-        "profile": profile,
-        "classifiers": CLASSIFIERS[dataset],
-    }
+    dataset = dataset_name(dataset)
+    digits: dict[str, Any] = {}
     if dataset in ("mnist", "digits"):
         # Ross CNN: no GAP head (Grad-CAM for CAM); digit images need a larger ε than natural
         # images for random targets (targeted PGD on digits reaches ~98 % only at ε = 0.3, the
         # usual MNIST budget), with steps of ε/15
-        settings |= {
-            "ensemble": ("grad", "gradcam", "rts"),
-            "lr": 1e-3,
-            "eps": 0.3,
-            "step_size": 0.02,
-        }
-    settings |= PROFILES[profile]["*"]
-    settings |= PROFILES[profile].get(dataset, {})
-    settings |= {k: v for k, v in overrides.items() if v is not None}
+        digits = {"ensemble": ("grad", "gradcam", "rts"), "lr": 1e-3, "eps": 0.3, "step_size": 0.02}
+    settings = layered_settings(
+        dataset,
+        profile,
+        datasets=DATASETS,
+        profiles=PROFILES,
+        layers=(
+            {"classifiers": CLASSIFIERS.get(dataset, ())},
+            digits,
+            PROFILES.get(profile, {}).get("*", {}),
+            PROFILES.get(profile, {}).get(dataset, {}),
+        ),
+        overrides=overrides,
+    )
     for k in ("classifiers", "interpreters", "ensemble"):
         settings[k] = tuple(settings.get(k, getattr(Zhang2020Config, k, ())) or ())
     return replace(Zhang2020Config(), **settings)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from underfire.studies.profiles import dataset_name, layered_settings
+
 __all__ = [
     "DATASETS",
     "DATASET_DEFAULTS",
@@ -219,21 +221,21 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Zhe
     Raises:
         ValueError: unknown profile/dataset or invalid values.
     """
-    dataset = dataset.lower().replace("_", "-").replace("cifar-10", "cifar10")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    settings: dict[str, Any] = {"dataset": dataset, "profile": profile}
-    settings |= DATASET_DEFAULTS[dataset]
-    settings |= PROFILES[profile]
-    settings |= DATASET_PROFILES.get((profile, dataset), {})
-    settings |= {k: v for k, v in overrides.items() if v is not None}
-    for key in ("eps", "seeds", "layers"):
-        if settings.get(key) is not None:
-            settings[key] = tuple(settings[key])
-    if "eps" in settings:
-        settings["eps"] = tuple(float(e) for e in settings["eps"])
+    dataset = dataset_name(dataset)
+    settings = layered_settings(
+        dataset,
+        profile,
+        datasets=DATASETS,
+        profiles=PROFILES,
+        layers=(
+            DATASET_DEFAULTS.get(dataset, {}),
+            PROFILES.get(profile, {}),
+            DATASET_PROFILES.get((profile, dataset), {}),
+        ),
+        overrides=overrides,
+        tuples=("seeds", "layers"),
+        floats=("eps",),
+    )
     return replace(Zheng2020Config(), **settings)
 
 
