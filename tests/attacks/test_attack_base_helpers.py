@@ -5,6 +5,7 @@ the summed loss gradient, the C&W margin and the masked-gradient counts."""
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -105,21 +106,36 @@ def test_bind_refuses_a_non_module_naming_its_type():
         FGSM().bind("model")  # type: ignore[arg-type]
 
 
-def test_a_subclass_with_its_own_call_accepts_the_bound_form():
-    """Fails if a subclass overriding ``__call__`` (as ADV² does) is not given the bound form
-    ``attack.bind(model)(x, y)``."""
+def test_a_subclass_with_call_options_gets_them_in_the_bound_form_too():
+    """Fails if a call option (as ADV²'s ``target_map``) is lost or refused in the bound form
+    ``attack.bind(model)(x, y, option=...)``, or leaks into a later call. (A subclass can no
+    longer override ``__call__``: the base class's call is final.)"""
+    seen: list[object] = []
 
-    class Echo(Attack):
-        name = "echo"
+    class Tagged(Attack):
+        name = "tagged"
+        call_options = ("tag",)
+        _tag: object = None
 
-        def __call__(self, model, x, y, target=None):  # type: ignore[no-untyped-def,override]
-            return (model, x)
+        @contextmanager
+        def _call_scope(self, **options):  # type: ignore[no-untyped-def,override]
+            self._tag = options.get("tag")
+            try:
+                yield
+            finally:
+                self._tag = None
+
+        def _perturb(self, model, x, y, target):  # type: ignore[no-untyped-def,override]
+            seen.append(self._tag)
+            return x.clone()
 
     model = Linear(W3)
-    got_model, got_x = Echo().bind(model)(X, Y)
-    assert got_model is model and got_x is X
-    got_model, _ = Echo()(model, X, Y)
-    assert got_model is model
+    Tagged().bind(model)(X, Y, tag="a")
+    Tagged()(model, X, Y, tag="b")
+    Tagged()(model, X, Y)
+    assert seen == ["a", "b", None]
+    with pytest.raises(TypeError, match="unexpected keyword argument .tag."):
+        FGSM()(model, X, Y, tag="c")
 
 
 # ---------------------------------------------------------------- math helpers
