@@ -24,7 +24,7 @@ from underfire.models import model_for_dataset
 from underfire.studies.ross2018.config import INSENSITIVE_DBL_LAMBDA, Ross2018Config
 from underfire.train import CrossEntropy, TrainConfig, Trainer, seed_everything
 
-__all__ = ["frozen", "load_data", "train_judges", "train_models"]
+__all__ = ["frozen", "load_data", "objective_for", "train_judges", "train_models"]
 
 
 def frozen(model: nn.Module) -> nn.Module:
@@ -126,25 +126,29 @@ def train_judges(
     return judges
 
 
-def _objective(name: str, cfg: Ross2018Config) -> Any:
+def objective_for(name: str, cfg: Ross2018Config) -> Any:
+    """The training objective of the reproduction's model ``name`` (not distillation, which
+    trains twice: :func:`underfire.defenses.distill`)."""
     if name == "normal":
         return CrossEntropy()
     if name == "gradreg":
         return GradientRegularization(cfg.lam)
     if name == "certainty-insensitive":
-        return GradientRegularization(cfg.lam, certainty_insensitive=True)
+        return GradientRegularization(cfg.insensitive_lam, certainty_insensitive=True)
     if name == "insensitive-dbl":  # the authors' sweep script's reading (see EXTRA_MODELS)
         objective = GradientRegularization.from_paper(INSENSITIVE_DBL_LAMBDA, 256)
         objective.name = "insensitive-dbl"
         return objective
     if name == "adv-trained":
         return AdversarialTraining(FGSM(eps=cfg.adv_eps), ratio=cfg.adv_ratio, labels="predicted")
-    if name == "both":
+    if name == "both":  # the authors': penalty on the clean half only, FGSM on its forward
         return AdversarialTraining(
             FGSM(eps=cfg.adv_eps),
             ratio=cfg.adv_ratio,
             labels="predicted",
             inner=GradientRegularization(cfg.lam),
+            adv_inner=CrossEntropy(),
+            craft="train",
             name="both",
         )
     raise ValueError(f"unknown model {name!r}")
@@ -195,7 +199,7 @@ def train_models(
             model = factory()
             Trainer(
                 model,
-                _objective(name, cfg),
+                objective_for(name, cfg),
                 tcfg,
                 device=device,
                 checkpoint=ckpt,
