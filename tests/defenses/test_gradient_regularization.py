@@ -162,11 +162,18 @@ def test_input_not_mutated_and_params_receive_gradients() -> None:
 
 
 def test_regularization_shrinks_input_gradients_on_digits() -> None:
+    # Measured on held-out images, and on the gradient of the log-probabilities summed over
+    # the classes (the authors' "certainty sensitivity"): the cross-entropy's own gradient also
+    # shrinks as the unregularized model fits, so its ratio depends on the training length
+    # (0.65–1.2 over 6–12 epochs from the Glorot init, ross-cnn's default since issue 22),
+    # while this one shrinks 7–10× (ratio 0.10–0.14 over seeds 0/1 and 6/12 epochs; 0.04–0.06
+    # from PyTorch's init).
     from underfire.data import load_dataset
     from underfire.models import model_for_dataset
     from underfire.train import TrainConfig, Trainer
 
     train = load_dataset("digits", "train").subset(400)
+    test = load_dataset("digits", "test").subset(200)
     norms = {}
     for lam in (0.0, 3.0):
         torch.manual_seed(0)
@@ -175,9 +182,11 @@ def test_regularization_shrinks_input_gradients_on_digits() -> None:
             model, GradientRegularization(lam), TrainConfig(epochs=6, batch_size=64, lr=2e-3)
         ).fit(train)
         model.eval()
-        _, sq, _ = input_gradient_penalty(model, train.x[:200], train.y[:200], create_graph=False)
+        _, sq, _ = input_gradient_penalty(
+            model, test.x, test.y, certainty_insensitive=True, create_graph=False
+        )
         norms[lam] = sq.sqrt().mean().item()
-    assert norms[3.0] < 0.75 * norms[0.0], norms
+    assert norms[3.0] < 0.3 * norms[0.0], norms
 
 
 def test_trainer_backward_into_parameters_only_is_exact() -> None:

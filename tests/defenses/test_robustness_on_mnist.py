@@ -3,9 +3,12 @@
 Short trainings of a narrow Ross CNN on a subset (about a minute on one CPU thread): FGSM
 adversarial training raises white-box FGSM accuracy at ε = 0.3 far above the normal model's,
 and gradient regularization shrinks the mean squared input gradient (the quantity it
-penalizes) and raises white-box FGSM accuracy at ε = 0.1. (Measured when written: clean
-0.974 / 0.944 / 0.956, FGSM ε = 0.3 0.034 / 0.766 / 0.198, FGSM ε = 0.1 0.722 / 0.876 /
-0.828 for normal / adv-trained / gradreg; mean ‖∇ₓCE‖² 0.61 normal vs 0.095 gradreg.)
+penalizes) and raises white-box FGSM accuracy at ε = 0.1. (Measured when written, from
+PyTorch's init: clean 0.974 / 0.944 / 0.956, FGSM ε = 0.3 0.034 / 0.766 / 0.198, FGSM ε = 0.1
+0.722 / 0.876 / 0.828 for normal / adv-trained / gradreg; mean ‖∇ₓCE‖² 0.61 normal vs 0.095
+gradreg. From the Glorot init, ross-cnn's default since issue 22: clean normal 0.992, gradreg
+0.910; FGSM ε = 0.1 0.658 / 0.752; mean ‖∇ₓCE‖² 0.427 vs 0.141; mean squared gradient of the
+log-probabilities summed over the classes 16.2 vs 0.285.)
 """
 
 from __future__ import annotations
@@ -71,6 +74,19 @@ def test_gradient_regularization_shrinks_gradients_and_raises_fgsm_accuracy(mnis
         name: float(input_gradient_penalty(m, x, y, create_graph=False)[1].mean())
         for name, m in models.items()
     }
-    assert mean_sq["gradreg"] < 0.3 * mean_sq["normal"], mean_sq
+    # ratio 0.16 from PyTorch's init, 0.33 from Glorot's: the better-fit normal model
+    # (clean 0.992 vs 0.974) has smaller cross-entropy gradients itself, so the bound is 0.5
+    assert mean_sq["gradreg"] < 0.5 * mean_sq["normal"], mean_sq
+    # not confounded by the fit: the log-probabilities' gradient (the authors' "certainty
+    # sensitivity") shrinks ≈ 50× (ratio 0.018 from Glorot's init, 0.027 from PyTorch's)
+    certainty = {
+        name: float(
+            input_gradient_penalty(m, x, y, certainty_insensitive=True, create_graph=False)[
+                1
+            ].mean()
+        )
+        for name, m in models.items()
+    }
+    assert certainty["gradreg"] < 0.1 * certainty["normal"], certainty
     robust = {name: _accuracy(m, FGSM(eps=0.1)(m, x, y), y) for name, m in models.items()}
     assert robust["gradreg"] > robust["normal"] + 0.05, robust

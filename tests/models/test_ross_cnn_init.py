@@ -1,5 +1,5 @@
-"""The Ross CNN's initialization: PyTorch's by default, TF-slim's Glorot-uniform weights and
-zero biases (the authors' layers) with ``init="paper"``."""
+"""The Ross CNN's initialization: TF-slim's Glorot-uniform weights and zero biases (the
+authors' layers) by default, PyTorch's with ``init="torch"``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ def _layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def test_paper_init_is_glorot_uniform_with_zero_biases() -> None:
+def test_paper_init_is_glorot_uniform_with_zero_biases_and_the_default() -> None:
     torch.manual_seed(0)
-    model = create_model("ross-cnn", init="paper")
+    model = create_model("ross-cnn")
+    assert model.init == "paper"
     layers = _layers(model)
     assert len(layers) == 4
     for layer in layers:
@@ -34,9 +35,9 @@ def test_paper_init_is_glorot_uniform_with_zero_biases() -> None:
 
 def test_torch_init_keeps_pytorchs_default() -> None:
     torch.manual_seed(0)
-    paper = create_model("ross-cnn", init="paper")
+    paper = create_model("ross-cnn")
     torch.manual_seed(0)
-    default = create_model("ross-cnn")
+    default = create_model("ross-cnn", init="torch")
     assert default.init == "torch"
     # PyTorch's default for the logit layer: weights within ±1/√fan_in, nonzero biases
     logit_torch = _layers(default)[-1]

@@ -246,7 +246,14 @@ def test_config_profiles_and_validation() -> None:
     assert Ross2018Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     paper_cpu = resolve_config("mnist", "paper-cpu")
     assert (paper_cpu.batch_size, paper_cpu.lr, paper_cpu.paper_lambda) == (256, 2e-4, 56_234.0)
-    assert paper_cpu.models == ALL_MODELS and "insensitive-dbl" in ALL_MODELS
+    # the six models; insensitive-dbl (not the authors' insensitive model) only when asked
+    assert paper_cpu.models == MODEL_NAMES and "insensitive-dbl" in ALL_MODELS
+    assert resolve_config("mnist", models=ALL_MODELS).models == ALL_MODELS
+    assert (paper_cpu.insensitive_lambda, resolve_config("notmnist").insensitive_lambda) == (
+        1_000.0,
+        177.8,
+    )
+    assert paper_cpu.to_dict()["insensitive_lam_per_example"] == pytest.approx(1_000 / 512)
     assert paper_cpu.n_eval == 1000 and paper_cpu.init == "paper" and paper_cpu.jsma_on == "logits"
     assert full.checkpoint_every is not None and full.checkpoint_every <= 250
     assert Ross2018Config.from_dict(json.loads(json.dumps(paper_cpu.to_dict()))) == paper_cpu
@@ -296,6 +303,35 @@ def _synthetic_results() -> dict:
         },
         "saliency": {"normal": {"gini": 0.4}, "gradreg": {"gini": 0.6}},
     }
+
+
+def test_reference_summary_has_the_reports_numbers(tmp_path: Path) -> None:
+    from underfire.studies.ross2018.reference import main, reference_summary
+
+    results = _synthetic_results()
+    results["clean"] = {m: {"accuracy": 0.9 + i / 100} for i, m in enumerate(MODEL_NAMES)}
+    results["claims"] = evaluate_claims(results)
+    results["run"] = {"seconds": 12.5, "underfire_version": "0"}
+    cfg = resolve_config("mnist", "paper-cpu", eps=results["config"]["eps"])
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    summary = reference_summary(tmp_path, command="underfire reproduce ross2018 ...")
+    assert summary["command"] == "underfire reproduce ross2018 ..."
+    assert summary["last_session_seconds"] == 12.5 and summary["config"]["steps"] == 1000
+    normal, gradreg = summary["models"]["normal"], summary["models"]["gradreg"]
+    assert normal["clean"] == 0.9 and gradreg["clean"] == 0.93
+    # ε 0.2 is not in this run's grid: only 0.1 and 0.3 are reported
+    assert gradreg["fgsm_white_box"] == {"0.1": 0.3, "0.3": 0.3}
+    # transferred to normal at 0.1: distilled 0.2, adv-trained 0.9, gradreg 0.3, both 0.2,
+    # certainty-insensitive 0.2 (the synthetic matrix), mean 0.36
+    assert normal["fgsm_transferred"]["0.1"] == pytest.approx(0.36)
+    assert normal["tgsm_white_box_0.3"] == 0.1
+    assert [c["held"] for c in summary["claims"]] == [True] * 5
+    dest = tmp_path / "docs" / "ross2018-mnist-paper-cpu.json"
+    assert main([str(tmp_path), str(dest), "--command", "c", "--wall-seconds", "60"]) == 0
+    assert json.loads(dest.read_text())["wall_seconds"] == 60.0
+    with pytest.raises(FileNotFoundError, match="run the reproduction first"):
+        reference_summary(tmp_path / "nothing", command="c")
 
 
 def test_claims_follow_the_numbers() -> None:
@@ -380,3 +416,27 @@ def test_judge_agreement_averages_independent_judges() -> None:
     assert out["judge_agreement"] == pytest.approx(1 / 3)
     grid["success"][:] = False
     assert judge_agreement(grid, {"one": Says(1)})["judge_agreement"] == 0.0
+
+
+def test_a_model_trained_alone_is_the_one_the_whole_run_trains(tmp_path: Path) -> None:
+    # side by side (`python -m underfire.studies.ross2018.training OUT --model gradreg`): the
+    # checkpoint must be the one the study trains, so that the study's run reuses it
+    from underfire.studies.ross2018.training import load_data, main, train_models
+
+    threads = torch.get_num_threads()
+    try:
+        assert (
+            main([str(tmp_path), "--dataset", "digits", "--profile", "test", "--model", "gradreg"])
+            == 0
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["gradreg.pt"]
+    cfg = resolve_config("digits", "test")
+    train, val, _ = load_data(cfg)
+    alone = read_checkpoint(tmp_path / "models" / "gradreg.pt")
+    models, _ = train_models(cfg, train, val, None, device=torch.device("cpu"), only=["gradreg"])
+    for key, value in models["gradreg"].state_dict().items():
+        torch.testing.assert_close(alone["state_dict"][key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="subset of the config's models"):
+        train_models(cfg, train, val, None, device=torch.device("cpu"), only=["insensitive-dbl"])

@@ -162,6 +162,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pooling", choices=["max", "avg"], default=None, help="pooling of ross-cnn (default: max)"
     )
     p.add_argument(
+        "--init",
+        choices=["paper", "torch"],
+        default=None,
+        help="initialization of ross-cnn: paper (Glorot-uniform, zero biases, the authors'; "
+        "default) or torch (PyTorch's default)",
+    )
+    p.add_argument(
         "--epochs",
         type=positive_int,
         default=None,
@@ -240,7 +247,11 @@ def run(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule,
     )
     objective = objective_from_namespace(args, batch_size=config.batch_size)
-    model_kwargs = {"pooling": args.pooling} if args.pooling else {}
+    model_kwargs: dict[str, Any] = {"pooling": args.pooling} if args.pooling else {}
+    if args.init is not None:
+        if args.model != "ross-cnn":
+            raise ValueError(f"--init applies to ross-cnn only; drop it for --model {args.model}")
+        model_kwargs["init"] = args.init
 
     def new_model() -> Any:
         return model_for_dataset(args.model, args.dataset, **model_kwargs)

@@ -28,7 +28,7 @@ graph is built, an exact closed-form second derivative that replaces PyTorch's g
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -42,8 +42,10 @@ from underfire.defenses.base import DEFENSES
 __all__ = [
     "DEFAULT_LAM",
     "GradientRegularization",
+    "INSENSITIVE_DEFAULT_LAM",
     "input_gradient_penalty",
     "paper_lambda_to_lam",
+    "penalty_from_forward",
 ]
 
 
@@ -105,11 +107,30 @@ def input_gradient_penalty(
         else nullcontext()
     ):
         logits = model(x)
+    return penalty_from_forward(
+        logits, x, y, certainty_insensitive=certainty_insensitive, create_graph=create_graph
+    )
+
+
+def penalty_from_forward(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    certainty_insensitive: bool = False,
+    create_graph: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`input_gradient_penalty` from a forward pass already made: ``logits = model(x)``
+    with ``x`` a leaf that requires grad (so another term can share that forward pass, e.g.
+    the adversarial examples of :class:`~underfire.defenses.AdversarialTraining` crafted on it).
+    The graph is kept (``retain_graph``) for further gradients."""
+    if not x.requires_grad:
+        raise ValueError("x must require grad and be the input of logits' forward pass")
     ce = F.cross_entropy(logits, y)
     penalized = (
         ce * y.numel() if not certainty_insensitive else _per_example_loss(logits, y, True).sum()
     )
-    (grad,) = torch.autograd.grad(penalized, x, create_graph=create_graph)
+    (grad,) = torch.autograd.grad(penalized, x, create_graph=create_graph, retain_graph=True)
     sq_norms = grad.flatten(1).pow(2).sum(dim=1)
     return ce, sq_norms, grad
 
@@ -154,12 +175,23 @@ class GradientRegularization:
 
     def terms(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The two terms separately: ``{"ce", "penalty", "loss"}`` (penalty already unweighted)."""
-        ce, sq_norms, _ = input_gradient_penalty(
-            model,
-            x,
-            y,
-            certainty_insensitive=self.certainty_insensitive,
-            fast_batch_norm=self.fast_batch_norm,
+        x = x.detach().requires_grad_(True)
+        with self.forward_context(model):
+            logits = model(x)
+        return self.terms_from_forward(logits, x, y)
+
+    def forward_context(self, model: nn.Module) -> AbstractContextManager[Any]:
+        """The context the forward pass of :meth:`terms_from_forward` must run in (underfire's
+        closed-form batch-norm second derivative, unless ``fast_batch_norm=False``)."""
+        return fast_batch_norm_double_backward(model) if self.fast_batch_norm else nullcontext()
+
+    def terms_from_forward(
+        self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`terms` from ``logits = model(x)`` made in :meth:`forward_context`, ``x`` a
+        leaf requiring grad; the graph stays usable for other gradients."""
+        ce, sq_norms, _ = penalty_from_forward(
+            logits, x, y, certainty_insensitive=self.certainty_insensitive
         )
         penalty = sq_norms.mean()
         return {"ce": ce, "penalty": penalty, "loss": ce + self.lam * penalty}
@@ -182,6 +214,9 @@ class GradientRegularization:
 
 #: Ross & Doshi-Velez's MNIST λ = 56,234 at batch 256, in this project's per-example convention.
 DEFAULT_LAM = paper_lambda_to_lam(56_234, 256)
+#: The authors' certainty-insensitive λ on MNIST: 1,000 at batch 256 (their model file
+#: ``mnist-insensitive-1000.0-cnn.pkl``; 177.8 on notMNIST, 1,000 on SVHN), not gradreg's 56,234.
+INSENSITIVE_DEFAULT_LAM = paper_lambda_to_lam(1_000, 256)
 
 
 @DEFENSES.register("gradreg")
@@ -190,5 +225,5 @@ def _gradreg(lam: float = DEFAULT_LAM) -> GradientRegularization:
 
 
 @DEFENSES.register("certainty-insensitive")
-def _certainty_insensitive(lam: float = DEFAULT_LAM) -> GradientRegularization:
+def _certainty_insensitive(lam: float = INSENSITIVE_DEFAULT_LAM) -> GradientRegularization:
     return GradientRegularization(lam, certainty_insensitive=True)

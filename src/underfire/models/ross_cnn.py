@@ -4,15 +4,13 @@ conv 5×5×32 → BN → ReLU → pool 2 → conv 5×5×64 → BN → ReLU → p
 → dropout → FC K. Padding keeps spatial size before pooling, so 28×28 gives a 7×7×64 map
 and 8×8 (digits) a 2×2×64 one.
 
-Initialization (``init``): ``"paper"`` is the authors' — their network is built from TF-slim
-layers, whose default initializer is Glorot-uniform (Glorot & Bengio 2010) with zero biases;
-``"torch"`` (the default) keeps PyTorch's (Kaiming-uniform with a = √5, which gives the logit
+Initialization (``init``): ``"paper"`` (the default) is the authors' — their network is built
+from TF-slim layers, whose default initializer is Glorot-uniform (Glorot & Bengio 2010) with
+zero biases; ``"torch"`` keeps PyTorch's (Kaiming-uniform with a = √5, which gives the logit
 layer weights about 2.4× smaller). The choice matters for input-gradient regularization at
 the paper's strength: from PyTorch's init the optimizer settles into a flat-logit solution
-whose accuracy *falls* during training, from Glorot's it rises; the Ross & Doshi-Velez
-reproduction uses ``"paper"``. Normal training is unaffected either way; the default stays
-PyTorch's so that the project's other short, calibrated trainings keep their behaviour
-(docs/ross2018.md has the measurements).
+whose accuracy *falls* during training, from Glorot's it rises. Normal training is unaffected
+either way (docs/ross2018.md has the measurements).
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ class RossCNN(ImageClassifier):
         dropout: float = 0.5,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        init: Literal["paper", "torch"] = "torch",
+        init: Literal["paper", "torch"] = "paper",
     ) -> None:
         if input_size < 4:
             raise ValueError(

@@ -78,8 +78,12 @@ def _introduction(r: Report, cfg: Ross2018Config, results: dict[str, Any], devic
         f"Each model: {cfg.steps} Adam steps (lr {cfg.lr:g}) of batch {cfg.batch_size} "
         "(the paper: 15,000 steps of 256 at lr 2e-4). Gradient regularization "
         f"λ = {cfg.paper_lambda:g} in the paper's batch-averaged convention = {cfg.lam:.4g} per "
+        f"example (gradreg and both; the authors do not publish their λ for both); "
+        f"certainty-insensitive λ = {cfg.insensitive_lambda:g} = {cfg.insensitive_lam:.4g} per "
         f"example; distillation T = {cfg.temperature:g}; adversarial training FGSM "
-        f"ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g}. Initialization: {cfg.init} ({init}). "
+        f"ε = {cfg.adv_eps:g}, ratio {cfg.adv_ratio:g} (both: the penalty on the clean inputs "
+        "only, FGSM crafted on the training forward pass, as the authors' code). "
+        f"Initialization: {cfg.init} ({init}). "
         f"Attacks on {results['n_eval']} test images. Every number here was computed by this "
         "run (`results.json`); the configuration is in `config.json`."
     )

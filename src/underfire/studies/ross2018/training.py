@@ -9,7 +9,7 @@ resumes each model where it stopped, or returns at once when it finished).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,14 @@ from underfire.core.state import freeze
 from underfire.data import ImageDataset, load_dataset
 from underfire.defenses import AdversarialTraining, GradientRegularization, distill
 from underfire.models import model_for_dataset
-from underfire.studies.ross2018.config import INSENSITIVE_DBL_LAMBDA, Ross2018Config
+from underfire.studies.ross2018.config import (
+    INSENSITIVE_DBL_LAMBDA,
+    Ross2018Config,
+    resolve_config,
+)
 from underfire.train import CrossEntropy, TrainConfig, Trainer, seed_everything
 
-__all__ = ["frozen", "load_data", "train_judges", "train_models"]
+__all__ = ["frozen", "load_data", "objective_for", "train_judges", "train_models"]
 
 
 def frozen(model: nn.Module) -> nn.Module:
@@ -126,25 +130,29 @@ def train_judges(
     return judges
 
 
-def _objective(name: str, cfg: Ross2018Config) -> Any:
+def objective_for(name: str, cfg: Ross2018Config) -> Any:
+    """The training objective of the reproduction's model ``name`` (not distillation, which
+    trains twice: :func:`underfire.defenses.distill`)."""
     if name == "normal":
         return CrossEntropy()
     if name == "gradreg":
         return GradientRegularization(cfg.lam)
     if name == "certainty-insensitive":
-        return GradientRegularization(cfg.lam, certainty_insensitive=True)
+        return GradientRegularization(cfg.insensitive_lam, certainty_insensitive=True)
     if name == "insensitive-dbl":  # the authors' sweep script's reading (see EXTRA_MODELS)
         objective = GradientRegularization.from_paper(INSENSITIVE_DBL_LAMBDA, 256)
         objective.name = "insensitive-dbl"
         return objective
     if name == "adv-trained":
         return AdversarialTraining(FGSM(eps=cfg.adv_eps), ratio=cfg.adv_ratio, labels="predicted")
-    if name == "both":
+    if name == "both":  # the authors': penalty on the clean half only, FGSM on its forward
         return AdversarialTraining(
             FGSM(eps=cfg.adv_eps),
             ratio=cfg.adv_ratio,
             labels="predicted",
             inner=GradientRegularization(cfg.lam),
+            adv_inner=CrossEntropy(),
+            craft="train",
             name="both",
         )
     raise ValueError(f"unknown model {name!r}")
@@ -159,10 +167,15 @@ def train_models(
     device: torch.device,
     progress: bool = False,
     log: Callable[[str], None] = lambda _m: None,
+    only: Sequence[str] | None = None,
 ) -> tuple[dict[str, nn.Module], dict[str, Any]]:
     """Train (or reload from ``out/models``; ``out`` None: in memory) every model of
-    ``cfg.models``, each from the same seed; returns the models and each one's training time
-    and checkpoint."""
+    ``cfg.models`` (or of ``only``, a subset), each from the same seed, so a model trained
+    alone is the one the whole run trains; returns the models and each one's training time and
+    checkpoint."""
+    names = tuple(only) if only is not None else cfg.models
+    if set(names) - set(cfg.models):
+        raise ValueError(f"only must be a subset of the config's models {cfg.models}, got {names}")
     factory = _model_factory(cfg)
     tcfg = TrainConfig(
         steps=cfg.steps,
@@ -174,7 +187,7 @@ def train_models(
     models: dict[str, nn.Module] = {}
     info: dict[str, Any] = {}
     meta = {"dataset": cfg.dataset, "data_seed": cfg.seed, "experiment": "ross2018"}
-    for name in cfg.models:
+    for name in names:
         ckpt = _checkpoint(out, name)
         log(f"training {name} ({cfg.steps} steps)")
         t0 = time.perf_counter()
@@ -195,7 +208,7 @@ def train_models(
             model = factory()
             Trainer(
                 model,
-                _objective(name, cfg),
+                objective_for(name, cfg),
                 tcfg,
                 device=device,
                 checkpoint=ckpt,
@@ -208,3 +221,42 @@ def train_models(
             "checkpoint": f"models/{name}.pt" if ckpt is not None else None,
         }
     return models, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train some models of a run into ``OUT/models`` (resumable), e.g. side by side::
+
+        python -m underfire.studies.ross2018.training OUT --profile full --model gradreg
+
+    The checkpoints are those ``underfire reproduce ross2018`` with the same data set, profile
+    and ``--out`` trains (same seed, batches and objective), so that run then reuses them.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="train models of the ross2018 reproduction")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--model", action="append", required=True, help="repeatable")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = resolve_config(args.dataset, args.profile, data_root=args.data_root)
+    if set(args.model) - set(cfg.models):
+        cfg = resolve_config(
+            args.dataset,
+            args.profile,
+            data_root=args.data_root,
+            models=tuple(dict.fromkeys(cfg.models + tuple(args.model))),
+        )
+    train, val, _test = load_data(cfg, cfg.data_root)
+    _models, info = train_models(
+        cfg, train, val, args.out, device=torch.device("cpu"), log=print, only=args.model
+    )
+    print(info)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
