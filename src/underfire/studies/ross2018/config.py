@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from underfire.defenses import paper_lambda_to_lam
+from underfire.studies.profiles import layered_settings
 
 __all__ = [
     "ALL_MODELS",
@@ -305,22 +306,22 @@ def resolve_config(dataset: str, profile: str = "full", **overrides: Any) -> Ros
         ValueError: unknown profile/dataset or invalid values.
     """
     dataset = dataset.lower().replace("_", "-")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    settings: dict[str, Any] = {
-        "dataset": dataset,
-        "profile": profile,
-        "paper_lambda": PAPER_LAMBDA[dataset],
-        "insensitive_lambda": INSENSITIVE_LAMBDA[dataset],
-    }
-    settings |= PROFILES[profile]
-    settings |= {k: v for k, v in overrides.items() if v is not None}
-    if "eps" in settings:
-        settings["eps"] = tuple(float(e) for e in settings["eps"])
-    if "models" in settings:
-        settings["models"] = tuple(settings["models"])
+    settings = layered_settings(
+        dataset,
+        profile,
+        datasets=DATASETS,
+        profiles=PROFILES,
+        layers=(
+            {
+                "paper_lambda": PAPER_LAMBDA.get(dataset),
+                "insensitive_lambda": INSENSITIVE_LAMBDA.get(dataset),
+            },
+            PROFILES.get(profile, {}),
+        ),
+        overrides=overrides,
+        tuples=("models",),
+        floats=("eps",),
+    )
     if settings.get("data_root") is not None:
         settings["data_root"] = str(settings["data_root"])
     return replace(Ross2018Config(), **settings)
