@@ -159,3 +159,71 @@ def test_damaged_or_foreign_files_are_misses(tmp_path) -> None:
     (tmp_path / "d.pt").write_bytes(b"not a torch file")
     for name, store in (("a", "json"), ("b", "json"), ("c", "json"), ("d", "torch")):
         assert cache.get(name, {"a": 1}, store) == (False, None)
+
+
+def test_a_pickled_object_in_a_part_file_is_never_executed(tmp_path) -> None:
+    """Fails if part files are read with pickle's full power (``weights_only=False``): a part
+    file is data, and one that needs code to load is a miss, never run."""
+    import pickle
+
+    class Boom:
+        def __reduce__(self):  # executed by an unrestricted unpickler
+            return (exec, ("import pathlib; pathlib.Path('RAN').write_text('x')",))
+
+    cache = PartCache(tmp_path)
+    key = {"k": 1}
+    with open(tmp_path / "evil.pt", "wb") as f:
+        torch.save({"key": key, "value": Boom()}, f, pickle_module=pickle)
+    assert cache.get("evil", key, store="torch") == (False, None)
+    assert not (tmp_path / "RAN").exists() and not __import__("pathlib").Path("RAN").exists()
+
+
+def test_the_code_version_covers_nested_functions_and_which_function_a_partial_wraps() -> None:
+    """Fails if a nested function's (comprehension's, lambda's) code or the function behind a
+    partial is left out of the code version."""
+    ns_a: dict = {}
+    ns_b: dict = {}
+    exec("def f(run):\n    return [v * 2 for v in run]\n", ns_a)
+    exec("def f(run):\n    return [v * 3 for v in run]\n", ns_b)
+    assert code_version(ns_a["f"]) != code_version(ns_b["f"])
+
+    def g(run, name):
+        return name
+
+    def h(run, name):
+        return name * 2
+
+    assert code_version(functools.partial(g, name="a")) != code_version(
+        functools.partial(h, name="a")
+    )
+    assert code_version(print) != code_version(len)  # built-ins: told apart by their names
+
+
+def test_only_an_object_with_tensor_x_and_y_counts_as_a_dataset() -> None:
+    class HalfData:
+        x = torch.rand(2, 3)
+        y = [0, 1]
+
+    with pytest.raises(TypeError, match="has no fingerprint"):
+        fingerprint(HalfData())
+
+
+def test_a_file_rewritten_within_the_same_timestamp_is_hashed_again(tmp_path) -> None:
+    """Fails if the memo of file digests ignores the size: a file rewritten with other
+    content and its old modification time must not keep its old identity."""
+    import os
+
+    p = tmp_path / "w.bin"
+    p.write_bytes(b"abcd")
+    stamp = p.stat().st_mtime_ns
+    first = fingerprint_file(p)
+    p.write_bytes(b"abcdef")
+    os.utime(p, ns=(stamp, stamp))
+    assert fingerprint_file(p) != first
+
+
+def test_the_store_creates_missing_folders(tmp_path) -> None:
+    for store in ("json", "torch"):
+        cache = PartCache(tmp_path / store / "a" / "b")
+        cache.put("p", {"k": 1}, {"v": torch.ones(1)} if store == "torch" else {"v": 1}, store)
+        assert cache.get("p", {"k": 1}, store)[0]
