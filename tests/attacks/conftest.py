@@ -10,8 +10,12 @@ from underfire.models import model_for_dataset
 
 @pytest.fixture
 def tiny_model() -> torch.nn.Module:
+    # PyTorch's initializer, as when these cases were designed (some samples fooled within a
+    # few steps and some not, targets reachable): the library's default became Glorot's. Under
+    # Glorot's weights PGD-L2 and torchattacks' PGDL2 part by 0.019 on one of 16 images after
+    # 10 steps (recorded in the closing note of 2026-12-06; not yet traced).
     torch.manual_seed(0)
-    return model_for_dataset("ross-cnn", "digits", hidden=16).eval()
+    return model_for_dataset("ross-cnn", "digits", hidden=16, init="torch").eval()
 
 
 @pytest.fixture
