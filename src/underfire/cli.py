@@ -153,8 +153,10 @@ def _process_group(args: argparse.Namespace) -> Iterator[None]:
     distributed.init(resolve_device(getattr(args, "device", None) or "cpu"))
     try:
         yield
-    finally:
-        distributed.teardown()
+    except BaseException:
+        distributed.teardown(wait=False)
+        raise
+    distributed.teardown()
 
 
 if __name__ == "__main__":

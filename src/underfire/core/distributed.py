@@ -111,9 +111,14 @@ def _timeout_from_env() -> float:
     return seconds
 
 
-def teardown() -> None:
-    """Leave the process group (a no-op outside one)."""
+def teardown(*, wait: bool = True) -> None:
+    """Leave the process group (a no-op outside one). ``wait``: first wait until every rank
+    got here: a rank that destroyed its group while another still talked to it aborted under
+    load (gloo's "terminate called without an active exception"). Not after an error, when
+    another rank may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
