@@ -26,6 +26,7 @@ def robust_figure(eps: list[float], curves: dict[str, list[float]], path: Path) 
             ax.plot(eps, acc, ls=ls, marker=next(markers, "o"), ms=5, zorder=2, label=label)
     ax.set(xlabel="ε (L∞)", ylabel="accuracy", ylim=(-0.02, 1.02), xlim=(0, max(eps) * 1.05))
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
