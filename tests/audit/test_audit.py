@@ -298,6 +298,18 @@ def test_gradcam_finds_a_target_layer_on_a_wrapped_torchvision_model(tmp_path: P
     assert "net.layer3" in (tmp_path / "report.md").read_text()
 
 
+def test_a_target_layer_given_as_a_module_is_audited_and_recorded_by_name(
+    tmp_path: Path,
+) -> None:
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    model = _wrapped_resnet()
+    r = audit(model, (x, y), out=tmp_path, target_layer=model.net.layer2, **CAM_SMALL)
+    assert r["config"]["target_layer"] == "net.layer2"
+    assert r["maps-gradcam"]["target_layer"]["name"] == "net.layer2"
+    with pytest.raises(KeyError, match="not a submodule"):
+        audit(model, (x, y), target_layer=_wrapped_resnet().net.layer2, **CAM_SMALL)
+
+
 def test_a_given_1x1_target_layer_warns_and_its_constant_maps_are_left_out(
     tmp_path: Path,
 ) -> None:

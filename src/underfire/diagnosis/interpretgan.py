@@ -144,7 +144,7 @@ class InterpretGAN:
         self,
         model: nn.Module,
         x: torch.Tensor,
-        layers: Sequence[str] | None = None,
+        layers: Sequence[str | nn.Module] | None = None,
         *,
         batch_size: int = 256,
     ) -> dict[str, torch.Tensor]:
@@ -152,10 +152,10 @@ class InterpretGAN:
         eval mode, state restored)."""
         check_images(x)
         check_same_device(model, x)
-        names = list(layers) if layers is not None else self.layers
+        modules = resolve_layers(model, layers if layers is not None else self.layers)
+        names = list(modules)
         for name in names:
             self._generator(name)
-        modules = resolve_layers(model, names)
         with model_state(model, mode="eval", freeze=True):
             feats, _ = capture_features(model, modules, x, batch_size=batch_size)
         return {name: self.decode(name, feats[name]) for name in names}
@@ -278,7 +278,7 @@ def _generator_loss(
 def train_interpretgan(
     model: nn.Module,
     data: Any,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str | nn.Module] | None = None,
     config: InterpretGANConfig | None = None,
     *,
     device: str | torch.device | None = None,
@@ -293,7 +293,8 @@ def train_interpretgan(
             modes restored afterwards.
         data: an :class:`~underfire.data.ImageDataset` (``.x``, ``.y``) or a pair (x, y)
             of clean training images in [0, 1].
-        layers: layer names (default: :func:`underfire.diagnosis.default_layers`).
+        layers: layer names or modules of ``model`` (default:
+            :func:`underfire.diagnosis.default_layers`).
         config: training settings.
         device: where to train (default: the model's device).
         checkpoint: a path: saved every ``config.checkpoint_every`` steps and at the end;

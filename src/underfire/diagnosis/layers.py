@@ -81,19 +81,24 @@ def default_layers(model: nn.Module) -> list[str]:
     return layers
 
 
-def resolve_layers(model: nn.Module, layers: Sequence[str] | None) -> dict[str, nn.Module]:
+def resolve_layers(
+    model: nn.Module, layers: Sequence[str | nn.Module] | str | None
+) -> dict[str, nn.Module]:
     """Name → module for ``layers`` (default: :func:`default_layers`), in the given order.
+    A layer may be given by name or as a module of ``model`` (it is then keyed by its name).
 
     Raises:
-        KeyError: a name that is not a submodule (the message lists some that are).
+        KeyError: a name or module that is not a submodule (the message lists some that are).
         ValueError: an empty list or a repeated name.
     """
+    from underfire.models import layer_name
+
     if layers is None:
         names = default_layers(model)
     elif isinstance(layers, str):
         names = [n.strip() for n in layers.split(",") if n.strip()]
     else:
-        names = list(layers)
+        names = [layer_name(model, n) for n in layers]
     if not names:
         raise ValueError("layers must name at least one layer")
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -11,6 +11,7 @@ from torch import nn
 from underfire.core.state import model_state
 from underfire.diagnosis.interpretgan import InterpretGAN
 from underfire.diagnosis.layer_vulnerability import LayerVulnerability
+from underfire.diagnosis.layers import resolve_layers
 from underfire.plotting import new_figure, save_figure
 
 __all__ = ["plot_interpretgan", "plot_layer_vulnerability", "short_layer_names"]
@@ -88,14 +89,14 @@ def plot_interpretgan(
     x_adv: torch.Tensor | None,
     path: str | Path,
     *,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str | nn.Module] | None = None,
     classes: Sequence[str] | None = None,
 ) -> Path:
     """One row per image: clean and adversarial inputs, then for each layer the images
     generated from the clean and from the adversarial features, each titled with the class
     the classifier gives it (red when it differs from the clean input's class). With
     ``x_adv=None`` only the clean columns are drawn."""
-    names = list(layers) if layers is not None else gan.layers
+    names = list(resolve_layers(model, layers if layers is not None else gan.layers))
     clean = gan.generate(model, x, names)
     adv = gan.generate(model, x_adv, names) if x_adv is not None else {}
     with model_state(model, mode="eval", freeze=True):

@@ -52,7 +52,7 @@ def diagnose(
     y: torch.Tensor,
     attack: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
     *,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str | nn.Module] | None = None,
     interpretgan: InterpretGAN | None = None,
     topk: float = 0.1,
     seed: int = 0,

@@ -34,6 +34,8 @@ __all__ = [
     "declared_target_layer",
     "find_target_layer",
     "resolve_layer",
+    "check_layer",
+    "LayerChoice",
 ]
 
 
@@ -100,12 +102,17 @@ _FOUND: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], str]] = (
 def resolve_layer(
     model: nn.Module, target_layer: str | nn.Module | None, x: torch.Tensor | None = None
 ) -> nn.Module:
-    """The module whose output the map is built from: a module, a name, or else the model's
-    declared layer, or else the one :func:`find_target_layer` finds on the probe ``x``."""
+    """The module whose output the map is built from: a module of ``model``, a name, or else
+    the model's declared layer, or else the one :func:`find_target_layer` finds on the probe
+    ``x``.
+
+    Raises:
+        KeyError: a name or module that is not part of ``model``.
+    """
     from underfire.models import get_layer
 
     if isinstance(target_layer, nn.Module):
-        return target_layer
+        return get_layer(model, target_layer)
     name = target_layer or declared_target_layer(model)
     if not name and x is not None:
         found = _FOUND.setdefault(model, {})
@@ -121,15 +128,49 @@ def resolve_layer(
     return get_layer(model, name)
 
 
-def check_layer_name(name: object, what: str) -> str | None:
-    """None (the model's default) or a non-empty module name."""
-    if name is None:
-        return None
-    if not isinstance(name, str) or not name.strip():
+def check_layer(layer: object, what: str) -> str | nn.Module | None:
+    """None (the model's default), a non-empty module name, or a module object (as Captum's
+    ``LayerGradCam(model, layer)`` and pytorch-grad-cam's ``target_layers`` take it)."""
+    if layer is None or isinstance(layer, nn.Module):
+        return layer
+    if not isinstance(layer, str) or not layer.strip():
         raise TypeError(
-            f"{what} must be None or the name of a module (see model.layer_names()), got {name!r}"
+            f"{what} must be None, the name of a module (see model.layer_names()) or the "
+            f"module itself, got {layer!r}"
         )
-    return name
+    return layer
+
+
+class LayerChoice:
+    """Mixin for interpreters that read a layer: ``layer_used`` names the one the last call
+    read (the model's declared or found layer when none was given)."""
+
+    _layer_used: str | None = None
+
+    @property
+    def layer_used(self) -> str | None:
+        """Name of the layer the last call read, in the model it was called with."""
+        return self._layer_used
+
+    def _resolve(
+        self, model: nn.Module, given: str | nn.Module | None, x: torch.Tensor | None = None
+    ) -> nn.Module:
+        from underfire.models import layer_name
+
+        layer = resolve_layer(model, given, x)
+        self._layer_used = given if isinstance(given, str) else layer_name(model, layer)
+        return layer
+
+    def config(self) -> dict[str, object]:
+        """As :meth:`Interpreter.config`, with a layer given as a module shown by the name it
+        had in the last call (before any call: its class)."""
+        cfg: dict[str, object] = super().config()  # type: ignore[misc]
+        for key in ("target_layer", "fc_layer"):
+            value = getattr(self, key, None)
+            if isinstance(value, nn.Module):
+                known = key == "target_layer" and self._layer_used
+                cfg[key] = self._layer_used if known else f"<{type(value).__name__} module>"
+        return cfg
 
 
 def _feature_map(_name: str, out: torch.Tensor) -> None:
@@ -161,7 +202,7 @@ def cam_weights(fc: nn.Linear, target: torch.Tensor) -> torch.Tensor:
 
 
 @INTERPRETERS.register("cam")
-class CAM(Interpreter):
+class CAM(LayerChoice, Interpreter):
     """Class activation mapping (Zhou et al. 2016) for global-average-pooling networks.
 
     The network must compute its logits as ``fc(mean_{ij} A)`` (or ``fc(mean_{ij} ReLU(A))``,
@@ -172,26 +213,32 @@ class CAM(Interpreter):
     the map is it upsampled bilinearly to H×W (then min–max normalized, as ADV² does).
 
     Args:
-        target_layer: module name of the last conv block (default: the model's declared
-            ``target_layer``, else the one :func:`find_target_layer` finds).
-        fc_layer: name of the final linear layer (default: the last ``nn.Linear``).
+        target_layer: the last conv block, as a module of the model (``model.net.layer4``) or
+            its name (default: the model's declared ``target_layer``, else the one
+            :func:`find_target_layer` finds); ``layer_used`` names it after a call.
+        fc_layer: the final linear layer, module or name (default: the last ``nn.Linear``).
     """
 
     name = "cam"
     absolute = False
     empty_channels = 1
 
-    def __init__(self, *, target_layer: str | None = None, fc_layer: str | None = None) -> None:
-        self.target_layer = check_layer_name(target_layer, "target_layer")
-        self.fc_layer = check_layer_name(fc_layer, "fc_layer")
+    def __init__(
+        self,
+        *,
+        target_layer: str | nn.Module | None = None,
+        fc_layer: str | nn.Module | None = None,
+    ) -> None:
+        self.target_layer = check_layer(target_layer, "target_layer")
+        self.fc_layer = check_layer(fc_layer, "fc_layer")
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
         from underfire.models import get_layer
 
-        layer = resolve_layer(model, self.target_layer, x)
-        fc = get_layer(model, self.fc_layer) if self.fc_layer else _last_linear(model)
+        layer = self._resolve(model, self.target_layer, x)
+        fc = get_layer(model, self.fc_layer) if self.fc_layer is not None else _last_linear(model)
         if not isinstance(fc, nn.Linear):
             raise TypeError(f"fc_layer {self.fc_layer!r} is not an nn.Linear")
         xs = x if create_graph else x.detach()
@@ -228,7 +275,7 @@ class CAM(Interpreter):
 
 
 @INTERPRETERS.register("gradcam")
-class GradCAM(Interpreter):
+class GradCAM(LayerChoice, Interpreter):
     """Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map.
 
     ``attribute`` returns ReLU(Σ_k α_k A_k) of shape (N, 1, h, w), α_k the spatial mean of
@@ -236,8 +283,10 @@ class GradCAM(Interpreter):
     relu_attributions=True)``); the map upsamples it bilinearly to H×W.
 
     Args:
-        target_layer: module name of the last conv block (default: the model's declared
-            ``target_layer``, else the one :func:`find_target_layer` finds).
+        target_layer: the last conv block, as a module of the model (``model.net.layer4``, as
+            Captum's ``LayerGradCam(model, layer)``) or its name (default: the model's declared
+            ``target_layer``, else the one :func:`find_target_layer` finds); ``layer_used``
+            names it after a call.
         relu: apply the final ReLU (Selvaraju et al.); False keeps the signed map.
     """
 
@@ -246,8 +295,8 @@ class GradCAM(Interpreter):
     absolute = False
     empty_channels = 1
 
-    def __init__(self, *, target_layer: str | None = None, relu: bool = True) -> None:
-        self.target_layer = check_layer_name(target_layer, "target_layer")
+    def __init__(self, *, target_layer: str | nn.Module | None = None, relu: bool = True) -> None:
+        self.target_layer = check_layer(target_layer, "target_layer")
         if not isinstance(relu, bool):
             raise TypeError(f"relu must be True or False, got {type(relu).__name__}")
         self.relu = relu
@@ -255,7 +304,7 @@ class GradCAM(Interpreter):
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
-        layer = resolve_layer(model, self.target_layer, x)
+        layer = self._resolve(model, self.target_layer, x)
         # x need not require grad when the weights do (the usual case): the backward pass then
         # stops at the target layer's inputs' producers without an input-gradient branch.
         needs_leaf = not any(p.requires_grad for p in model.parameters())

@@ -44,7 +44,7 @@ from underfire.core.validation import (
     check_seed,
 )
 from underfire.interpreters.base import INTERPRETERS, Interpreter, resize_maps
-from underfire.interpreters.cam import capture_layer, check_layer_name, resolve_layer
+from underfire.interpreters.cam import LayerChoice, capture_layer, check_layer, resolve_layer
 from underfire.interpreters.mask import gaussian_blur
 
 __all__ = ["RTS", "MaskingNetwork", "RTSConfig", "evaluate_rts", "rts_objective", "train_rts"]
@@ -176,7 +176,7 @@ def rts_objective(
 
 
 @INTERPRETERS.register("rts")
-class RTS(Interpreter):
+class RTS(LayerChoice, Interpreter):
     """Real-time saliency (Dabkowski & Gal 2017): one forward pass of a trained masking network.
 
     ``attribute``/the raw map is the network's preserve-mask (N, 1, H, W) in [0, 1] for the
@@ -186,7 +186,8 @@ class RTS(Interpreter):
 
     Args:
         network: a trained :class:`MaskingNetwork`.
-        target_layer: encoder layer (default ``model.target_layer``; must match training).
+        target_layer: encoder layer, a module of the classifier or its name (default
+            ``model.target_layer``; must match training); ``layer_used`` names it after a call.
     """
 
     name = "rts"
@@ -198,7 +199,7 @@ class RTS(Interpreter):
         network: MaskingNetwork | None = None,
         *,
         checkpoint: str | Path | None = None,
-        target_layer: str | None = None,
+        target_layer: str | nn.Module | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
         if network is None and checkpoint is None:
@@ -214,7 +215,7 @@ class RTS(Interpreter):
                 f"network must be a trained MaskingNetwork, got {type(network).__name__}"
             )
         self.network: MaskingNetwork = network
-        self.target_layer: str | None = check_layer_name(target_layer, "target_layer")
+        self.target_layer: str | nn.Module | None = check_layer(target_layer, "target_layer")
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
@@ -223,7 +224,7 @@ class RTS(Interpreter):
         param = next(net.parameters())
         if param.device != x.device or param.dtype != x.dtype:
             net.to(device=x.device, dtype=x.dtype)
-        layer = resolve_layer(model, self.target_layer)
+        layer = self._resolve(model, self.target_layer)
         with (
             model_state(net, freeze=not create_graph),
             torch.set_grad_enabled(create_graph),
@@ -248,12 +249,22 @@ class RTS(Interpreter):
         payload = {
             "format": FORMAT,
             "config": dict(self.network.config),
-            "target_layer": self.target_layer or "",
+            "target_layer": self._layer_name_to_save(),
             "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
             "meta": self.meta,
         }
         payload["checksum"] = {"algorithm": CHECKSUM_ALGORITHM, "digest": checksum(payload)}
         return _io.atomic_write(path, lambda f: torch.save(payload, f))
+
+    def _layer_name_to_save(self) -> str:
+        if not isinstance(self.target_layer, nn.Module):
+            return self.target_layer or ""
+        if self.layer_used is None:
+            raise ValueError(
+                "RTS.save needs the name of its target_layer, which was given as a module: "
+                "explain one batch first (layer_used is then known) or pass target_layer by name"
+            )
+        return self.layer_used
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> RTS:
@@ -315,7 +326,7 @@ def train_rts(
     data: Any,
     config: RTSConfig | None = None,
     *,
-    target_layer: str | None = None,
+    target_layer: str | nn.Module | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> tuple[RTS, list[dict[str, float]]]:
@@ -326,7 +337,8 @@ def train_rts(
             (their ``.grad`` are left untouched).
         data: an :class:`~underfire.data.ImageDataset` (``.x``, ``.y``) or a pair (x, y).
         config: training settings.
-        target_layer: encoder layer (default ``model.target_layer``).
+        target_layer: encoder layer, a module of ``model`` or its name (default
+            ``model.target_layer``); the RTS returned keeps its name.
         device: where to train (default: the model's device).
         progress: show a progress bar.
 
@@ -354,11 +366,15 @@ def _train_rts(
     x_all: torch.Tensor,
     y_all: torch.Tensor,
     cfg: RTSConfig,
-    target_layer: str | None,
+    target_layer: str | nn.Module | None,
     dev: torch.device,
     progress: bool,
 ) -> tuple[RTS, list[dict[str, float]]]:
-    layer = resolve_layer(model, target_layer)
+    from underfire.models import layer_name
+
+    layer = resolve_layer(model, check_layer(target_layer, "target_layer"))
+    if isinstance(target_layer, nn.Module):
+        target_layer = layer_name(model, layer)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     probe = x_all[:2].to(dev)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from underfire.data import dataset_info
-from underfire.models.base import MODELS, ImageClassifier, Normalize, get_layer
+from underfire.models.base import MODELS, ImageClassifier, Normalize, get_layer, layer_name
 from underfire.models.cifar_nets import SmallDenseNet, SmallResNet
 from underfire.models.imagenet_nets import TorchvisionClassifier, densenet169, resnet50
 from underfire.models.ross_cnn import RossCNN
@@ -27,6 +27,7 @@ __all__ = [
     "create_model",
     "densenet169",
     "get_layer",
+    "layer_name",
     "model_for_dataset",
     "model_names",
     "names",

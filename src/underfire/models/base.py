@@ -88,8 +88,14 @@ class ImageClassifier(nn.Module):
         return [name for name, _ in self.named_modules() if name]
 
 
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` (as in ``model.named_modules()``), with a helpful error."""
+def get_layer(model: nn.Module, name: str | nn.Module) -> nn.Module:
+    """The submodule called ``name`` (as in ``model.named_modules()``), with a helpful error.
+
+    A module object is accepted too (as Captum's ``LayerGradCam(model, layer)`` takes it) and
+    returned once it is checked to be part of ``model``."""
+    if isinstance(name, nn.Module):
+        layer_name(model, name)
+        return name
     modules = dict(model.named_modules())
     if name not in modules or not name:
         candidates = [n for n in modules if n and n.count(".") <= 2]
@@ -97,6 +103,25 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
             f"model has no layer {name!r}; some layers it has: {', '.join(candidates[:40])}"
         )
     return modules[name]
+
+
+def layer_name(model: nn.Module, layer: str | nn.Module) -> str:
+    """The name under which ``layer`` (a module object or a name) sits in ``model``.
+
+    Raises:
+        KeyError: ``layer`` is not one of ``model``'s submodules.
+    """
+    if isinstance(layer, str):
+        get_layer(model, layer)
+        return layer
+    for name, module in model.named_modules():
+        if module is layer and name:
+            return name
+    raise KeyError(
+        f"the layer {type(layer).__name__} passed is not a submodule of {type(model).__name__} "
+        "(a module of another copy of the model?); pass a module of this model or its name "
+        "(see model.named_modules())"
+    )
 
 
 def default_normalization(

@@ -61,7 +61,9 @@ def audit(
         data: a Dataset, a DataLoader or an ``(x, y)`` pair; the first ``config.n`` samples
             are audited.
         config: what to run (:class:`AuditConfig`); keyword ``overrides`` replace its fields,
-            e.g. ``audit(model, data, attacks=("fgsm", "pgd"), n=500)``.
+            e.g. ``audit(model, data, attacks=("fgsm", "pgd"), n=500)``. A layer
+            (``target_layer``, or one in ``interpreter_options``) may be given as a module of
+            ``model``: it is recorded by its name.
         out: folder for results.json, report.md/html, figures and the resumable parts; None
             keeps everything in memory. A folder in use by a live run, or holding the results
             of another audit (other settings, model or data), is refused unless ``force``.
@@ -77,6 +79,7 @@ def audit(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     base = config or AuditConfig()
+    overrides = _layers_named(model, overrides)
     if overrides:
         tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         config = AuditConfig(**{**asdict(base), **tuples})
@@ -96,3 +99,25 @@ def audit(
         arguments=arguments,
         argv=argv,
     )
+
+
+def _layers_named(model: nn.Module, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with every layer given as a module object replaced by its name in
+    ``model`` (the config is data: it is written to results.json and keys the part cache)."""
+    from underfire.models import layer_name
+
+    named = dict(overrides)
+    if isinstance(named.get("target_layer"), nn.Module):
+        named["target_layer"] = layer_name(model, named["target_layer"])
+    options = named.get("interpreter_options")
+    if isinstance(options, Mapping):
+        named["interpreter_options"] = {
+            interp: {
+                k: layer_name(model, v) if isinstance(v, nn.Module) else v
+                for k, v in kwargs.items()
+            }
+            if isinstance(kwargs, Mapping)
+            else kwargs
+            for interp, kwargs in options.items()
+        }
+    return named

@@ -110,7 +110,8 @@ class AuditConfig:
             not isinstance(self.target_layer, str) or not self.target_layer
         ):
             raise TypeError(
-                f"target_layer must be None or a module name, got {self.target_layer!r}"
+                f"target_layer must be None or a module name, got {self.target_layer!r} "
+                "(underfire.audit(model, ..., target_layer=module) takes the module itself)"
             )
         if not self.attacks:
             raise ValueError("an audit needs at least one attack, e.g. attacks=('fgsm', 'pgd')")

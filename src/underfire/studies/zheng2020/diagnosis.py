@@ -61,7 +61,7 @@ def diagnose_model(
     eps: float,
     pgd_steps: int,
     seed: int,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str | nn.Module] | None = None,
     batch_size: int = 256,
     interpretgan: Any = None,
 ) -> dict[str, Any]:
