@@ -107,7 +107,7 @@ def test_mask_with_a_state_warm_starts_from_the_previous_step(gap_model):
         est = m.detach()
         expected = normalize_maps(mask.mask_to_map(m, (16, 16)))
         torch.testing.assert_close(maps[step], expected, rtol=0, atol=0)
-    torch.testing.assert_close(state.slots[id(mask)], est, rtol=0, atol=0)
+    torch.testing.assert_close(state.slots[id(mask)][0], est, rtol=0, atol=0)
 
 
 def test_ensemble_hands_the_state_to_its_mask_member(gap_model):

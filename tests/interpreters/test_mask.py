@@ -19,6 +19,7 @@ from underfire.interpreters.mask import (
     shift_images,
     upsample_operator,
 )
+from underfire.interpreters.mask_reference import PERTURBATIONS
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_maps_are_informative_on_a_trained_model(digits_small, batch):
         maps = mask(digits_small, x)
     r = mask.last_result
     assert isinstance(r, MaskResult) and r.found.sum() >= 5
-    ref = gaussian_blur(x, mask.sizes(x)[1])
+    ref = mask.reference(x, r.perturbation)  # each image's own (blur, else constant or noise)
     with torch.no_grad():
         keep = mask.upsample(r.mask, (8, 8))
         p_after = digits_small(x * keep + ref * (1 - keep)).softmax(1)[torch.arange(8), y]
@@ -195,13 +196,20 @@ def test_failure_is_flagged_and_warned(digits_small):
     x = torch.full((2, 1, 8, 8), 0.4)
     x[1] = torch.linspace(0, 1, 64).view(8, 8)
     mask = Mask(steps=30)
-    with pytest.warns(MaskWarning, match=r"no deletion for \d of 2 images.*#0: blurred reference"):
+    with pytest.warns(
+        MaskWarning,
+        match=r"no deletion for \d of 2 images.*#0: every reference tried \(blur, constant, noise\)",
+    ):
         maps = mask(digits_small, x)
     r = mask.last_result
     assert not r.found[0] and r.reference_is_target[0]
     assert torch.equal(maps[0], torch.zeros_like(maps[0]))
     reasons = r.reasons(mask.min_drop, mask.min_deletion)
-    assert "blurred reference" in reasons[0]
+    assert "is classified as the class" in reasons[0]
+    blur_only = Mask(steps=30, perturbation="blur")
+    with quiet():
+        blur_only(digits_small, x)
+    assert "blur reference already classified" in blur_only.last_result.reasons(0.1, 0.1)[0]
     assert all((why == "") == bool(ok) for why, ok in zip(reasons, r.found, strict=True))
     with quiet():
         raw = mask(digits_small, x, raw=True)  # raw keeps the optimized values (no zeroing)
@@ -260,3 +268,49 @@ def test_objective_is_the_papers(digits_small, batch, score):
         + tv * total_variation(m, mask.tv_beta)
     )
     torch.testing.assert_close(value.detach(), expected)
+
+
+def test_each_perturbation_is_the_reference_fong_and_vedaldi_describe() -> None:
+    from underfire.interpreters.mask_reference import reference_image
+
+    x = torch.rand(3, 3, 8, 8)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(reference_image(x, "constant", 1.5, 0), mean.expand_as(x))
+    torch.testing.assert_close(reference_image(x, "blur", 1.5, 0), gaussian_blur(x, 1.5))
+    noise = reference_image(x, "noise", 1.5, 0)
+    assert torch.equal(noise, reference_image(x, "noise", 1.5, 0))  # seeded
+    assert not torch.equal(noise, reference_image(x, "noise", 1.5, 1))
+    # one noise pattern, scaled by each image's own spread: batch-mates do not matter
+    assert torch.equal(reference_image(x[1:2], "noise", 1.5, 0), noise[1:2])
+    assert 0 <= noise.min() and noise.max() <= 1
+    with pytest.raises(ValueError, match="perturbation must be one of"):
+        Mask(perturbation="zeros")
+
+
+def test_auto_falls_back_where_the_blurred_image_keeps_the_class() -> None:
+    """A model that says "smooth" (class 0) unless neighbouring pixels differ: the blurred and
+    the constant versions of a smooth ramp stay smooth, so neither reference can delete
+    anything; the noise reference is rough, and auto uses it and finds deletions."""
+
+    class Roughness(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rough = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+            return torch.stack([torch.ones_like(rough), 30 * (rough - 0.05)], 1)
+
+    x = torch.linspace(0, 1, 64).view(1, 1, 8, 8).repeat(3, 1, 1, 1)
+    x[1] = x[1].flip(-1)
+    x[2] = 0.5 * x[2] + 0.25
+    model = Roughness()
+    y = model(x).argmax(1)
+    assert (y == 0).all()
+    blur, auto = Mask(steps=60, perturbation="blur"), Mask(steps=60)
+    with quiet():
+        blur.explain(model, x, y)
+        r = auto.explain(model, x, y)
+    assert blur.last_result.reference_is_target.all() and not blur.last_result.found.any()
+    assert r.perturbations() == ["noise"] * 3
+    assert torch.equal(auto.choose(model, x, y), torch.full((3,), PERTURBATIONS.index("noise")))
+    assert not r.reference_is_target.any() and r.found[:2].all()
+    # the low-contrast ramp: only deleting nearly everything makes it rough enough, and a
+    # nearly constant map is flagged, not shown
+    assert not r.found[2] and "nearly constant" in r.reasons(0.1, 0.1)[2]

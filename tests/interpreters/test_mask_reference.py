@@ -138,7 +138,7 @@ def test_batched_matches_literal_paper_implementation(digits_small, digits_split
     x = digits_splits["test"].x[:4].double()
     with torch.no_grad():
         c = model(x).argmax(1)
-    mask = Mask(steps=100, seed=1)
+    mask = Mask(steps=100, seed=1, perturbation="blur")  # the literal code blurs
     s, sigma, jitter = mask.sizes(x)
     l1, tv = mask.weights(s)
     with warnings.catch_warnings():
@@ -186,7 +186,7 @@ def test_unrolled_gradient_matches_finite_differences(optimizer):
     target = torch.tensor([0, 2])
     weights = torch.rand(2, 1, 4, 4, generator=g, dtype=torch.float64)
     # 2×2 mask upsampled ×2 and blurred, sub-pixel jitter, 3 steps from the interior
-    mask = Mask(steps=3, mask_size=2, lr=0.05, jitter=0.6, seed=2)
+    mask = Mask(steps=3, mask_size=2, lr=0.05, jitter=0.6, seed=2, perturbation="blur")
     init = torch.full((2, 1, 2, 2), 0.5, dtype=torch.float64)
 
     def loss(x: torch.Tensor) -> torch.Tensor:

@@ -136,7 +136,7 @@ class MapState:
     reset: int = 50
     lr: float | None = None
     step: int = 0
-    slots: dict[int, torch.Tensor] = field(default_factory=dict)
+    slots: dict[int, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.unroll = check_int(self.unroll, "unroll", minimum=1)

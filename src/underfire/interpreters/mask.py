@@ -68,7 +68,20 @@ from underfire.interpreters.base import (
     MapState,
     class_scores,
     normalize_maps,
-    resize_maps,
+)
+from underfire.interpreters.mask_ops import (
+    default_mask_size,
+    gaussian_blur,
+    perturb,
+    shift_images,
+    total_variation,
+    upsample_operator,
+)
+from underfire.interpreters.mask_reference import (
+    PERTURBATIONS,
+    Perturbation,
+    choose_perturbations,
+    reference_images,
 )
 
 __all__ = [
@@ -107,6 +120,10 @@ class MaskResult:
         contrast: max − min over pixels of 1 − M (a constant map, e.g. everything deleted,
             explains nothing; its normalized map would be all zeros).
         area: mean over pixels of 1 − M, the deleted fraction.
+        perturbation: per sample, the index into :data:`PERTURBATIONS` of the reference used
+            (names: :meth:`perturbations`).
+        tried: the perturbations the interpreter may use, in order (``("blur",)`` …, or all
+            three with ``perturbation="auto"``).
     """
 
     mask: torch.Tensor
@@ -118,14 +135,24 @@ class MaskResult:
     deletion: torch.Tensor
     contrast: torch.Tensor
     area: torch.Tensor
+    perturbation: torch.Tensor
+    tried: tuple[str, ...] = PERTURBATIONS
+
+    def perturbations(self) -> list[str]:
+        """Per sample, the name of the perturbation whose reference was used."""
+        return [PERTURBATIONS[int(k)] for k in self.perturbation.tolist()]
 
     def reasons(self, min_drop: float, min_deletion: float) -> list[str]:
         """Per sample, why no deletion was found ('' when found)."""
         out = []
         for i in range(len(self.found)):
             why = []
-            if self.reference_is_target[i]:
-                why.append("blurred reference already classified as the class")
+            if self.reference_is_target[i] and len(self.tried) > 1:
+                why.append(
+                    f"every reference tried ({', '.join(self.tried)}) is classified as the class"
+                )
+            elif self.reference_is_target[i]:
+                why.append(f"{self.tried[0]} reference already classified as the class")
             if self.p_c_before[i] - self.p_c_after[i] < min_drop:
                 why.append(
                     f"p_c dropped {float(self.p_c_before[i]):.3f}→{float(self.p_c_after[i]):.3f}"
@@ -140,76 +167,6 @@ class MaskResult:
                 )
             out.append("; ".join(why))
         return out
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) images, replicate padding, kernel 2⌈3σ⌉+1."""
-    if sigma <= 0:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * (k / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    out = F.pad(x, (radius, radius, 0, 0), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def total_variation(m: torch.Tensor, beta: float = 3.0) -> torch.Tensor:
-    """Per-sample Σ_u ‖∇m(u)‖_β^β = Σ|∂_h m|^β + Σ|∂_w m|^β (forward differences) of (N, 1, s, s)
-    masks, shape (N,): the paper's TV term, a *sum* over elements."""
-    dh = (m[..., 1:, :] - m[..., :-1, :]).abs().pow(beta).flatten(1).sum(1)
-    dw = (m[..., :, 1:] - m[..., :, :-1]).abs().pow(beta).flatten(1).sum(1)
-    return dh + dw
-
-
-def upsample_operator(
-    size: int, out: int, sigma: float, *, dtype: torch.dtype, device: torch.device | str
-) -> torch.Tensor:
-    """The (out, size) matrix A of 1-D bilinear upsampling (align_corners=False) followed by a
-    Gaussian blur σ with replicate padding. Both are linear and separable, so the 2-D
-    upsample-and-blur of a mask m is A_H m A_Wᵀ (two small matmuls instead of interpolate +
-    two convolutions per step)."""
-    eye = torch.eye(size, dtype=dtype, device=device).view(size, 1, size, 1)
-    cols = gaussian_blur(
-        F.interpolate(eye, size=(out, 1), mode="bilinear", align_corners=False), sigma
-    )
-    return cols.view(size, out).T.contiguous()
-
-
-def shift_images(
-    padded: torch.Tensor, pad: int, shift: tuple[float, float], size: tuple[int, int]
-) -> torch.Tensor:
-    """The images (padded by ``pad`` ≥ ⌈|τ|⌉ + 1 pixels on each side, replicate) translated by
-    ``shift`` τ = (dy, dx) pixels: out(u) = x(u − τ). A fractional τ interpolates linearly
-    between the two neighbouring integer shifts along each axis (bilinear), so sub-pixel jitter
-    works on small inputs."""
-    h, w = size
-
-    def along(t: torch.Tensor, d: float, dim: int, n: int) -> torch.Tensor:
-        i0 = math.floor(d)
-        f = d - i0
-        a = t.narrow(dim, pad - i0, n)
-        if f == 0:
-            return a
-        return a + f * (t.narrow(dim, pad - i0 - 1, n) - a)
-
-    rows = along(padded, shift[0], padded.dim() - 2, h)
-    return along(rows, shift[1], padded.dim() - 1, w)
-
-
-def perturb(x: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Φ(x, m) = x ⊙ M + reference ⊙ (1 − M), M = mask upsampled bilinearly to x's size (no mask
-    blur; :meth:`Mask.upsample` gives the interpreter's M)."""
-    up = resize_maps(mask, (x.shape[-2], x.shape[-1]))
-    return x * up + reference * (1 - up)
-
-
-def default_mask_size(side: int) -> int:
-    """Coarse mask side for an input side: 28 at 224 (the paper), 7 at 28, 4 at 8."""
-    return min(side, min(28, max(4, side // 4)))
 
 
 @INTERPRETERS.register("mask")
@@ -239,7 +196,11 @@ class Mask(Interpreter):
         score: "prob" (softmax probability, the paper) or "logit".
         min_drop: a deletion is found when p_c drops by at least this much.
         min_deletion: ... and max − min of 1 − M is ≥ this (not a constant map).
-        seed: seed of the jitter shifts (same seed → same masks).
+        perturbation: what a deletion blends towards (Fong & Vedaldi §3.2): "blur", "constant"
+            (the mean colour), "noise", or "auto" (default): blur, and for an image whose
+            blurred version is still classified as the class, the constant, then the noise
+            reference (:mod:`underfire.interpreters.mask_reference`); ``last_result`` says which.
+        seed: seed of the jitter shifts and of the noise reference (same seed → same masks).
     """
 
     name = "mask"
@@ -264,6 +225,7 @@ class Mask(Interpreter):
         score: Literal["prob", "logit"] = "prob",
         min_drop: float = 0.1,
         min_deletion: float = 0.1,
+        perturbation: Perturbation = "auto",
         seed: int = 0,
     ) -> None:
         self.steps = check_int(steps, "steps", minimum=1)
@@ -290,6 +252,11 @@ class Mask(Interpreter):
         self.score = score
         self.min_drop = check_float(min_drop, "min_drop", low=0.0, high=1.0)
         self.min_deletion = check_float(min_deletion, "min_deletion", low=0.0, high=1.0)
+        if perturbation not in ("auto", *PERTURBATIONS):
+            raise ValueError(
+                f"perturbation must be one of {('auto', *PERTURBATIONS)}, got {perturbation!r}"
+            )
+        self.perturbation = perturbation
         self.seed = check_int(seed, "seed", minimum=0)
         self.last_result: MaskResult | None = None
 
@@ -301,6 +268,19 @@ class Mask(Interpreter):
         sigma = self.blur_sigma if self.blur_sigma is not None else max(1.5, side / 22)
         jitter = self.jitter if self.jitter is not None else side / 56
         return size, sigma, jitter
+
+    def choose(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per image, the perturbation used (indices into :data:`PERTURBATIONS`): the one
+        given, or with "auto" the first whose reference the model does not classify as
+        ``target``."""
+        candidates = PERTURBATIONS if self.perturbation == "auto" else (self.perturbation,)
+        _, sigma, _ = self.sizes(x)
+        return choose_perturbations(model, x.detach(), target, candidates, sigma, self.seed)
+
+    def reference(self, x: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+        """The reference images of ``x`` for the perturbations ``kinds`` (differentiable)."""
+        _, sigma, _ = self.sizes(x)
+        return reference_images(x, kinds, sigma, self.seed)
 
     def mask_sigma(self, x_size: tuple[int, int], size: int) -> float:
         """σ_m of the blur of the upsampled mask (default: a quarter of the upsampling factor)."""
@@ -387,6 +367,7 @@ class Mask(Interpreter):
         create_graph: bool = False,
         optimizer: Literal["adam", "sgd"] = "adam",
         sgd_lr: float | None = None,
+        kinds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the mask optimization; returns coarse keep-masks (N, 1, s, s) in [0, 1].
 
@@ -410,15 +391,18 @@ class Mask(Interpreter):
                 g/√v is scale-invariant: its derivative w.r.t. x is ≈ 0 where |g| ≫ 1e-8 on
                 the first step and very large where |g| ~ 1e-8, a poorly conditioned signal.
             sgd_lr: step size for ``optimizer="sgd"`` (default ``self.lr``).
+            kinds: per image, the perturbation (:meth:`choose`; default: chosen here).
         """
         steps = self.steps if steps is None else check_int(steps, "steps", minimum=0)
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         sgd_step = self.lr if sgd_lr is None else check_positive(sgd_lr, "sgd_lr")
-        size, sigma, jitter = self.sizes(x)
+        size, _, jitter = self.sizes(x)
         n, c, h, w = x.shape
         xs = x if create_graph else x.detach()
-        reference = gaussian_blur(xs, sigma)
+        if kinds is None:
+            kinds = self.choose(model, xs, target)
+        reference = self.reference(xs, kinds)
         if init is None:
             m = torch.full((n, 1, size, size), self.init, device=x.device, dtype=x.dtype)
         else:
@@ -467,14 +451,20 @@ class Mask(Interpreter):
         return m
 
     def evaluate(
-        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        kinds: torch.Tensor | None = None,
     ) -> MaskResult:
-        """The per-sample record of coarse masks ``mask`` for (x, target) (no gradients)."""
-        size, sigma, _ = self.sizes(x)
+        """The per-sample record of coarse masks ``mask`` for (x, target) (no gradients);
+        ``kinds``: the perturbations the masks were optimized with (default: :meth:`choose`)."""
         with torch.no_grad():
             x = x.detach()
             m = mask.detach()
-            reference = gaussian_blur(x, sigma)
+            kinds = self.choose(model, x, target) if kinds is None else kinds
+            reference = self.reference(x, kinds)
             keep = self.upsample(m, (x.shape[-2], x.shape[-1]))
             logits = model(torch.cat([x, reference + (x - reference) * keep, reference]))
             probs = logits.softmax(dim=1).view(3, x.shape[0], -1)
@@ -499,6 +489,8 @@ class Mask(Interpreter):
             deletion=deletion,
             contrast=contrast,
             area=deleted.mean(dim=1),
+            perturbation=kinds.detach().clone(),
+            tried=PERTURBATIONS if self.perturbation == "auto" else (self.perturbation,),
         )
 
     def explain(
@@ -507,13 +499,41 @@ class Mask(Interpreter):
         """Optimize the masks and return the per-sample :class:`MaskResult` (also stored in
         :attr:`last_result`; warns with :class:`MaskWarning` where no deletion was found)."""
         with self._guard(model, x, target) as (x_in, t):
-            m = self.optimize(model, x_in, t)
-            return self._record(model, x_in, t, m)
+            m, kinds = self.solve(model, x_in, t)
+            return self._record(model, x_in, t, m, kinds)
+
+    def solve(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse masks and the perturbation of each image (:meth:`choose`, then
+        :meth:`optimize`). With ``perturbation="auto"`` (and no graph to keep), an image for
+        which no deletion was found is solved again with each later perturbation in turn, and
+        the first that finds one is kept: a reference far from the class can still leave
+        nothing to localize (the whole image deleted, a constant map)."""
+        kinds = self.choose(model, x, target)
+        m = self.optimize(model, x, target, create_graph=create_graph, kinds=kinds)
+        if self.perturbation != "auto" or create_graph:
+            return m, kinds
+        found = self.evaluate(model, x, target, m, kinds).found
+        for code in range(1, len(PERTURBATIONS)):
+            retry = (~found & (kinds < code)).nonzero().flatten()
+            if retry.numel() == 0:
+                break
+            k = torch.full_like(retry, code)
+            m_k = self.optimize(model, x[retry], target[retry], kinds=k)
+            ok = self.evaluate(model, x[retry], target[retry], m_k, k).found
+            m[retry[ok]], kinds[retry[ok]], found[retry[ok]] = m_k[ok], code, True
+        return m, kinds
 
     def _record(
-        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, m: torch.Tensor
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        m: torch.Tensor,
+        kinds: torch.Tensor,
     ) -> MaskResult:
-        result = self.evaluate(model, x, target, m)
+        result = self.evaluate(model, x, target, m, kinds)
         self.last_result = result
         failed = (~result.found).nonzero().flatten().tolist()
         if failed:
@@ -540,8 +560,8 @@ class Mask(Interpreter):
     ) -> torch.Tensor:
         """Maps (N, 1, H, W): the deleted region 1 − M, normalized per sample unless ``raw``;
         all zeros (normalized) where no deletion was found (see :attr:`last_result`)."""
-        m = self.optimize(model, x, target, create_graph=create_graph)
-        result = self._record(model, x, target, m)
+        m, kinds = self.solve(model, x, target, create_graph=create_graph)
+        result = self._record(model, x, target, m, kinds)
         maps = self.mask_to_map(m, (x.shape[-2], x.shape[-1]))
         if not raw:
             keep = result.found.to(maps.dtype).view(-1, 1, 1, 1)
@@ -558,9 +578,10 @@ class Mask(Interpreter):
         w.r.t. x vanishes, so unrolled Adam would carry almost no gradient."""
         if state is None:
             return super()._differentiable_map(model, x, target, state)
-        est = state.slots.get(id(self))
+        est, kinds = state.slots.get(id(self), (None, None))
         if est is None or est.shape[0] != x.shape[0] or state.step % state.reset == 0:
-            est = self.optimize(model, x.detach(), target)
+            kinds = self.choose(model, x, target)
+            est = self.optimize(model, x.detach(), target, kinds=kinds)
         m = self.optimize(
             model,
             x,
@@ -570,15 +591,16 @@ class Mask(Interpreter):
             create_graph=True,
             optimizer="sgd",
             sgd_lr=state.lr,
+            kinds=kinds,
         )
-        state.slots[id(self)] = m.detach()
+        state.slots[id(self)] = (m.detach(), kinds)
         return normalize_maps(self.mask_to_map(m, (x.shape[-2], x.shape[-1])))
 
     def _attribute(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, create_graph: bool
     ) -> torch.Tensor:
-        m = self.optimize(model, x, target, create_graph=create_graph)
-        self._record(model, x, target, m)
+        m, kinds = self.solve(model, x, target, create_graph=create_graph)
+        self._record(model, x, target, m, kinds)
         return self.mask_to_map(m, (x.shape[-2], x.shape[-1]))
 
     def _to_map(self, attr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
