@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from underfire.attacks.adv2.attack import ADV2
-from underfire.attacks.adv2.result import ADV2Result
+from underfire.attacks.adv2.result import ADV2Result, confidence_summary
 from underfire.plotting import new_figure
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ class ADV2Evaluation:
         attack: the attack's settings (:meth:`ADV2.config`).
         interpreter: the interpreter's settings, with its ``name``.
         per_sample: (N,) tensors per field of :data:`PER_SAMPLE`.
-        summary: n, success rate, mean confidence, mean map L1 and mean top-k IoU.
+        summary: n, success rate, mean target confidence over the successful samples
+            (``confidence_successful``, the paper's) and over all (``confidence``), mean map
+            L1 and mean top-k IoU.
         examples: the first ``keep`` images: "x", "x_adv", "benign_map" (g at x for f's
             prediction) and "adv_map" (g at x_adv for the target).
     """
@@ -71,10 +73,7 @@ def _batches(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _summary(per_sample: dict[str, torch.Tensor]) -> dict[str, Any]:
-    return {
-        "n": int(per_sample["success"].numel()),
-        "success_rate": float(per_sample["success"].float().mean()),
-        "confidence": float(per_sample["confidence"].mean()),
+    return confidence_summary(per_sample["success"], per_sample["confidence"]) | {
         "l1": float(per_sample["l1"].mean()),
         "iou": float(per_sample["iou"].mean()),
     }

@@ -11,7 +11,7 @@ import statistics
 from typing import Any
 
 from underfire.studies.claims import claim_record, round_floats
-from underfire.studies.zhang2020.config import PAPER_SUCCESS
+from underfire.studies.zhang2020.config import PAPER_CONFIDENCE, PAPER_SUCCESS
 
 __all__ = ["evaluate_claims", "transfer_table"]
 
@@ -42,9 +42,11 @@ def _pairs(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], dict
     return out
 
 
-def _detection(l1_all: list[float], threshold: float) -> float:
-    """Fraction of maps a threshold detector flags (L1 to the benign map above ``threshold``)."""
-    return sum(v > threshold for v in l1_all) / len(l1_all) if l1_all else float("nan")
+def _detection(l1_all: list[float | None], threshold: float) -> float:
+    """Fraction of maps a threshold detector flags (L1 to the benign map above ``threshold``);
+    blank pairs (None) are left out."""
+    values = [v for v in l1_all if v is not None]
+    return sum(v > threshold for v in values) / len(values) if values else float("nan")
 
 
 def claim_indistinguishable(results: dict[str, Any]) -> dict[str, Any]:
@@ -153,28 +155,34 @@ def claim_gap(results: dict[str, Any]) -> dict[str, Any]:
 def claim_paper_rates(results: dict[str, Any]) -> dict[str, Any]:
     text = (
         "Published success rates (ImageNet; ResNet-50 / DenseNet-169): PGD 100 %; ADV² GRAD 100/100, "
-        "CAM 100/100, MASK 98/96, RTS 100/100 %."
+        "CAM 100/100, MASK 98/96, RTS 100/100 %, with mean target confidence over the successful "
+        f"samples ≥ {PAPER_CONFIDENCE:g}."
     )
     rule = (
         f"every measured rate (PGD and ADV² per interpreter) is at least the published rate − {TOLERANCE:.0%} "
         "(the published ResNet-50 figure for ResNets, DenseNet-169's for DenseNets, their mean otherwise; "
-        "Grad-CAM is compared with CAM)"
+        "Grad-CAM is compared with CAM), and ADV²'s mean target confidence over its successful "
+        f"samples (the paper's measure) is ≥ {PAPER_CONFIDENCE:g} − {TOLERANCE:.0%}"
     )
     evidence, held = {}, None
     for c, r in results["classifiers"].items():
         col = 0 if "resnet" in c else 1 if "densenet" in c else None
-        rows = {"pgd": r["pgd"]["success"]} | {
-            k: v["success"] for k, v in r.get("adv2", {}).items()
-        }
-        for k, ours in rows.items():
+        rows = {"pgd": r["pgd"]} | dict(r.get("adv2", {}))
+        for k, row in rows.items():
             key = "cam" if k == "gradcam" else k
             if key not in PAPER_SUCCESS:
                 continue
             pub = PAPER_SUCCESS[key]
             paper = pub[col] if col is not None else statistics.fmean(pub)
+            ours = row["success"]
             ok = ours >= paper - TOLERANCE
+            entry: dict[str, Any] = {"ours": ours, "paper": paper}
+            conf = row.get("confidence_successful")
+            if k != "pgd" and conf is not None:  # rows from before issue 24 have none
+                entry["confidence_successful"] = conf
+                ok = ok and not conf < PAPER_CONFIDENCE - TOLERANCE  # NaN: nothing succeeded
             held = ok if held is None else held and ok
-            evidence[f"{c}/{k}"] = {"ours": ours, "paper": paper, "holds": ok}
+            evidence[f"{c}/{k}"] = entry | {"holds": ok}
     note = (
         "Settings differ: the paper attacks ImageNet models at 224×224 with thousands of steps; "
         f"this run uses {results['config']['dataset']}, ε = {results['config']['eps']:g}, "

@@ -36,6 +36,7 @@ from underfire.studies.zhang2020.measure import (
     run_attack,
     select_images,
     summarize,
+    usable_pairs,
 )
 
 __all__ = ["Attacked", "attack_classifier", "attacked_images", "get_rts"]
@@ -282,7 +283,13 @@ def adv2_rows(
         found[f"adv2-{k}"] = part.get("found", {})
         n = a.n_of[k]
         row = attack_row(
-            a.model, part["x_adv"].to(a.run.device), a.t[:n], benign, part["maps"], a.batch
+            a.model,
+            part["x_adv"].to(a.run.device),
+            a.t[:n],
+            benign,
+            part["maps"],
+            a.batch,
+            usable_pairs(found["benign"], found[f"adv2-{k}"]),
         )
         row["seconds"] = float(part["seconds"])
         row["seconds_per_image"] = float(part["seconds"]) / max(1, n)
@@ -310,7 +317,13 @@ def attack_classifier(a: Attacked, res: dict[str, Any]) -> dict[str, Any]:
     pgd = a.cached("pgd", lambda: _pgd(a), reads=PGD, code=_pgd)
     found["pgd"] = pgd.get("found", {})
     res["pgd"] = attack_row(
-        a.model, pgd["x_adv"].to(a.run.device), a.t, benign, pgd["maps"], a.batch
+        a.model,
+        pgd["x_adv"].to(a.run.device),
+        a.t,
+        benign,
+        pgd["maps"],
+        a.batch,
+        usable_pairs(found["benign"], found["pgd"]),
     )
     timings["pgd"] = round(time.perf_counter() - t0, 2)
 

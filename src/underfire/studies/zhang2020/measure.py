@@ -23,6 +23,7 @@ __all__ = [
     "adv2_attack",
     "attack_measures",
     "attack_row",
+    "usable_pairs",
     "batched",
     "build_interpreters",
     "ensemble_members",
@@ -271,21 +272,51 @@ def attack_row(
     benign: dict[str, torch.Tensor],
     maps: dict[str, torch.Tensor],
     batch: int,
+    usable: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Success, confidence and per-interpreter map measures of one set of adversarial inputs."""
+    """Success, confidence and per-interpreter map measures of one set of adversarial inputs.
+
+    Confidence is the mean softmax probability of the target over the successful samples
+    (``confidence_successful``: the paper's) and over all (``confidence``). ``usable[k]``
+    flags, per sample, the map pairs of interpreter ``k`` that explain something (MASK: a
+    deletion was found in the benign and in the adversarial map); the others — two blank maps
+    would count as identical — are left out of L1 and IoU and counted in ``blank``."""
     a = attack_measures(model, x_adv, t, batch)
+    hit = a["success"].bool()
     row: dict[str, Any] = {
         "n": int(x_adv.shape[0]),
         "success": summarize(a["success"]),
         "confidence": summarize(a["confidence"]),
+        "confidence_successful": summarize(a["confidence"][hit]) if bool(hit.any()) else None,
         "maps": {},
     }
     for name, m in maps.items():
         mm = map_measures(benign[name], m)
+        keep = torch.ones_like(mm["l1"], dtype=torch.bool)
+        if usable is not None and name in usable:
+            keep = usable[name][: keep.numel()].bool().cpu()
         row["maps"][name] = {
-            "n": int(mm["l1"].numel()),
-            "l1": summarize(mm["l1"]),
-            "iou": summarize(mm["iou"]),
-            "l1_all": mm["l1"].tolist(),
+            "n": int(keep.sum()),
+            "blank": int((~keep).sum()),
+            "l1": summarize(mm["l1"][keep]),  # NaN when every pair is blank
+            "iou": summarize(mm["iou"][keep]),
+            # per sample, None for a blank pair (indices stay those of the attacked images)
+            "l1_all": [
+                v if k else None for v, k in zip(mm["l1"].tolist(), keep.tolist(), strict=True)
+            ],
         }
     return row
+
+
+def usable_pairs(
+    benign_found: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Per interpreter with "found" flags (MASK), the samples whose benign and adversarial
+    maps both explain something (a blank map is not a map to compare)."""
+    out = {}
+    for k, f in found.items():
+        b = benign_found.get(k)
+        n = f.numel() if b is None else min(f.numel(), b.numel())
+        flags = f[:n].bool()
+        out[k] = flags if b is None else flags & b[:n].bool()
+    return out

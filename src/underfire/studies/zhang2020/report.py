@@ -110,11 +110,17 @@ def _classifiers(r: Report, results: Results) -> None:
                 f"{c}, MASK found a deletion (a map that explains something; the others are all-zero "
                 "maps) for: "
                 + ", ".join(f"{src} {frac:.0%}" for src, frac in v["mask_found"].items())
-                + " of the images. Where it found none the map is all zeros, and two all-zero maps "
-                "compare as identical (L1 0, IoU 1): MASK's rows flatter both attacks by that share."
+                + " of the images. Where it found none the map is blank (all zeros); a pair with a "
+                "blank map is left out of MASK's L1 and IoU (two blank maps would compare as "
+                "identical) and counted in the map table's 'blank' column."
             )
         if "adv2_skipped" in v:
             r.text(f"{c}: {v['adv2_skipped']}; only the PGD baseline ran.")
+
+
+def _or_dash(value: object) -> object:
+    """A measured value, or "—" where there is none (no successful sample, an older run)."""
+    return "—" if value is None else value
 
 
 def _attacks(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, Path]) -> None:
@@ -130,8 +136,11 @@ def _attacks(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, 
                     "PGD success": p["success"],
                     "ADV² success": a["success"] if a else "—",
                     "paper ADV² (R50 / D169)": _paper_rate(c, k),
-                    "PGD conf.": p["confidence"],
-                    "ADV² conf.": a["confidence"] if a else "—",
+                    "PGD conf. (successes)": _or_dash(p.get("confidence_successful")),
+                    "ADV² conf. (successes)": _or_dash(
+                        a.get("confidence_successful") if a else None
+                    ),
+                    "ADV² conf. (all)": a["confidence"] if a else "—",
                     "ADV² s/image": a["seconds_per_image"] if a else "—",
                 }
             )
@@ -142,12 +151,17 @@ def _attacks(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, 
                     "PGD L1": p["maps"][k]["l1"],
                     "ADV² L1": a["maps"][k]["l1"] if a else "—",
                     "noise L1": v["noise"][k]["l1"],
+                    "blank (PGD / ADV²)": f"{p['maps'][k].get('blank', 0)} / "
+                    + (str(a["maps"][k].get("blank", 0)) if a else "—"),
                     "PGD IoU": p["maps"][k]["iou"],
                     "ADV² IoU": a["maps"][k]["iou"] if a else "—",
                     "noise IoU": v["noise"][k]["iou"],
                 }
             )
-    r.text("Attack success and mean target confidence:")
+    r.text(
+        "Attack success and mean target confidence, over the successful samples (as the paper "
+        "reports it) and, for ADV², over all samples:"
+    )
     r.table(rows)
     r.text(
         "Maps: L1 and top-k IoU between the benign and the adversarial map of each interpreter "
