@@ -7,6 +7,7 @@ evidence as a small table (not raw JSON).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,9 +50,11 @@ def prepare_output(
 
 
 def round_floats(v: Any, decimals: int = 4) -> Any:
-    """``v`` with every float (also inside dicts and lists) rounded to ``decimals``."""
+    """``v`` with every float (also inside dicts and lists) rounded to ``decimals``; a NaN or
+    infinite value (nothing measured) becomes None, which JSON can hold and which equals
+    itself when a resumed run is compared with the first."""
     if isinstance(v, float):
-        return round(v, decimals)
+        return round(v, decimals) if math.isfinite(v) else None
     if isinstance(v, dict):
         return {k: round_floats(x, decimals) for k, x in v.items()}
     if isinstance(v, list):

@@ -55,12 +55,14 @@ from underfire.attacks.adv2.losses import (
     map_distance,
     smoothed_cross_entropy,
 )
-from underfire.attacks.adv2.presets import PRESETS, Distance, Schedule
+from underfire.attacks.adv2.presets import PRESETS, Distance, Keep, Schedule, preset_for_size
 from underfire.attacks.adv2.result import ADV2Result
 
 __all__ = [
     "ADV2",
     "PRESETS",
+    "Keep",
+    "preset_for_size",
     "ADV2Evaluation",
     "ADV2Result",
     "Distance",

@@ -16,7 +16,16 @@ from underfire.attacks.adv2.losses import (
     judge_map,
     map_distance,
 )
-from underfire.attacks.adv2.presets import PRESETS, Distance, Schedule, as_tuple, family, lambdas
+from underfire.attacks.adv2.presets import (
+    PRESETS,
+    Distance,
+    Keep,
+    Schedule,
+    as_tuple,
+    family,
+    lambdas,
+    preset_for_size,
+)
 from underfire.attacks.adv2.result import ADV2Result
 from underfire.attacks.base import ATTACKS, Attack
 from underfire.attacks.pgd import PGD
@@ -43,8 +52,9 @@ class ADV2(Attack):
     interpreter; the adversarial map stays close to a target map (by default the benign one).
 
     Settings left as None come from :data:`PRESETS` for the interpreter's family (gradient
-    maps; CAM-like forward maps; MASK) and ``preset`` ("imagenet": the authors' settings;
-    "small": CPU settings for 8×8–32×32 images; "auto", the default: chosen by input size).
+    maps; CAM-like forward maps; MASK) and ``preset`` ("imagenet" and "cifar10": the authors'
+    settings for those data; "small": CPU settings for 8×8 and 28×28 digits; "auto", the
+    default: chosen by input size, :func:`preset_for_size`).
 
     Args:
         interpreter: an :class:`~underfire.interpreters.Interpreter` or a registered name.
@@ -56,6 +66,11 @@ class ADV2(Attack):
             ("linear").
         schedule: "stages" (constant λ per stage) or "linear" (λ interpolated over the steps).
         kappa: minimum target confidence p_t for a candidate to count as reached.
+        keep: which iterate is returned: "best" (the closest map among the judged iterates
+            that reach t with p_t ≥ κ: the authors' GRAD) or "last" (the last iterate, if it
+            reaches t with p_t ≥ κ: the authors' CAM and RTS). Either way, when no iterate
+            meets the goal the best iterate that reaches t is returned, else the one closest to
+            it (highest p_t), so ADV² never gives up a target its warm start reached.
         label_smoothing: probability mass on t in ℓ_prd's soft label (1 = plain cross-entropy).
         distance: ℓ_int, "sse" (sum of squared map differences) or "mse" (mean).
         pool: average-pool both maps by this factor inside ℓ_int (the authors use 4 for GRAD
@@ -71,9 +86,9 @@ class ADV2(Attack):
         mask_lr: step size of the unrolled (plain gradient) mask steps (None: MASK's lr).
         encoder: an extra classifier whose prediction is pushed to t (RTS's encoder when it is a
             separate network); its cross-entropy enters with ``encoder_weight``.
-        preset: the source of the unset settings: "imagenet", "small", or "auto" (at each
-            call, "imagenet" for inputs of 128 px and more, else "small"; before any call
-            the attributes show the "imagenet" values).
+        preset: the source of the unset settings: "imagenet", "cifar10", "small", or "auto"
+            (at each call by input size: "imagenet" from 128 px, "cifar10" from 32 px, else
+            "small"; before any call the attributes show the "imagenet" values).
         seed: seeds the "random" target rule and the choice of reference images.
 
     After each call, :attr:`result` (an :class:`ADV2Result`) holds the per-sample record.
@@ -94,6 +109,7 @@ class ADV2(Attack):
         lam: float | Sequence[float] | None = None,
         schedule: Schedule | None = None,
         kappa: float | None = None,
+        keep: Keep | None = None,
         label_smoothing: float | None = None,
         distance: Distance | None = None,
         pool: int | None = None,
@@ -106,7 +122,7 @@ class ADV2(Attack):
         mask_lr: float | None = None,
         encoder: nn.Module | None = None,
         encoder_weight: float = 1.0,
-        preset: Literal["auto", "imagenet", "small"] = "auto",
+        preset: Literal["auto", "imagenet", "cifar10", "small"] = "auto",
         seed: int | None = None,
     ) -> None:
         if isinstance(interpreter, str):
@@ -129,6 +145,7 @@ class ADV2(Attack):
             "lam": lam,
             "schedule": schedule,
             "kappa": kappa,
+            "keep": keep,
             "label_smoothing": label_smoothing,
             "distance": distance,
             "pool": pool,
@@ -187,6 +204,9 @@ class ADV2(Attack):
         self.steps = steps_t if len(steps_t) > 1 else steps_t[0]
         self.lam = lam_t if len(lam_t) > 1 else lam_t[0]
         self.kappa = check_float(pick("kappa"), "kappa", low=0.0, high=1.0)
+        self.keep: Keep = pick("keep")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         self.label_smoothing = check_float(
             pick("label_smoothing"), "label_smoothing", low=0.0, high=1.0
         )
@@ -200,9 +220,9 @@ class ADV2(Attack):
     def for_interpreter(
         cls, interpreter: Interpreter | str, *, image_size: int = 224, **overrides: Any
     ) -> ADV2:
-        """ADV² with the preset that fits ``image_size`` ("imagenet" from 128 px, else "small"),
-        fixed at construction (``preset="auto"`` decides at each call instead)."""
-        preset = "imagenet" if image_size >= 128 else "small"
+        """ADV² with the preset that fits ``image_size`` (:func:`preset_for_size`), fixed at
+        construction (``preset="auto"`` decides at each call instead)."""
+        preset = preset_for_size(image_size)
         return cls(interpreter, preset=overrides.pop("preset", preset), **overrides)
 
     def lambdas(self) -> list[float]:
@@ -245,7 +265,7 @@ class ADV2(Attack):
             )
         target = super()._check_call(model, x, y, target)
         if self.preset == "auto":  # settings by input size: the authors' from 128 px up
-            self._apply_preset("imagenet" if min(x.shape[-2:]) >= 128 else "small")
+            self._apply_preset(preset_for_size(min(x.shape[-2:])))
         if self.encoder is not None:
             check_same_device(self.encoder, x)
         maps = self._call_map if self._call_map is not None else self.target_map
@@ -383,8 +403,29 @@ class ADV2(Attack):
                 judge(x_adv)
             x_adv = ball.project_(x_adv - alpha * LINF.direction(grad))
         judge(x_adv)
+        if self.keep == "last":
+            self._keep_last(model, x_adv, t, m_t, best, best_dist)
         self.result = self._record(model, best, t, m_t, best_dist)
         return best
+
+    def _keep_last(
+        self,
+        model: nn.Module,
+        x_last: torch.Tensor,
+        t: torch.Tensor,
+        m_t: torch.Tensor,
+        best: torch.Tensor,
+        best_dist: torch.Tensor,
+    ) -> None:
+        """Replace ``best`` by the last iterate wherever it reaches t with p_t ≥ κ (in place)."""
+        with torch.no_grad():
+            logits = model(x_last)
+        prob = logits.float().softmax(1).gather(1, t[:, None]).squeeze(1)
+        ok = (logits.argmax(1) == t) & (prob >= self.kappa)
+        if bool(ok.any()):
+            maps = judge_map(self.interpreter, model, x_last[ok], t[ok])
+            best[ok] = x_last[ok]
+            best_dist[ok] = map_distance(maps, m_t[ok], self.distance, self.pool).to(best_dist)
 
     def _record(
         self,

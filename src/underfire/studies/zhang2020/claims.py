@@ -7,6 +7,7 @@ needs, e.g. when ADV² was not available). Nothing is hard-coded: verdicts follo
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -103,16 +104,19 @@ def claim_transfer(results: dict[str, Any]) -> dict[str, Any]:
         adv = r.get("adv2", {})
         if len(adv) < 2:
             continue
-        diag = [adv[a]["maps"][a]["l1"] for a in adv]
+        # an interpreter whose pairs were all blank (MASK found no deletion) has no L1
+        diag = [adv[a]["maps"][a]["l1"] for a in adv if math.isfinite(adv[a]["maps"][a]["l1"])]
         off, ratios = [], []
         for a in adv:
             for b, v in adv[a]["maps"].items():
-                if b == a or b not in adv:
+                if b == a or b not in adv or not math.isfinite(v["l1"]):
                     continue
                 off.append(v["l1"])
                 pg, direct = r["pgd"]["maps"][b]["l1"], adv[b]["maps"][b]["l1"]
                 if pg - direct > 1e-6:
                     ratios.append((pg - v["l1"]) / (pg - direct))
+        if not diag or not off:
+            continue
         ok = statistics.fmean(off) > statistics.fmean(diag)
         held = ok if held is None else held and ok
         evidence[c] = {

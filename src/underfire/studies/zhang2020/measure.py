@@ -59,8 +59,11 @@ def build_interpreters(
 
     CAM needs a GAP head: on networks without one (the Ross CNN) Grad-CAM, its
     generalization to any architecture, stands in under the name ``gradcam``. RTS needs the
-    trained masking network ``rts``.
+    trained masking network ``rts``. GRAD is the authors' (loss gradient, pooled 2×2 from
+    32 px, 4×4 from 128 px: :meth:`Saliency.authors`).
     """
+    from underfire.interpreters import Saliency
+
     out: dict[str, Interpreter] = {}
     notes: dict[str, str] = {}
     gap = has_gap_head(model, probe)
@@ -77,6 +80,8 @@ def build_interpreters(
             out["rts"] = rts
         elif name == "mask":
             out["mask"] = create_interpreter("mask", steps=cfg.mask_steps, seed=cfg.seed)
+        elif name == "grad":
+            out["grad"] = Saliency.authors(int(min(probe.shape[-2:])))
         else:
             out[name] = create_interpreter(name)
     return out, notes
@@ -178,8 +183,9 @@ def adv2_attack(
         ImportError: ADV² is not available in this installation.
     """
     from underfire.attacks import ADV2
+    from underfire.attacks.adv2 import preset_for_size
 
-    preset = cfg.adv2_preset or ("imagenet" if image_size >= 128 else "small")
+    preset = cfg.adv2_preset or preset_for_size(image_size)
     common: dict[str, Any] = {
         "eps": cfg.eps,
         "step_size": cfg.step_size,
