@@ -26,9 +26,17 @@ from underfire.core.interrupt import DeferredInterrupt as _DeferredInterrupt
 from underfire.core.seed import seed_everything
 from underfire.core.state import model_state
 from underfire.core.validation import check_float, check_int, check_seed
+from underfire.data.augment import check_augment, epoch_augmentation
 
 #: Largest learning rate accepted: above it any optimizer here diverges at once.
 MAX_LR = 10.0
+
+#: Learning-rate schedules of :class:`TrainConfig` (see :func:`scheduled_lr`).
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
+
+#: Share of a one-cycle run spent warming up, and its starting fraction of the peak rate
+#: (the defaults of PyTorch's ``OneCycleLR``).
+ONECYCLE_WARMUP, ONECYCLE_START = 0.3, 1 / 25
 
 
 class Objective(Protocol):
@@ -68,12 +76,15 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     lr_schedule: str = "constant"
+    augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in ("constant", "cosine"):
+        if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
-                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+                f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
+                f"got {self.lr_schedule!r}"
             )
+        check_augment(self.augment)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "checkpoint_every"):
@@ -110,12 +121,15 @@ def batches(
     seed: int = 0,
     epoch: int = 0,
     part: tuple[int, int] = (0, 1),
+    augment: str = "none",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; in-memory datasets are sliced directly (no per-item collation).
 
     ``part=(rank, ranks)`` yields only that rank's block of every batch (see
     :func:`underfire.core.distributed.shard`): the ranks together see the single-process
-    batches, in the same order. An empty block is not yielded.
+    batches, in the same order. An empty block is not yielded. ``augment`` (see
+    :mod:`underfire.data.augment`) transforms each sample as ``(seed, epoch)`` and its index
+    in ``data`` decide, so every rank's block is its part of the single-process batch.
     """
     n = len(data)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
     order = (
@@ -129,15 +143,21 @@ def batches(
         block = distributed.shard(min(batch_size, n - start), rank_=rank, parts=ranks)
         if block.stop > block.start:
             blocks.append((start + block.start, start + block.stop))
+    augmented = epoch_augmentation(augment, n, seed=seed, epoch=epoch)
     x_all, y_all = getattr(data, "x", None), getattr(data, "y", None)
     if isinstance(x_all, torch.Tensor) and isinstance(y_all, torch.Tensor):
         for lo, hi in blocks:
             idx = order[lo:hi] if order is not None else slice(lo, hi)
-            yield x_all[idx], y_all[idx]
+            x = x_all[idx]
+            if augmented is not None:
+                x = augmented(x, torch.arange(lo, hi) if isinstance(idx, slice) else idx)
+            yield x, y_all[idx]
         return
     indices = order.tolist() if order is not None else list(range(n))
     sampler = [indices[lo:hi] for lo, hi in blocks]
-    yield from DataLoader(data, batch_sampler=sampler, num_workers=0)
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=0)
+    for chosen, (x, y) in zip(sampler, loader, strict=True):
+        yield (augmented(x, torch.tensor(chosen)) if augmented is not None else x), y
 
 
 @torch.no_grad()
@@ -169,6 +189,16 @@ def evaluate(
     if total == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"accuracy": correct / total, "loss": loss / total, "n": total}
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of (0-based) ``step`` of ``total`` under ``cfg.lr_schedule``."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    warmup = int(ONECYCLE_WARMUP * total) if cfg.lr_schedule == "onecycle" else 0
+    if step < warmup:
+        return cfg.lr * (ONECYCLE_START + (1 - ONECYCLE_START) * step / warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -240,6 +270,8 @@ class Trainer:
     def _run_signature(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg.pop("checkpoint_every")
+        if cfg["augment"] == "none":  # absent from earlier runs: their checkpoints stay valid
+            cfg.pop("augment")
         signature: dict[str, Any] = {"train": cfg, "objective": _objective_config(self.objective)}
         if self.sync_batch_norm:  # only when set: checkpoints of earlier runs stay valid
             signature["sync_batch_norm"] = True
@@ -361,9 +393,9 @@ class Trainer:
         under ``torchrun``, where ``net`` is the wrapped model and its share)."""
         cfg = self.config
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if cfg.lr_schedule == "cosine":
+        if cfg.lr_schedule != "constant":
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+                group["lr"] = scheduled_lr(cfg, step, total)
         loss = self.objective(net.module if net else self.model, x, y)
         if net is not None:
             loss, value = net.share(loss, x.shape[0])
@@ -405,7 +437,13 @@ class Trainer:
         n = len(train)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         part = (distributed.rank(), ranks)
         shuffled = batches(
-            train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch, part=part
+            train,
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+            epoch=epoch,
+            part=part,
+            augment=cfg.augment,
         )
         for i, (x, y) in enumerate(shuffled):
             size = min(cfg.batch_size, n - i * cfg.batch_size)

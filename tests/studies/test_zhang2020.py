@@ -266,6 +266,25 @@ def test_profiles_and_bad_input() -> None:
     assert cfg.n_eval == 3 and cfg.seed == 2
 
 
+def test_cpu_profile_trains_cifar10_with_the_standard_recipe() -> None:
+    """Issue 24: crop-flip, steps of 64, ResNet-20 30 epochs and the DenseNet 13 epochs of the
+    45,000 training images, accuracy on the whole test set; ``--steps`` applies to both."""
+    cpu = resolve_config("cifar10", "cpu")
+    assert cpu.augment == "crop-flip" and cpu.batch_size == 64 and cpu.n_test is None
+    assert cpu.model_kwargs["resnet-small"] == {"depth": 20}
+    assert cpu.steps_for("resnet-small") == 21_000 and cpu.steps_for("densenet-small") == 9_000
+    assert resolve_config("cifar10", "full").augment == "crop-flip"
+    assert resolve_config("cifar10", "quick").augment == "none"  # 200 steps: nothing to gain
+    assert resolve_config("digits", "cpu").augment == "none"  # mirrored digits are other digits
+    short = configure(dataset="cifar10", profile="cpu", steps=50)
+    assert short.steps_for("resnet-small") == short.steps_for("densenet-small") == 50
+    assert Zhang2020Config.from_dict(cpu.to_dict()) == cpu
+    with pytest.raises(ValueError, match="augment must be one of"):
+        resolve_config("cifar10", "cpu", augment="mixup")
+    with pytest.raises(ValueError, match="classifier_steps must be ints ≥ 1"):
+        resolve_config("cifar10", "cpu", classifier_steps={"densenet-small": 0})
+
+
 @pytest.mark.slow
 def test_imagenet_plumbing_with_random_weights(shared_data: Path, tmp_path: Path) -> None:
     """The ImageNet path (224×224, torchvision ResNet-50, CAM on its GAP head) runs end to end on

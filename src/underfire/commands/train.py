@@ -186,10 +186,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument(
+        "--weight-decay",
+        type=finite_float,
+        default=0.0,
+        help="L2 weight decay (default: 0; the standard CIFAR recipe: SGD with 5e-4)",
+    )
+    p.add_argument(
         "--lr-schedule",
-        choices=["constant", "cosine"],
+        choices=["constant", "cosine", "onecycle"],
         default="cosine",
-        help="learning-rate schedule (default: cosine decay to 0)",
+        help="learning-rate schedule (default: cosine decay to 0; onecycle: linear warm-up "
+        "from lr/25 over the first 30%% of the steps, then cosine decay)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=["none", "crop-flip"],  # underfire.data.augment.AUGMENTATIONS (no torch here)
+        default="none",
+        help="training-data augmentation: none (default) or crop-flip (random crop with 4-pixel "
+        "zero padding and horizontal flip, the standard CIFAR recipe)",
     )
     p.add_argument(
         "--seed",
@@ -242,9 +256,11 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or batch,
         lr=args.lr,
         optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         lr_schedule=args.lr_schedule,
+        augment=args.augment,
     )
     objective = objective_from_namespace(args, batch_size=config.batch_size)
     model_kwargs: dict[str, Any] = {"pooling": args.pooling} if args.pooling else {}

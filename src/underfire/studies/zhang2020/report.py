@@ -171,7 +171,9 @@ def _attacks(r: Report, cfg: Zhang2020Config, results: Results, figs: dict[str, 
     r.text(
         f"The paper (ImageNet) reports PGD 100 % and ADV² success as in the 'paper' column, with mean "
         f"target confidence ≥ {PAPER_CONFIDENCE:g}. Differences in setting: dataset and resolution "
-        f"({cfg.dataset} here), classifiers trained here for {cfg.train_steps} steps rather than "
+        f"({cfg.dataset} here), classifiers trained here ("
+        + ", ".join(f"{c}: {cfg.steps_for(c)} steps" for c in cfg.classifiers)
+        + ") rather than "
         "pretrained ImageNet models, and far fewer attack iterations in the reduced profiles."
     )
     r.figure(

@@ -78,15 +78,17 @@ def train_classifier(run: StudyRun, name: str) -> tuple[nn.Module, dict[str, Any
         seed_everything(cfg.seed)
         model = model_for_dataset(name, cfg.dataset, **cfg.model_kwargs.get(name, {}))
         cifar = name != "ross-cnn"
+        steps = cfg.steps_for(name)
         tcfg = TrainConfig(
-            steps=cfg.train_steps,
+            steps=steps,
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             optimizer="sgd" if cifar else "adam",
             weight_decay=5e-4 if cifar else 0.0,
             lr_schedule="cosine" if cifar else "constant",
+            augment=cfg.augment,
             seed=cfg.seed,
-            checkpoint_every=max(50, cfg.train_steps // 20),
+            checkpoint_every=max(50, steps // 20),
         )
         ckpt = run.out / "models" / f"{name}.pt" if run.out is not None else None
         Trainer(
@@ -100,7 +102,7 @@ def train_classifier(run: StudyRun, name: str) -> tuple[nn.Module, dict[str, Any
         ).fit(train, val.subset(1000) if val is not None and len(val) > 1000 else val)
         info = {
             "checkpoint": str(ckpt.relative_to(run.out)) if ckpt and run.out else None,
-            "steps": cfg.train_steps,
+            "steps": steps,
         }
     model.to(run.device).eval()
     info["seconds"] = round(time.perf_counter() - t0, 2)
@@ -114,7 +116,7 @@ def train_part(run: StudyRun) -> None:
     models, training = {}, {}
     for name in cfg.classifiers:
         run.log(
-            f"classifier {name}: training ({cfg.train_steps} steps)"
+            f"classifier {name}: training ({cfg.steps_for(name)} steps)"
             if cfg.dataset != "imagenet"
             else f"classifier {name}: weights {cfg.weights[name]}"
         )
