@@ -98,4 +98,8 @@ def test_demo_writes_results_figures_and_report(tmp_path):
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Classifier" in html
     assert (out / "report.md").exists() and (out / "figures" / "classifier.png").exists()
+    # every MASK map explains something (issue 24: 2 of the 8 were blank with the blur alone)
+    mask = saved["interpreters"]["mask"]
+    assert mask["blank"] == 0 and len(mask["references"]) == saved["interpreters"]["n_images"]
+    assert "MASK found a deletion for 8 of 8 images" in (out / "report.md").read_text()
     assert_report_renders(out / "report.html", min_images=4)

@@ -504,6 +504,8 @@ class Attack(metaclass=Bindable):
                 return v.config()
             if v is None or isinstance(v, (bool, int, float, str)):
                 return v
+            if isinstance(v, (tuple, list)):  # per-stage steps and λ of ADV², for instance
+                return [plain(item) for item in v]
             return getattr(v, "__qualname__", None) or type(v).__name__
 
         return {"name": self.name, **{k: plain(v) for k, v in self._settings().items()}}

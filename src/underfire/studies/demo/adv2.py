@@ -45,12 +45,14 @@ def _evaluation(run: StudyRun) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     images: dict[str, torch.Tensor] = {"clean": x}
     maps: dict[str, dict[str, torch.Tensor]] = {}
+    settings: dict[str, dict[str, Any]] = {}
     for name, interp in interpreters.items():
         run.log(f"adv2: attacking {name}")
         start = time.perf_counter()
         attack = ADV2(interp, preset="small", eps=EPS, step_size=STEP, seed=run.config.seed)
         x_adv = attack(model, x, y, target=t)
         seconds = time.perf_counter() - start
+        settings[name] = attack.config()  # what ran (after the preset was applied)
         steps = attack.warm_steps + len(attack.lambdas())
         x_pgd = PGD(eps=EPS, step_size=STEP, steps=steps, random_start=False)(model, x, y, target=t)
         with torch.no_grad():
@@ -96,7 +98,7 @@ def _evaluation(run: StudyRun) -> dict[str, Any]:
         "step_size": STEP,
         "target": "(y + 1) mod 10",
         "rows": rows,
-        "settings": {name: ADV2(i, preset="small").config() for name, i in interpreters.items()},
+        "settings": settings,
     }
 
 

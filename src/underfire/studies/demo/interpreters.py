@@ -76,10 +76,17 @@ def _evaluation(run: StudyRun) -> dict[str, Any]:
     x_noisy = (x + noise).clamp(0, 1)
     maps: dict[str, torch.Tensor] = {}
     rows = []
+    mask_record: dict[str, Any] = {}
     for name, interp in interpreters.items():
         t0 = time.perf_counter()
         maps[name] = interp(model, x, pred)
         seconds = time.perf_counter() - t0
+        if isinstance(interp, Mask) and interp.last_result is not None:
+            found = interp.last_result
+            mask_record = {
+                "blank": int((~found.found).sum()),
+                "references": found.perturbations(),
+            }
         noisy = interp(model, x_noisy, pred)
         rows.append(
             {
@@ -100,6 +107,7 @@ def _evaluation(run: StudyRun) -> dict[str, Any]:
         "n_images": N_IMAGES,
         "per_interpreter": rows,
         "spearman_agreement": agreement,
+        "mask": mask_record,
         "rts": {
             "train_seconds": round(rts.meta["seconds"], 2),
             "steps": history[-1]["step"] if history else 0,
@@ -131,6 +139,15 @@ def write(report: Report, run: StudyRun) -> None:
         "(L1 distance, top-k IoU, Spearman rank correlation)."
     )
     report.table(r["per_interpreter"])
+    mask = r.get("mask") or {}
+    if mask:
+        refs = mask["references"]
+        used = ", ".join(f"{k} {refs.count(k)}" for k in dict.fromkeys(refs))
+        report.text(
+            f"MASK found a deletion for {len(refs) - mask['blank']} of {len(refs)} images "
+            f"(blank maps: {mask['blank']}); the reference each deletion blends towards: {used} "
+            "(blur unless the blurred image keeps the class)."
+        )
     report.figure(
         run.figure_path("interpreters.png"),
         "Test images (predicted class, confidence) and the maps of each interpreter",
