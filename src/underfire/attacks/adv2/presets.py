@@ -73,6 +73,9 @@ _MASK = dict(
     check_every=1,
     keep="best",
 )
+# the small preset: the CAM and MASK rows share their λ ramp and κ; each warm-starts with the
+# PGD-100 baseline
+_SMALL = _MASK | {"warm_steps": 100}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "imagenet": {
         "gradient": _AUTHORS_GRAD | {"pool": 4},
@@ -85,42 +88,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mask": dict(_MASK),
     },
     "small": {
-        "gradient": dict(
-            warm_steps=100,
-            steps=(40, 40, 40),
-            lam=(0.05, 0.2, 1.0),
-            schedule="stages",
-            distance="sse",
-            pool=1,
-            kappa=0.5,
-            label_smoothing=0.95,
-            check_every=1,
-            keep="best",
-        ),
-        "cam": dict(
-            warm_steps=100,
-            steps=120,
-            lam=(5.0, 10.0),
-            schedule="linear",
-            distance="mse",
-            pool=1,
-            kappa=0.5,
-            label_smoothing=0.95,
-            check_every=1,
-            keep="best",
-        ),
-        "mask": dict(
-            warm_steps=100,
-            steps=60,
-            lam=(5.0, 10.0),
-            schedule="linear",
-            distance="mse",
-            pool=1,
-            kappa=0.5,
-            label_smoothing=0.95,
-            check_every=5,
-            keep="best",
-        ),
+        "gradient": _SMALL
+        | {"steps": (40, 40, 40), "lam": (0.05, 0.2, 1.0), "schedule": "stages", "distance": "sse"},
+        "cam": _SMALL | {"steps": 120},
+        "mask": _SMALL | {"steps": 60, "check_every": 5},
     },
 }
 
