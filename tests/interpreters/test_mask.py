@@ -314,3 +314,36 @@ def test_auto_falls_back_where_the_blurred_image_keeps_the_class() -> None:
     # the low-contrast ramp: only deleting nearly everything makes it rough enough, and a
     # nearly constant map is flagged, not shown
     assert not r.found[2] and "nearly constant" in r.reasons(0.1, 0.1)[2]
+
+
+def test_the_authors_mask_settings_per_image_size() -> None:
+    cifar = Mask.authors(32, steps=5)
+    assert (cifar.mask_size, cifar.lr, cifar.l1, cifar.tv) == (8, 0.05, 1e-3, 0.1)
+    assert (cifar.blur_sigma, cifar.mask_blur, cifar.init, cifar.scale_weights) == (
+        1.1,
+        0.8,
+        0.5,
+        False,
+    )
+    assert cifar.weights(8) == (1e-3, 0.1)  # per element of the coarse mask, as theirs
+    imagenet = Mask.authors(224)
+    assert (imagenet.mask_size, imagenet.lr, imagenet.l1, imagenet.tv, imagenet.steps) == (
+        28,
+        0.1,
+        1e-4,
+        1e-2,
+        300,
+    )
+    assert (imagenet.blur_sigma, imagenet.mask_blur) == (3.5, 2.0)
+    digits = Mask.authors(8, steps=7)
+    assert digits.init == Mask().init and digits.steps == 7
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    )
+    with quiet():
+        maps = cifar(model, torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert maps.shape == (2, 1, 32, 32) and cifar.last_result.mask.shape == (2, 1, 8, 8)

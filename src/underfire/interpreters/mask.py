@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -83,6 +82,7 @@ from underfire.interpreters.mask_reference import (
     choose_perturbations,
     reference_images,
 )
+from underfire.interpreters.mask_result import MaskResult, MaskWarning
 
 __all__ = [
     "Mask",
@@ -97,76 +97,6 @@ __all__ = [
 ]
 
 PAPER_MASK_ELEMENTS = 28 * 28  # the paper's coarse mask, where λ₁ = 1e-4 and λ₂ = 1e-2 apply
-
-
-class MaskWarning(UserWarning):
-    """A MASK optimization did not find a deletion for some images (see ``Mask.last_result``)."""
-
-
-@dataclass(frozen=True)
-class MaskResult:
-    """Per-sample outcome of one MASK call (``Mask.last_result``); tensors are detached, (N,).
-
-    Attributes:
-        mask: (N, 1, s, s) coarse keep-masks (1 = kept).
-        found: whether a deletion was found: p_c dropped by at least ``min_drop``, the blurred
-            reference is not classified as c, and the map's contrast (max − min of 1 − M, so
-            also its largest deletion) is ≥ ``min_deletion``.
-        p_c_before: softmax probability of the class on the image.
-        p_c_after: on the perturbed image Φ(x, M) (no jitter).
-        p_c_reference: on the blurred reference (everything deleted).
-        reference_is_target: the blurred reference is classified as c (deleting cannot work).
-        deletion: max over pixels of 1 − M, the largest deletion.
-        contrast: max − min over pixels of 1 − M (a constant map, e.g. everything deleted,
-            explains nothing; its normalized map would be all zeros).
-        area: mean over pixels of 1 − M, the deleted fraction.
-        perturbation: per sample, the index into :data:`PERTURBATIONS` of the reference used
-            (names: :meth:`perturbations`).
-        tried: the perturbations the interpreter may use, in order (``("blur",)`` …, or all
-            three with ``perturbation="auto"``).
-    """
-
-    mask: torch.Tensor
-    found: torch.Tensor
-    p_c_before: torch.Tensor
-    p_c_after: torch.Tensor
-    p_c_reference: torch.Tensor
-    reference_is_target: torch.Tensor
-    deletion: torch.Tensor
-    contrast: torch.Tensor
-    area: torch.Tensor
-    perturbation: torch.Tensor
-    tried: tuple[str, ...] = PERTURBATIONS
-
-    def perturbations(self) -> list[str]:
-        """Per sample, the name of the perturbation whose reference was used."""
-        return [PERTURBATIONS[int(k)] for k in self.perturbation.tolist()]
-
-    def reasons(self, min_drop: float, min_deletion: float) -> list[str]:
-        """Per sample, why no deletion was found ('' when found)."""
-        out = []
-        for i in range(len(self.found)):
-            why = []
-            if self.reference_is_target[i] and len(self.tried) > 1:
-                why.append(
-                    f"every reference tried ({', '.join(self.tried)}) is classified as the class"
-                )
-            elif self.reference_is_target[i]:
-                why.append(f"{self.tried[0]} reference already classified as the class")
-            if self.p_c_before[i] - self.p_c_after[i] < min_drop:
-                why.append(
-                    f"p_c dropped {float(self.p_c_before[i]):.3f}→{float(self.p_c_after[i]):.3f}"
-                    f" (< {min_drop:g})"
-                )
-            if self.deletion[i] < min_deletion:
-                why.append(f"largest deletion {float(self.deletion[i]):.2g} < {min_deletion:g}")
-            elif self.contrast[i] < min_deletion:
-                why.append(
-                    f"map nearly constant (deletion {float(self.deletion[i]):.2g}, contrast "
-                    f"{float(self.contrast[i]):.2g} < {min_deletion:g})"
-                )
-            out.append("; ".join(why))
-        return out
 
 
 @INTERPRETERS.register("mask")
@@ -259,6 +189,23 @@ class Mask(Interpreter):
         self.perturbation = perturbation
         self.seed = check_int(seed, "seed", minimum=0)
         self.last_result: MaskResult | None = None
+
+    @classmethod
+    def authors(cls, image_size: int, *, steps: int = 300, seed: int = 0) -> Mask:
+        """MASK as ADV²'s authors ran it (alps-lab/adv2: ``rev2/cifar10/mask_generator.py``
+        with the CIFAR-10 script's arguments; ``expr_attacks/mask_model.py`` for ImageNet):
+        Adam from a mask of 0.5; on 32×32 images an 8×8 mask, lr 0.05, λ₁ 1e-3 and λ₂ 0.1
+        per element of the coarse mask, reference blur σ 1.1, mask blur σ 0.8; from 128 px a
+        28×28 mask, lr 0.1, λ₁ 1e-4, λ₂ 1e-2, σ 3.5 and 2.0 (OpenCV's σ for their kernels of 5,
+        3, 21 and 11 pixels). Below 32 px (they ran no digits) underfire's defaults.
+        ``perturbation`` stays "auto" (theirs is the blur alone)."""
+        if image_size >= 128:
+            weights = dict(mask_size=28, lr=0.1, l1=1e-4, tv=1e-2, blur_sigma=3.5, mask_blur=2.0)
+        elif image_size >= 32:
+            weights = dict(mask_size=8, lr=0.05, l1=1e-3, tv=0.1, blur_sigma=1.1, mask_blur=0.8)
+        else:
+            return cls(steps=steps, seed=seed)
+        return cls(steps=steps, init=0.5, scale_weights=False, seed=seed, **weights)  # type: ignore[arg-type]
 
     # -- sizes adapted to the input -------------------------------------------------------
     def sizes(self, x: torch.Tensor) -> tuple[int, float, float]:

@@ -59,10 +59,10 @@ def build_interpreters(
 
     CAM needs a GAP head: on networks without one (the Ross CNN) Grad-CAM, its
     generalization to any architecture, stands in under the name ``gradcam``. RTS needs the
-    trained masking network ``rts``. GRAD is the authors' (loss gradient, pooled 2×2 from
-    32 px, 4×4 from 128 px: :meth:`Saliency.authors`).
+    trained masking network ``rts``. GRAD and MASK are the authors' (:meth:`Saliency.authors`:
+    the loss gradient, pooled 2×2 from 32 px, 4×4 from 128 px; :meth:`Mask.authors`).
     """
-    from underfire.interpreters import Saliency
+    from underfire.interpreters import Mask, Saliency
 
     out: dict[str, Interpreter] = {}
     notes: dict[str, str] = {}
@@ -79,7 +79,9 @@ def build_interpreters(
                 continue
             out["rts"] = rts
         elif name == "mask":
-            out["mask"] = create_interpreter("mask", steps=cfg.mask_steps, seed=cfg.seed)
+            out["mask"] = Mask.authors(
+                int(min(probe.shape[-2:])), steps=cfg.mask_steps, seed=cfg.seed
+            )
         elif name == "grad":
             out["grad"] = Saliency.authors(int(min(probe.shape[-2:])))
         else:
