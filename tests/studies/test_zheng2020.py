@@ -297,9 +297,59 @@ def test_options_of_other_studies_are_refused(tmp_path: Path) -> None:
     # `underfire reproduce` tells the user "--X does not apply" for options configure lacks
     accepted = set(inspect.signature(configure).parameters)
     assert {"paper_lambda", "weights", "n_images", "models", "seed"}.isdisjoint(accepted)
-    assert {"dataset", "profile", "quick", "seeds", "gan_steps", "data_root"} <= accepted
+    assert {
+        "dataset",
+        "profile",
+        "quick",
+        "seeds",
+        "gan_steps",
+        "data_root",
+        "training",
+    } <= accepted
     with pytest.raises(TypeError, match="paper_lambda"):
         _run(tmp_path, profile="test", paper_lambda=3)
     assert not (tmp_path / "results.json").exists()
     assert configure(dataset="digits", quick=True) == resolve_config("digits", "quick")
     assert configure(dataset="digits", quick=True, profile="test").profile == "test"
+
+
+def test_pgd_training_option_trains_on_pgd_examples_at_the_grids_largest_eps() -> None:
+    # issue 24 item 6: the authors' own MNIST recipe (ATTA, Madry et al.) is PGD training
+    import torch.nn.functional as F
+
+    from underfire.defenses import AdversarialTraining
+    from underfire.models import model_for_dataset
+    from underfire.studies.zheng2020 import STUDY
+    from underfire.studies.zheng2020.parts import training_objective
+    from underfire.train import CrossEntropy
+
+    natural = resolve_config("mnist", "cpu")
+    assert natural.training == "natural" and isinstance(training_objective(natural), CrossEntropy)
+    # natural runs record no training keys, so folders written before the option stay valid
+    assert {"training", "adv_steps"}.isdisjoint(natural.to_dict())
+    assert STUDY.default_out is not None
+    assert STUDY.default_out(natural).name == "zheng2020-mnist"
+
+    pgd = configure(dataset="mnist", profile="cpu", training="pgd")
+    assert configure(dataset="mnist", training="pgd", adv_steps=10).adv_steps == 10
+    assert (pgd.training, pgd.adv_steps) == ("pgd", 40)
+    assert Zheng2020Config.from_dict(json.loads(json.dumps(pgd.to_dict()))) == pgd
+    assert STUDY.default_out(pgd).name == "zheng2020-mnist-pgd"
+    objective = training_objective(pgd)
+    assert isinstance(objective, AdversarialTraining)
+    assert objective.ratio == 1.0 and objective.labels == "true"
+    assert objective.config()["attack"]["eps"] == pytest.approx(0.3)
+    cifar = training_objective(resolve_config("cifar10", "cpu", training="pgd", adv_steps=7))
+    assert cifar.config()["attack"]["eps"] == pytest.approx(8 / 255)
+
+    torch.manual_seed(0)
+    model = model_for_dataset("ross-cnn", "digits", pooling="avg", hidden=16).eval()
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    quick = resolve_config("digits", "test", training="pgd", adv_steps=3)
+    x_adv = training_objective(quick).adversarial_examples(model, x, y)
+    assert (x_adv - x).abs().max() <= 0.3 + 1e-6 and (x_adv - x).abs().max() > 0.1
+    assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y)
+    with pytest.raises(ValueError, match="training must be one of natural, pgd"):
+        resolve_config("mnist", training="trades")
+    with pytest.raises(ValueError, match="adv_steps"):
+        resolve_config("mnist", training="pgd", adv_steps=0)

@@ -108,6 +108,19 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
         help="test images attacked (overrides the profile)",
     )
     p.add_argument(
+        "--training",
+        choices=("natural", "pgd"),
+        default=None,
+        help="zheng2020: natural training (default) or Madry et al.'s PGD adversarial training "
+        "at the grid's largest ε (the authors' own MNIST recipe; out: runs/zheng2020-DATASET-pgd)",
+    )
+    p.add_argument(
+        "--adv-steps",
+        type=positive_int,
+        default=None,
+        help="zheng2020 --training pgd: PGD steps per training batch (default 40, Madry et al.'s MNIST)",
+    )
+    p.add_argument(
         "--paper-lambda",
         type=positive_float,
         default=None,
@@ -160,6 +173,8 @@ OPTIONS = (
     "steps",
     "batch_size",
     "n_eval",
+    "training",
+    "adv_steps",
     "paper_lambda",
     "weights",
     "n_images",

@@ -32,7 +32,8 @@ from underfire.studies.zheng2020.report import report, summary
 
 
 def _default_out(config: Zheng2020Config) -> Path:
-    return Path("runs") / f"zheng2020-{config.dataset}"
+    suffix = "" if config.training == "natural" else f"-{config.training}"
+    return Path("runs") / f"zheng2020-{config.dataset}{suffix}"
 
 
 STUDY = register_study(

@@ -21,12 +21,20 @@ from underfire._version import __version__
 from underfire.attacks import FGSM, PGD, SoundnessWarning
 from underfire.core.state import model_state
 from underfire.data import ImageDataset, load_dataset
+from underfire.defenses import create as create_defense
 from underfire.models import model_for_dataset
 from underfire.robustness import robust_accuracy
 from underfire.studies.base import StudyRun
 from underfire.studies.zheng2020.claims import compare_variants
 from underfire.studies.zheng2020.config import POOLINGS, Zheng2020Config
-from underfire.train import CrossEntropy, TrainConfig, Trainer, evaluate, seed_everything
+from underfire.train import (
+    CrossEntropy,
+    Objective,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    seed_everything,
+)
 
 __all__ = [
     "comparison",
@@ -40,6 +48,7 @@ __all__ = [
     "robustness",
     "settings",
     "train_models",
+    "training_objective",
     "version",
 ]
 
@@ -87,6 +96,15 @@ def _train_config(cfg: Zheng2020Config, seed: int) -> TrainConfig:
     )
 
 
+def training_objective(cfg: Zheng2020Config) -> Objective:
+    """Cross-entropy (``training="natural"``) or Madry et al.'s PGD adversarial training at
+    the grid's largest ε (``"pgd"``: PGD examples only, true labels, ``adv_steps`` steps of
+    2.5·ε/steps from a random start), the same for both pooling variants."""
+    if cfg.training == "natural":
+        return CrossEntropy()
+    return create_defense("pgd-adversarial", adv_eps=max(cfg.eps), adv_steps=cfg.adv_steps)
+
+
 def train_models(run: StudyRun) -> dict[str, Any]:
     """Part ``training``: train (or reload from ``OUT/models``) both pooling variants for
     every seed; the models go into ``run.state["classifiers"]`` (eval mode).
@@ -104,12 +122,12 @@ def train_models(run: StudyRun) -> dict[str, Any]:
     for name in model_names(cfg):
         pool, seed = name.split("-", 1)[0], _seed_of(name)
         ckpt = run.out / "models" / f"{name}.pt" if run.out is not None else None
-        run.log(f"training {name} ({cfg.steps} steps)")
+        run.log(f"training {name} ({cfg.steps} steps, {cfg.training})")
         seed_everything(seed)
         model = model_for_dataset("ross-cnn", cfg.dataset, pooling=pool, hidden=cfg.hidden)
         result = Trainer(
             model,
-            CrossEntropy(),
+            training_objective(cfg),
             _train_config(cfg, seed),
             device=run.device,
             checkpoint=ckpt,

@@ -212,6 +212,15 @@ def report(run: StudyRun) -> None:
     write_report(run.out, run.config, run.results, figs)
 
 
+def _training_words(cfg: Zheng2020Config) -> str:
+    if cfg.training == "natural":
+        return "natural training (clean images)"
+    return (
+        f"PGD adversarial training (Madry et al. 2018: PGD examples only, ε = {max(cfg.eps):.4g}, "
+        f"{cfg.adv_steps} steps of 2.5ε/{cfg.adv_steps}, random start)"
+    )
+
+
 def write_report(
     out: Path, cfg: Zheng2020Config, results: dict[str, Any], figs: dict[str, Path]
 ) -> None:
@@ -224,8 +233,8 @@ def write_report(
         f"underfire {__version__}, profile `{cfg.profile}`, device `{results['device']}`. "
         f"Model: `ross-cnn` (conv 5×5×32 → BN → ReLU → **pool** → conv 5×5×64 → BN → ReLU → **pool** → "
         f"FC {cfg.hidden} → FC 10), with 2×2 max or average pooling; nothing else differs. "
-        f"Each model: {cfg.steps} Adam steps of batch {cfg.batch_size}, lr {cfg.lr:g} with cosine decay; "
-        f"seeds {list(cfg.seeds)} — both variants of a seed share the initialization and batch order. "
+        f"Each model: {cfg.steps} Adam steps of batch {cfg.batch_size}, lr {cfg.lr:g} with cosine decay, "
+        f"{_training_words(cfg)}; seeds {list(cfg.seeds)} — both variants of a seed share the initialization and batch order. "
         f"Clean accuracy on the {results['n_test']} test images; white-box L∞ FGSM and PGD "
         f"({cfg.pgd_steps} steps of 2.5ε/{cfg.pgd_steps}, random start) on the first {results['n_eval']}. "
         "Every number was computed by this run (`results.json`; settings in `config.json`)."
