@@ -298,24 +298,22 @@ def test_gradcam_finds_a_target_layer_on_a_wrapped_torchvision_model(tmp_path: P
     assert "net.layer3" in (tmp_path / "report.md").read_text()
 
 
-def test_a_target_layer_given_as_a_module_is_audited_and_recorded_by_name(
-    tmp_path: Path,
-) -> None:
+def test_a_target_layer_of_another_model_is_refused_before_anything_runs() -> None:
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
-    model = _wrapped_resnet()
-    r = audit(model, (x, y), out=tmp_path, target_layer=model.net.layer2, **CAM_SMALL)
-    assert r["config"]["target_layer"] == "net.layer2"
-    assert r["maps-gradcam"]["target_layer"]["name"] == "net.layer2"
     with pytest.raises(KeyError, match="not a submodule"):
-        audit(model, (x, y), target_layer=_wrapped_resnet().net.layer2, **CAM_SMALL)
+        audit(_wrapped_resnet(), (x, y), target_layer=_wrapped_resnet().net.layer2, **CAM_SMALL)
 
 
 def test_a_given_1x1_target_layer_warns_and_its_constant_maps_are_left_out(
     tmp_path: Path,
 ) -> None:
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    model = _wrapped_resnet()
     with pytest.warns(UserWarning, match="1×1"):
-        r = audit(_wrapped_resnet(), (x, y), out=tmp_path, target_layer="net.layer4", **CAM_SMALL)
+        # the layer given as the module itself (Captum's way), recorded by its name
+        r = audit(model, (x, y), out=tmp_path, target_layer=model.net.layer4, **CAM_SMALL)
+    assert r["config"]["target_layer"] == "net.layer4"
+    assert r["maps-gradcam"]["target_layer"]["name"] == "net.layer4"
     maps = r["maps-gradcam"]
     # float32 rounding leaves a span of ~1e-7 · max: still constant under the relative test
     assert maps["constant_maps"] == 4

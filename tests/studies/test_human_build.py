@@ -16,7 +16,10 @@ from underfire.raters.manifest import rater_plan, read_manifest
 
 pytestmark = pytest.mark.slow  # trains three small digits models (~10 s)
 
-QUICK = ["--epochs", "1", "--candidates", "200", "--pairs", "3"]
+# 3 epochs, not 1: after one epoch (17 steps) the distilled digits model classifies about 19 %
+# of the test digits, and among 200 candidates none may be clean-correct and turned into its
+# target by all three models (seen with the Glorot default of issue 22)
+QUICK = ["--epochs", "3", "--candidates", "200", "--pairs", "3"]
 
 
 @pytest.fixture(scope="module")
