@@ -146,3 +146,16 @@ def test_presets_follow_the_data_the_authors_attacked() -> None:
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     a._check_call(net, torch.rand(2, 1, 32, 32), torch.tensor([0, 1]), "next")
     assert a.preset_ == "cifar10" and a.pool == 2 and a.keep == "best"
+
+
+def test_confidence_over_the_successful_samples_is_the_papers_measure() -> None:
+    from underfire.attacks.adv2.result import confidence_summary
+
+    s = confidence_summary(torch.tensor([True, False, True]), torch.tensor([0.9, 0.2, 0.7]))
+    assert s["n"] == 3 and s["success_rate"] == pytest.approx(2 / 3)
+    assert s["confidence"] == pytest.approx(0.6)  # over all
+    assert s["confidence_successful"] == pytest.approx(0.8)  # over the two successes
+    assert (
+        confidence_summary(torch.tensor([False]), torch.tensor([0.4]))["confidence_successful"]
+        is None
+    )

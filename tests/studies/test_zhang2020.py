@@ -304,3 +304,27 @@ def test_imagenet_plumbing_with_random_weights(shared_data: Path, tmp_path: Path
     report = (tmp_path / "report.md").read_text()
     assert "Plumbing run" in report and "random weights" in report
     assert (tmp_path / "figures" / "samples_resnet50.png").stat().st_size > 2000
+
+
+def test_blank_mask_pairs_are_left_out_and_confidence_is_over_successes() -> None:
+    from underfire.studies.zhang2020.measure import attack_row, usable_pairs
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    x_adv = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 1.0, 0, 0]]).view(3, 1, 2, 2)
+    t = torch.tensor([0, 0, 1])  # the first and last reach their target
+    benign = {"mask": torch.zeros(3, 1, 2, 2)}
+    maps = {"mask": torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2), torch.zeros(1, 2, 2)])}
+    usable = usable_pairs(
+        {"mask": torch.tensor([1.0, 1.0, 0.0])}, {"mask": torch.tensor([1.0, 1.0, 1.0])}
+    )
+    assert usable["mask"].tolist() == [True, True, False]
+    row = attack_row(model, x_adv, t, benign, maps, 2, usable)
+    p = torch.softmax(torch.tensor([[5.0, 0], [0, 5.0], [0, 1.0]]), 1)
+    assert row["success"] == pytest.approx(2 / 3)
+    assert row["confidence_successful"] == pytest.approx(float((p[0, 0] + p[2, 1]) / 2))
+    assert row["confidence"] == pytest.approx(float((p[0, 0] + p[1, 0] + p[2, 1]) / 3))
+    m = row["maps"]["mask"]
+    assert (m["n"], m["blank"], m["l1"]) == (2, 1, pytest.approx(0.5))  # the blank pair left out
+    assert m["l1_all"][2] is None
