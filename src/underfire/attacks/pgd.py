@@ -148,11 +148,15 @@ class PGD(Attack):
         best = x.clone()
         best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
         todo = torch.arange(x.shape[0], device=x.device) if subset is None else subset
+        norm = get_norm(self.norm or "linf")
         for r in range(self.restarts):
             if todo.numel() == 0:
                 break
+            # each restart's start is drawn for the whole batch, as in one run, so a sample's
+            # starts do not depend on which others are still attacked (or in the subset)
+            start = norm.random_start(x, float(self.eps), gen)
             xr, lr = x[todo], labels[todo]
-            adv = self._run(model, xr, lr, targeted, gen, check=r == 0)
+            adv = self._run(model, xr, lr, targeted, gen, check=r == 0, start=start[todo])
             with torch.no_grad():
                 logits = model(adv)
             loss = F.cross_entropy(logits, lr, reduction="none")
@@ -174,12 +178,17 @@ class PGD(Attack):
         *,
         check: bool,
         active: torch.Tensor | None = None,
+        start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One PGD run. Buffers are reused and updated in place; only the input needs a grad.
-        ``active``: the indices attacked (None: all); early stop shrinks it as samples fall."""
+        ``active``: the indices attacked (None: all); early stop shrinks it as samples fall.
+        ``start``: the first iterate (None: a random start drawn here, or x without one)."""
         eps, alpha = float(self.eps or 0.0), self.alpha
         norm = get_norm(self.norm or "linf")  # always set by the constructor
-        x_adv = norm.random_start(x, eps, gen) if self.random_start else x.clone()
+        if start is not None:
+            x_adv = start.clone()
+        else:
+            x_adv = norm.random_start(x, eps, gen) if self.random_start else x.clone()
         ball = norm.ball(x, eps)  # B(x, ε) ∩ [0, 1], set up once (L∞: the box's bounds)
         if active is not None and active.numel() == 0:
             return x_adv
