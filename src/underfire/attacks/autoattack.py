@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from underfire.attacks.apgd import APGD, APGDT, peer_kwargs
-from underfire.attacks.base import ATTACKS, Attack, check_norm
+from underfire.attacks.base import ATTACKS, Attack, check_ball
 from underfire.attacks.fab import FAB
 from underfire.attacks.square import Square
-from underfire.core.validation import check_eps, check_int, check_seed
+from underfire.core.validation import check_int, check_seed
 
 __all__ = ["VERSIONS", "AutoAttack"]
 
@@ -69,8 +69,7 @@ class AutoAttack(Attack):
         n_target_classes: int = 9,
         seed: int | None = 0,
     ) -> None:
-        self.norm = check_norm(norm)
-        self.eps = check_eps(eps, self.norm)
+        self.norm, self.eps = check_ball(norm, eps)
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
         self.version = version

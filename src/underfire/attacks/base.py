@@ -27,13 +27,13 @@ import inspect
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Self, final, overload
+from typing import Any, ClassVar, final, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core.binding import Bindable, split_call
+from underfire.core.binding import ModelBound, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.norms import NORMS, get_norm
@@ -247,7 +247,7 @@ def resolve_target(
 # ---------------------------------------------------------------------------- the base class
 
 
-class Attack(metaclass=Bindable):
+class Attack(ModelBound):
     """Base of every attack: ``attack(model, x, y, target=None) -> x_adv``.
 
     Also torchattacks' style, for every attack: ``PGD(model, eps=8/255, alpha=2/255,
@@ -278,7 +278,6 @@ class Attack(metaclass=Bindable):
     #: whether a call without ``target`` is refused (ADV² needs a target class)
     requires_target: ClassVar[bool] = False
     seed: int | None = None
-    _model: nn.Module | None = None  # set by ``Attack(model, ...)`` or :meth:`bind`
 
     @classmethod
     def _constructor_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -291,19 +290,6 @@ class Attack(metaclass=Bindable):
                 )
             kwargs["step_size"] = kwargs.pop("alpha")
         return kwargs
-
-    @property
-    def model(self) -> nn.Module | None:
-        """The model this attack is bound to (``Attack(model, ...)``), or None."""
-        return self._model
-
-    def bind(self, model: nn.Module) -> Self:
-        """A copy of this attack bound to ``model``: ``attack.bind(model)(x, y)``."""
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        other = copy.copy(self)
-        other._model = model
-        return other
 
     #: keyword-only options a call accepts besides (x, y, target), handed to :meth:`_call_scope`
     #: (ADV²'s per-call ``target_map``)
@@ -537,6 +523,13 @@ def check_norm(norm: str) -> str:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {tuple(NORMS)}, got {norm!r}")
     return norm
+
+
+def check_ball(norm: str, eps: object) -> tuple[str, float]:
+    """(norm, ε) of an attack's ball: the norm first, then the radius for that norm (an L∞
+    radius above 1 is refused)."""
+    norm = check_norm(norm)
+    return norm, check_eps(eps, norm)
 
 
 def check_target_rule(rule: str | None) -> str | None:

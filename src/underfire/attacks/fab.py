@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from underfire.attacks.apgd import peer_kwargs
-from underfire.attacks.base import ATTACKS, Attack, check_norm
+from underfire.attacks.base import ATTACKS, Attack, check_ball
 from underfire.core.norms import get_norm
-from underfire.core.validation import check_eps, check_int, check_positive, check_seed
+from underfire.core.validation import check_int, check_positive, check_seed
 
 __all__ = ["FAB", "box_hyperplane_projection"]
 
@@ -101,8 +101,7 @@ class FAB(Attack):
         beta: float = 0.9,
         seed: int | None = 0,
     ) -> None:
-        self.norm = check_norm(norm)
-        self.eps = check_eps(eps, self.norm)
+        self.norm, self.eps = check_ball(norm, eps)
         self.steps = check_int(steps, "steps", minimum=1)
         self.restarts = check_int(restarts, "restarts", minimum=1)
         self.targeted = bool(targeted)

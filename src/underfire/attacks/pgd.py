@@ -21,8 +21,8 @@ from torch import nn
 from underfire.attacks.base import (
     ATTACKS,
     Attack,
+    check_ball,
     check_gradient,
-    check_norm,
 )
 from underfire.core.norms import get_norm
 from underfire.core.validation import check_eps, check_int, check_positive, check_seed
@@ -80,8 +80,7 @@ class PGD(Attack):
         early_stop: bool = False,
         seed: int | None = None,
     ) -> None:
-        self.norm = check_norm(norm)
-        self.eps = check_eps(eps, self.norm)
+        self.norm, self.eps = check_ball(norm, eps)
         self.step_size = None if step_size is None else check_step_size(step_size, self.norm)
         self.steps = check_int(steps, "steps", minimum=1)
         self.random_start = bool(random_start)

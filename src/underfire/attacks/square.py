@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from underfire.attacks.apgd import peer_kwargs
-from underfire.attacks.base import ATTACKS, Attack, check_norm, margin_loss
-from underfire.core.validation import check_eps, check_int, check_positive, check_seed
+from underfire.attacks.base import ATTACKS, Attack, check_ball, margin_loss
+from underfire.core.validation import check_int, check_positive, check_seed
 
 __all__ = ["Square", "square_fraction"]
 
@@ -95,8 +95,7 @@ class Square(Attack):
         p_init: float = 0.8,
         seed: int | None = 0,
     ) -> None:
-        self.norm = check_norm(norm)
-        self.eps = check_eps(eps, self.norm)
+        self.norm, self.eps = check_ball(norm, eps)
         self.n_queries = check_int(n_queries, "n_queries", minimum=1)
         self.restarts = check_int(restarts, "restarts", minimum=1)
         self.p_init = check_positive(p_init, "p_init")

@@ -48,6 +48,29 @@ def add_force(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--force", action="store_true", help=what)
 
 
+def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint and --dataset, what :func:`checkpoint_and_data` reads."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a classifier checkpoint written by `underfire train`",
+    )
+    parser.add_argument(
+        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
+    )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads, applied by the CLI's entry point before the command runs."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
+    )
+
+
 def invocation(args: argparse.Namespace) -> dict[str, Any]:
     """The arguments that define a run's result (JSON-able), without device and --force."""
     return {

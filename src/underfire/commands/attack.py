@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
     add_out,
+    add_threads,
     checkpoint_and_data,
     finite_float,
     float_list,
@@ -33,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run an attack against a trained checkpoint on a dataset split for each ε; print a table, "
         "save adversarial examples (.pt), results.json and a figure to --out.",
     )
-    p.add_argument(
-        "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
-    )
+    add_checkpoint(p)
     p.add_argument(
         "--attack", default="pgd", help=f"attack name: {', '.join(names())} (default: pgd)"
     )
@@ -54,9 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target",
         default=None,
         help="targeting rule: next, random or least-likely (default: untargeted, or the attack's own)",
-    )
-    p.add_argument(
-        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
     )
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument(
@@ -109,12 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="attack every image at every ε (by default only the images still robust: a "
         "fooled image leaves the batch and counts as fooled at every larger ε)",
     )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
-    )
+    add_threads(p)
     p.set_defaults(func=run)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
     add_out,
+    add_threads,
     checkpoint_and_data,
     float_list,
     invocation,
@@ -38,10 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "re-running the same command resumes a killed audit."
         ),
     )
-    p.add_argument(
-        "--checkpoint", type=Path, required=True, help="a checkpoint from `underfire train`"
-    )
-    p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
+    add_checkpoint(p)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument(
         "--attacks",
@@ -93,12 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data(p)
     add_device(p)
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
-    )
+    add_threads(p)
     add_out(p, "runs/audit")
     add_force(
         p,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
@@ -33,9 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generators and the report shows the images they generate from clean and adversarial features. "
         "Writes OUT/results.json, OUT/report.html, OUT/report.md and OUT/figures/.",
     )
-    p.add_argument(
-        "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
-    )
+    add_checkpoint(p)
     p.add_argument(
         "--attack", default="pgd", help=f"attack name: {', '.join(names())} (default: pgd)"
     )
@@ -55,7 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder (or .pt file) written by `underfire train-interpretgan`",
     )
     p.add_argument("--topk", type=float, default=0.1, help="fraction of units in partial patching")
-    p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     p.add_argument("--n", type=positive_int, default=500, help="test images (default: 500)")
     p.add_argument("--images", type=positive_int, default=8, help="rows of InterpretGAN images")
     p.add_argument("--seed", type=int, default=0)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
+    add_threads,
     checkpoint_and_data,
     device_of,
-    positive_int,
 )
 
 #: One line for `underfire --help` (read without building the full parser).
@@ -26,21 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "accuracy and loss as JSON on a split of its dataset (by default the test split of the "
         "data set it was trained on, with the same seeded split).",
     )
-    p.add_argument(
-        "--checkpoint", type=Path, required=True, help="a checkpoint written by `underfire train`"
-    )
-    p.add_argument(
-        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
-    )
+    add_checkpoint(p)
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     add_data(p)
     add_device(p)
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads for torch (default: by job size and machine load; 1 on a busy CPU)",
-    )
+    add_threads(p)
     p.set_defaults(func=run)
 
 

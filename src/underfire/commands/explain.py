@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
@@ -33,19 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interpreters. Writes OUT/explain.png (image, prediction, one map per interpreter), "
         "OUT/explain.json and OUT/maps.pt.",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        required=True,
-        help="a classifier checkpoint written by `underfire train`",
-    )
+    add_checkpoint(p)
     p.add_argument(
         "--interpreter",
         default="grad,gradcam,mask",
         help="comma-separated interpreter names (default: grad,gradcam,mask)",
     )
     p.add_argument("--n", type=positive_int, default=16, help="number of images (default: 16)")
-    p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument(
         "--rts-checkpoint",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
@@ -32,18 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "same command resumes it), OUT/interpretgan.json (history, per-layer consistency and "
         "information loss on the test split) and OUT/samples.png.",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        required=True,
-        help="classifier checkpoint from `underfire train`",
-    )
+    add_checkpoint(p)
     p.add_argument(
         "--layers",
         default=None,
         help="comma-separated layer names (default: the model's default layers, see docs/diagnosis.md)",
     )
-    p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
     p.add_argument(
         "--steps", type=positive_int, default=2000, help="optimizer steps (default: 2000)"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from underfire.commands._common import (
+    add_checkpoint,
     add_data,
     add_device,
     add_force,
@@ -32,13 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Dabkowski & Gal (2017); writes OUT/rts.pt (loads with weights_only) and OUT/rts.json "
         "(training history and preserved-region statistics on the test split).",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        required=True,
-        help="classifier checkpoint written by `underfire train`",
-    )
-    p.add_argument("--dataset", default=None, help="dataset (default: the checkpoint's)")
+    add_checkpoint(p)
     p.add_argument(
         "--steps", type=positive_int, default=1500, help="optimizer steps (default: 1500)"
     )

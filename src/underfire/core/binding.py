@@ -17,15 +17,16 @@ typed spelling of the same thing.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import nn
 
-__all__ = ["Bindable", "accept_bound", "split_call"]
+__all__ = ["Bindable", "ModelBound", "accept_bound", "split_call"]
 
 
 class Bindable(type):
@@ -67,6 +68,27 @@ class Bindable(type):
         # metaclass's ``(*args, **kwargs)``); the optional bound model is left out, as above
         init = inspect.signature(cls.__init__)  # type: ignore[misc]  # cls.__init__ is unbound here
         return init.replace(parameters=list(init.parameters.values())[1:])
+
+
+class ModelBound(metaclass=Bindable):
+    """Base of attacks and interpreters: the optional model they are bound to."""
+
+    _model: nn.Module | None = None  # set by ``Cls(model, ...)`` or :meth:`bind`
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The model this object is bound to (``PGD(model, ...)``, ``Saliency(model)``), or
+        None."""
+        return self._model
+
+    def bind(self, model: nn.Module) -> Self:
+        """A copy of this object bound to ``model``: ``attack.bind(model)(x, y)``,
+        ``interp.bind(model).attribute(x)``."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        other = copy.copy(self)
+        other._model = model
+        return other
 
 
 def _positional_count(cls: type) -> int:

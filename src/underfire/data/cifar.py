@@ -20,12 +20,11 @@ from underfire.data.base import (
     register_source,
     uint8_to_float,
 )
-from underfire.data.splits import carve, check_split
+from underfire.data.splits import train_and_test_parts
 
 _RECORD = 1 + 3 * 32 * 32
 _TRAIN_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)]
 _TEST_FILES = ["test_batch.bin"]
-VAL_FRACTION = 0.1
 HOW_TO_GET = (
     "Get CIFAR-10's binary version from https://www.cs.toronto.edu/~kriz/cifar.html and unpack "
     "it there, or pass --download to fetch the python version through torchvision."
@@ -108,13 +107,8 @@ class Cifar10Source:
             tvd.CIFAR10(str(root), train=train, download=True)
 
     def load(self, root: Path, split: str, seed: int) -> ImageDataset:
-        check_split(split)
-        if split == "test":
-            x, y = self._read_part(root, train=False)
-            return ImageDataset(x, y, self.info, split)
-        x, y = self._read_part(root, train=True)
-        idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
-        return ImageDataset(x[idx], y[idx], self.info, split)
+        x, y = train_and_test_parts(split, seed, lambda train: self._read_part(root, train=train))
+        return ImageDataset(x, y, self.info, split)
 
 
 CIFAR10 = register_source(

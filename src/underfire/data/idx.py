@@ -21,12 +21,10 @@ from underfire.data.base import (
     register_source,
     uint8_to_float,
 )
-from underfire.data.splits import carve, check_split
+from underfire.data.splits import carve, check_split, train_and_test_parts
 
 _IMAGE_MAGIC = 2051
 _LABEL_MAGIC = 2049
-# Validation is carved from the official training set; it never touches the test set.
-VAL_FRACTION = 0.1
 # notMNIST here has only its 10k test sample: it is split 70/10/20, seeded (documented in the README).
 NOTMNIST_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -147,12 +145,10 @@ class IdxSource:
             x, y = self._read(root, "t10k")
             idx = carve(len(y), split, NOTMNIST_FRACTIONS, seed)
             return ImageDataset(x[idx], y[idx], self.info, split)
-        if split == "test":
-            x, y = self._read(root, "t10k")
-            return ImageDataset(x, y, self.info, split)
-        x, y = self._read(root, "train")
-        idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
-        return ImageDataset(x[idx], y[idx], self.info, split)
+        x, y = train_and_test_parts(
+            split, seed, lambda train: self._read(root, "train" if train else "t10k")
+        )
+        return ImageDataset(x, y, self.info, split)
 
 
 _DIGITS = tuple(str(i) for i in range(10))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 SPLITS = ("train", "val", "test")
+# Validation is carved from a data set's official training part; it never touches the test part.
+VAL_FRACTION = 0.1
 
 
 def check_split(split: str) -> str:
@@ -37,3 +41,17 @@ def carve(n: int, split: str, fractions: dict[str, float], seed: int) -> torch.T
             return perm[start:stop].sort().values
         start = stop
     raise AssertionError("unreachable")
+
+
+def train_and_test_parts(
+    split: str, seed: int, read: Callable[[bool], tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of ``split`` for a data set shipped as a training and a test part
+    (``read(train)`` loads one): the test split is the test part as it is; train and val are a
+    seeded partition of the training part, ``VAL_FRACTION`` of it held out."""
+    check_split(split)
+    if split == "test":
+        return read(False)
+    x, y = read(True)
+    idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
+    return x[idx], y[idx]

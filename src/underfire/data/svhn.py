@@ -15,9 +15,8 @@ from underfire.data.base import (
     register_source,
     uint8_to_float,
 )
-from underfire.data.splits import carve, check_split
+from underfire.data.splits import train_and_test_parts
 
-VAL_FRACTION = 0.1
 HOW_TO_GET = (
     "Get train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ "
     "or pass --download."
@@ -69,13 +68,10 @@ class SvhnSource:
         return uint8_to_float(torch.from_numpy(images)), torch.from_numpy(labels)
 
     def load(self, root: Path, split: str, seed: int) -> ImageDataset:
-        check_split(split)
-        if split == "test":
-            x, y = self._read(root, "test")
-            return ImageDataset(x, y, self.info, split)
-        x, y = self._read(root, "train")
-        idx = carve(len(y), split, {"train": 1 - VAL_FRACTION, "val": VAL_FRACTION}, seed)
-        return ImageDataset(x[idx], y[idx], self.info, split)
+        x, y = train_and_test_parts(
+            split, seed, lambda train: self._read(root, "train" if train else "test")
+        )
+        return ImageDataset(x, y, self.info, split)
 
 
 _DIGITS = tuple(str(i) for i in range(10))

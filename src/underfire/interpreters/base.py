@@ -12,17 +12,16 @@ loop (MASK's inner optimization).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self, final, overload
+from typing import Any, ClassVar, Literal, final, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from underfire.core.binding import Bindable, accept_bound, split_call
+from underfire.core.binding import ModelBound, accept_bound, split_call
 from underfire.core.errors import NonFiniteError
 from underfire.core.forward import checked_forward
 from underfire.core.registry import Registry
@@ -143,7 +142,7 @@ class MapState:
         self.reset = check_int(self.reset, "reset", minimum=1)
 
 
-class Interpreter(metaclass=Bindable):
+class Interpreter(ModelBound):
     """Base class: owns the invariants, subclasses implement :meth:`_attribute`.
 
     Two calling styles, for every interpreter: ours, ``Saliency()(model, x, target)`` (maps
@@ -172,20 +171,6 @@ class Interpreter(metaclass=Bindable):
     absolute: bool = True
     #: channels of :meth:`attribute`'s result for an empty batch (None: the input's channels)
     empty_channels: int | None = None
-    _model: nn.Module | None = None  # set by ``Interpreter(model, ...)`` or :meth:`bind`
-
-    @property
-    def model(self) -> nn.Module | None:
-        """The model this interpreter is bound to (``Saliency(model)``), or None."""
-        return self._model
-
-    def bind(self, model: nn.Module) -> Self:
-        """A copy of this interpreter bound to ``model``: ``interp.bind(model).attribute(x)``."""
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        other = copy.copy(self)
-        other._model = model
-        return other
 
     @property
     def second_order(self) -> bool:

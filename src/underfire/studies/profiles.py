@@ -1,12 +1,25 @@
 """Profiles: a study's settings as layers (dataset defaults, a named profile, its per-dataset
-tweaks) with the caller's explicit options applied last. Shared by every study config."""
+tweaks) with the caller's explicit options applied last; and what every study config does alike
+(its ``config.json`` form, its range checks)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["dataset_name", "layered_settings"]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = [
+    "check_at_least",
+    "config_from_dict",
+    "config_to_dict",
+    "dataset_name",
+    "layered_settings",
+]
+
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def dataset_name(name: str) -> str:
@@ -48,3 +61,25 @@ def layered_settings(
         if settings.get(key) is not None:
             settings[key] = tuple(float(v) for v in settings[key])
     return settings
+
+
+def config_to_dict(config: DataclassInstance) -> dict[str, Any]:
+    """A study config as ``config.json`` records it: its fields, tuples as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    """The config ``cls`` of a recorded dict: keys it has no field for are dropped (written
+    by another version), lists become tuples again."""
+    names = {f.name for f in fields(cls)}
+    return cls(
+        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+    )
+
+
+def check_at_least(config: object, minimum: int, *names: str) -> None:
+    """Refuse (ValueError, naming it) the first of the fields ``names`` below ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ValueError(f"{name} must be ≥ {minimum}, got {value}")

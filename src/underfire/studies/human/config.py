@@ -4,11 +4,12 @@ and how many stimuli it keeps (:class:`HumanStudyConfig`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from underfire.core.validation import check_float, check_int
+from underfire.studies.profiles import config_to_dict
 
 __all__ = ["HumanStudyConfig", "configure"]
 
@@ -52,10 +53,7 @@ class HumanStudyConfig:
     image_px: int = 168
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["checkpoints"] = list(self.checkpoints)
-        data["models"] = list(self.models)
-        return data
+        return config_to_dict(self)
 
 
 def configure(

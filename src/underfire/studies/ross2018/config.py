@@ -21,12 +21,17 @@ project's per-example ``lam = paper_lambda / (2·256)``, see
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from underfire.defenses import paper_lambda_to_lam
-from underfire.studies.profiles import layered_settings
+from underfire.studies.profiles import (
+    check_at_least,
+    config_from_dict,
+    config_to_dict,
+    layered_settings,
+)
 
 __all__ = [
     "ALL_MODELS",
@@ -172,7 +177,9 @@ class Ross2018Config:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        for name in (
+        check_at_least(
+            self,
+            1,
             "steps",
             "batch_size",
             "hidden",
@@ -182,9 +189,7 @@ class Ross2018Config:
             "substitute_epochs",
             "eval_batch",
             "judge_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        )
         if not self.lr > 0 or not self.temperature > 0:
             raise ValueError("lr and temperature must be > 0")
         if self.paper_lambda < 0 or self.insensitive_lambda < 0:
@@ -223,19 +228,14 @@ class Ross2018Config:
         return paper_lambda_to_lam(self.insensitive_lambda, 256)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["eps"], d["models"], d["judges"] = list(self.eps), list(self.models), list(self.judges)
+        d = config_to_dict(self)
         d["lam_per_example"] = self.lam
         d["insensitive_lam_per_example"] = self.insensitive_lam
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ross2018Config:
-        names = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
-        }
-        return cls(**kwargs)
+        return config_from_dict(cls, data)
 
 
 #: Steps of the ``paper-cpu`` profile: what fits in about 2 hours on the project's 2-core CPU

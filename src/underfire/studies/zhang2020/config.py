@@ -18,11 +18,17 @@ The published success rates (ImageNet, ResNet-50 / DenseNet-169) are in :data:`P
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from underfire.studies.profiles import dataset_name, layered_settings
+from underfire.studies.profiles import (
+    check_at_least,
+    config_from_dict,
+    config_to_dict,
+    dataset_name,
+    layered_settings,
+)
 
 __all__ = [
     "CLASSIFIERS",
@@ -151,7 +157,9 @@ class Zhang2020Config:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        for name in (
+        check_at_least(
+            self,
+            1,
             "train_steps",
             "batch_size",
             "n_eval",
@@ -162,9 +170,7 @@ class Zhang2020Config:
             "noise_samples",
             "n_figure",
             "eval_batch",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        )
         if self.n_eval < 2:
             raise ValueError(f"n_eval must be ≥ 2, got {self.n_eval}")
         from underfire.data.augment import check_augment  # torch: only once a config is built
@@ -209,19 +215,11 @@ class Zhang2020Config:
         return self.classifier_steps.get(classifier, self.train_steps)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Zhang2020Config:
-        names = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
-        }
-        return cls(**kwargs)
+        return config_from_dict(cls, data)
 
 
 def _positive_int(value: object) -> bool:

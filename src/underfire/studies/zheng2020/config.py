@@ -19,11 +19,17 @@ Profiles (a profile is a dict of settings; some values differ per dataset, see
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from underfire.studies.profiles import dataset_name, layered_settings
+from underfire.studies.profiles import (
+    check_at_least,
+    config_from_dict,
+    config_to_dict,
+    dataset_name,
+    layered_settings,
+)
 
 __all__ = [
     "DATASETS",
@@ -116,7 +122,9 @@ class Zheng2020Config:
             raise ValueError(
                 f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}"
             )
-        for name in (
+        check_at_least(
+            self,
+            1,
             "steps",
             "batch_size",
             "hidden",
@@ -124,12 +132,8 @@ class Zheng2020Config:
             "eval_batch",
             "gan_batch",
             "adv_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("gan_steps", "n_gan_images", "data_seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        )
+        check_at_least(self, 0, "gan_steps", "n_gan_images", "data_seed")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if (
@@ -152,9 +156,7 @@ class Zheng2020Config:
             raise ValueError("layers must name at least one layer (or be None for the default)")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seeds"], d["eps"] = list(self.seeds), list(self.eps)
-        d["layers"] = None if self.layers is None else list(self.layers)
+        d = config_to_dict(self)
         if self.training == "natural":
             # absent from runs recorded before the option existed: their folders stay valid
             # (adv_steps is unused by natural training)
@@ -171,11 +173,7 @@ class Zheng2020Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Zheng2020Config:
-        names = {f.name for f in fields(cls)}
-        kwargs: dict[str, Any] = {
-            k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names
-        }
-        return cls(**kwargs)
+        return config_from_dict(cls, data)
 
 
 #: Per-dataset settings every profile starts from: the ε grid (L∞, inputs in [0, 1]) and
