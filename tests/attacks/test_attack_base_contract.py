@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from underfire.attacks import PGD
+from underfire.attacks import PGD, GradientMaskingWarning
 from underfire.attacks.base import Attack
 from underfire.core.errors import NonFiniteError
 
@@ -127,3 +127,23 @@ def test_config_turns_sequences_of_settings_into_lists_of_plain_values() -> None
         "delta": 0.5,
         "stages": [3, 4],
     }
+
+
+class NanGradient(nn.Module):
+    """Finite logits whose input gradient is NaN (0 · sqrt'(0) = 0 · ∞)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + 0 * torch.sqrt(x.flatten(1).sum(1, keepdim=True) * 0)
+
+
+def test_non_finite_input_gradients_warn_as_gradient_masking() -> None:
+    """Fails if the NaN-gradient warning is not a GradientMaskingWarning."""
+    x, y = batch()
+    with pytest.warns(
+        GradientMaskingWarning, match=rf"PGD: {N} of {N} input gradients contain NaN"
+    ):
+        PGD(eps=0.1, steps=1, random_start=False)(NanGradient().eval(), x, y)
