@@ -86,7 +86,7 @@ def test_subset_must_be_a_1d_int64_tensor(batch, bad: torch.Tensor) -> None:
 
 def test_targeted_restarts_keep_per_sample_the_best_run(batch, monkeypatch) -> None:
     """Targeted PGD with restarts keeps, per sample, a run that reached the target if any did,
-    else the run with the lowest target loss; a weak setting (one short step in a large ball)
+    else the run with the lowest target loss; a weak setting (three steps in a small ball)
     makes the runs differ.
 
     Fails if restarts score a targeted run by the untargeted loss or success (keeping the
@@ -102,7 +102,7 @@ def test_targeted_restarts_keep_per_sample_the_best_run(batch, monkeypatch) -> N
         return adv
 
     monkeypatch.setattr(PGD, "_run", recorded)
-    best = PGD(eps=0.5, steps=1, step_size=0.02, restarts=5, seed=2)(model, x, y, target=t)
+    best = PGD(eps=0.3, steps=3, step_size=0.1, restarts=5, seed=2)(model, x, y, target=t)
     with torch.no_grad():
         logits = model(best)
     best_hit = logits.argmax(1) == t
@@ -123,6 +123,35 @@ def test_targeted_restarts_keep_per_sample_the_best_run(batch, monkeypatch) -> N
         assert (best_loss[rows][missed] <= loss[missed] + 1e-6).all()
         some_missed |= bool(missed.any())
     assert some_missed  # the setting is weak enough that the loss rule is exercised
+    # the first restart is the single run with the same seed: restarts lose none of its hits
+    single = PGD(eps=0.3, steps=3, step_size=0.1, seed=2)(model, x, y, target=t)
+    with torch.no_grad():
+        single_hit = model(single).argmax(1) == t
+    assert single_hit.any() and best_hit[single_hit].all()
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_every_restart_starts_at_its_own_random_point_of_the_norms_ball(
+    batch, monkeypatch, norm: str, eps: float
+) -> None:
+    """Fails if a restart draws its start from another norm's ball (an L∞ box of radius ε
+    reaches an L2 distance of 4ε on these 16 pixels) or reuses one start for every restart."""
+    model, x, y, _ = batch
+    starts: list[torch.Tensor] = []
+    run = PGD._run
+
+    def recorded(self, model_, xr, labels, *args, **kwargs):
+        starts.append(kwargs["start"].clone())
+        return run(self, model_, xr, labels, *args, **kwargs)
+
+    monkeypatch.setattr(PGD, "_run", recorded)
+    PGD(eps=eps, norm=norm, steps=1, step_size=1e-4, restarts=3, seed=0)(model, x, y)
+    assert len(starts) == 3
+    for start in starts:
+        d = (start - x).flatten(1)
+        dist = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+        assert (dist <= eps + 1e-5).all() and (dist > 0).all()
+    assert not torch.equal(starts[0], starts[1]) and not torch.equal(starts[1], starts[2])
 
 
 def test_the_gradient_check_warns_once_per_call_with_restarts() -> None:
