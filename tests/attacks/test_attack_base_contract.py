@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from underfire.attacks import PGD, GradientMaskingWarning
-from underfire.attacks.base import Attack
+from underfire.attacks.base import Attack, check_ball
 from underfire.core.errors import NonFiniteError
 
 N = 5  # batch size; the images have 1 channel, so x.shape[1] != N
@@ -147,3 +147,12 @@ def test_non_finite_input_gradients_warn_as_gradient_masking() -> None:
         GradientMaskingWarning, match=rf"PGD: {N} of {N} input gradients contain NaN"
     ):
         PGD(eps=0.1, steps=1, random_start=False)(NanGradient().eval(), x, y)
+
+
+def test_a_ball_checks_its_radius_for_its_own_norm() -> None:
+    """Fails if the radius is checked as an L∞ one whatever the norm (an L2 ε of 2 is valid)."""
+    assert check_ball("l2", 2.0) == ("l2", 2.0)
+    with pytest.raises(ValueError, match="eps"):
+        check_ball("linf", 2.0)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        check_ball("l3", 0.1)
