@@ -97,8 +97,16 @@ def init(device: str | torch.device = "cpu", *, timeout: float | None = None) ->
     seconds = timeout if timeout is not None else _timeout_from_env()
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    store, rank_, ranks = next(dist.rendezvous("env://", timeout=timedelta(seconds=seconds)))
+    # the keys of this attempt only: after a restart (torchrun --max-restarts) the store
+    # still held the dead attempt's addresses, and the new processes, reading them, failed
+    # to connect ("Connection refused", torch 2.14)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(
         backend="nccl" if device.type == "cuda" else "gloo",
+        store=dist.PrefixStore(f"underfire/attempt-{attempt}", store),
+        rank=rank_,
+        world_size=ranks,
         timeout=timedelta(seconds=seconds),
     )
     return active()
