@@ -16,95 +16,33 @@ or underflowing input gradients.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from underfire.attacks.base import Attack, SoundnessWarning, resolve_target
-from underfire.attacks.cascade import Tally, by_cost, open_batch, openable
+from underfire.attacks.cascade import Tally, by_cost, kept_in, open_batch, openable
 from underfire.attacks.fgsm import FGSM
+from underfire.core import distributed
 from underfire.core.forward import checked_forward
 from underfire.core.state import model_state
 from underfire.core.threads import forward_macs, job_threads
 from underfire.core.validation import (
     check_eps,
-    check_images,
     check_int,
     check_labels,
     check_same_device,
 )
+from underfire.data.collect import collect_data
 
 __all__ = ["collect_data", "robust_accuracy", "transfer_matrix"]
 
 Data = Any  # a Dataset, a DataLoader, an ImageDataset (``.x``, ``.y``) or an (x, y) pair
-
-
-def collect_data(data: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of a Dataset, a DataLoader or an ``(x, y)`` pair, as tensors.
-
-    Items of a Dataset are (x, y) pairs (x of shape (C, H, W)); batches of a DataLoader are
-    (x, y) batches. Images are checked to be floats in [0, 1]; labels to be integer class
-    indices of shape (N,), returned as int64. ``n`` is None (all) or an int ≥ 1.
-    """
-    if n is not None:
-        n = check_int(n, "n", minimum=1)
-    if isinstance(data, (str, bytes, Mapping)):
-        raise TypeError(
-            "data must be a Dataset, a DataLoader or an (x, y) pair of tensors, got "
-            f"{type(data).__name__}"
-        )
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-        _check_pair(x, y)
-    elif isinstance(getattr(data, "x", None), torch.Tensor) and hasattr(data, "y"):
-        x, y = data.x, data.y
-        _check_pair(x, y)
-    elif isinstance(data, Iterable) or hasattr(data, "__getitem__"):
-        xs, ys, count = [], [], 0
-        loader = data if isinstance(data, torch.utils.data.DataLoader) else _iterate(data)
-        for batch in loader:
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise TypeError(
-                    f"each item of the data must be an (x, y) pair; got {type(batch).__name__}"
-                )
-            bx, by = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
-            if bx.dim() == 3 and by.dim() == 0:  # a Dataset item, not a batch
-                bx, by = bx[None], by[None]
-            xs.append(bx)
-            ys.append(by)
-            count += bx.shape[0]
-            if n is not None and count >= n:
-                break
-        if not xs:
-            raise ValueError("the data is empty; pass at least one (x, y) sample")
-        x, y = torch.cat(xs), torch.cat(ys)
-    else:
-        raise TypeError(
-            "data must be a Dataset, a DataLoader or an (x, y) pair of tensors, got "
-            f"{type(data).__name__}"
-        )
-    if n is not None:
-        x, y = x[:n], y[:n]
-    check_images(x)
-    check_labels(y, x.shape[0], "labels")
-    return x, y.long()
-
-
-def _check_pair(x: torch.Tensor, y: object) -> None:
-    """Images given whole with their labels: every label must match an image (also those
-    past ``n``: different lengths mean a broken data set, not a shorter one)."""
-    if x.dim() != 4:
-        check_images(x)  # the shape error, not a labels error
-    check_labels(y, x.shape[0], "labels")
-
-
-def _iterate(dataset: Any) -> Iterable[Any]:
-    for i in range(len(dataset)):
-        yield dataset[i]
 
 
 def _tensors(data: Data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,8 +171,13 @@ def robust_accuracy(
     check: bool = True,
     keep_examples: int = 0,
     exhaustive: bool = False,
+    per_sample: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` under ``attack`` for each ε (``None``: the attack's own ε).
+
+    Under ``torchrun`` (an initialized process group) each rank attacks its block of whole
+    batches and every rank returns the result of all images, as one process would
+    (docs/distributed.md says what is bit-identical).
 
     Args:
         model: the victim (and white-box target) classifier.
@@ -258,6 +201,8 @@ def robust_accuracy(
             accuracy is never higher than the exhaustive one (the same or lower, per ε).
             Targeted evaluations, and attacks whose result on a sample depends on the batch
             (:func:`~underfire.attacks.cascade.openable`), always run exhaustively.
+        per_sample: add ``per_sample``: ``correct`` and ``success`` ((len(eps), N) bool, the
+            worst case per sample) and ``clean`` ((N,) bool).
 
     Returns:
         dict with ``attack`` (its config; a list for several), ``eps``, ``accuracy`` (per ε;
@@ -285,11 +230,44 @@ def robust_accuracy(
     is_open = untargeted and not exhaustive and all(openable(a) for a in attacks)
     if is_open:
         attacks = by_cost(attacks)
-    tally = Tally(len(attacks), len(eps_l), keep_examples)
+    # under torchrun: this rank's whole batches; rank 0 holds the first (its checks)
+    block = distributed.shard(n, batch_size=batch_size)
+    tally = Tally(len(attacks), len(eps_l), kept_in(keep_examples, block))
+    t = target[block] if isinstance(target, torch.Tensor) else target
+    said: list[warnings.WarningMessage] | None = [] if distributed.active() else None
     macs = forward_macs(model, x_all[:1].to(device), batch=min(batch_size, n))
     with job_threads(macs if device.type == "cpu" else None):
-        _evaluate(model, attacks, x_all, y_all, eps_l, target, batch_size, is_open, check, tally)
-    return _result(model, attacks, x_all, y_all, eps_l, tally, is_open, check)
+        mine = (x_all[block], y_all[block], eps_l, t, batch_size)
+        _evaluate(model, attacks, *mine, is_open, check and distributed.is_main(), tally, said)
+    tally.merge_ranks(n, batch_size, keep_examples, x_all[:0])
+    _say_everywhere(said)
+    result = _result(model, attacks, x_all, y_all, eps_l, tally, is_open, check)
+    if per_sample:
+        result["per_sample"] = tally.per_sample()
+    return result
+
+
+def _say_everywhere(said: list[warnings.WarningMessage] | None) -> None:
+    """Under ``torchrun``: the warnings of rank 0's first-batch checks, raised on every rank
+    (one process raises them; the other ranks never see that batch)."""
+    if said is None:
+        return
+    for category, message in distributed.from_main(
+        lambda: [(w.category, str(w.message)) for w in said]
+    ):
+        warnings.warn(message, category, stacklevel=3)
+
+
+@contextlib.contextmanager
+def _recorded(said: list[warnings.WarningMessage] | None) -> Iterator[None]:
+    """The warnings raised inside, kept in ``said`` (raised as usual when None)."""
+    if said is None:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        yield
+    said.extend(seen)
 
 
 def _evaluate(
@@ -303,6 +281,7 @@ def _evaluate(
     is_open: bool,
     check: bool,
     tally: Tally,
+    said: list[warnings.WarningMessage] | None = None,
 ) -> None:
     device = _device(model)
     first = True
@@ -316,16 +295,18 @@ def _evaluate(
             else target
         )
         clean = _predict(model, x) == y
+        tally.add_clean(clean)
         if is_open:
             open_batch(model, attacks, x, y, eps_l, clean, tally)
         else:
             _exhaustive_batch(model, attacks, x, y, eps_l, t, tally)
-        tally.clean += int(clean.sum())
-        if check and first and is_open:
-            _probe(model, attacks, x, y, eps_l)
-        elif check and first and len(attacks) == 1:
-            first_acc = tally.first_accuracy(x.shape[0])
-            _check_single_step(model, attacks[0], x, y, eps_l, t, first_acc)
+        if check and first:
+            with _recorded(said):
+                if is_open:
+                    _probe(model, attacks, x, y, eps_l)
+                elif len(attacks) == 1:
+                    first_acc = tally.first_accuracy(x.shape[0])
+                    _check_single_step(model, attacks[0], x, y, eps_l, t, first_acc)
         first = False
 
 
@@ -503,14 +484,19 @@ def transfer_matrix(
     target: torch.Tensor | str | None = None,
     batch_size: int = 256,
     check: bool = True,
+    per_sample: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of every victim on examples crafted (white-box) against every source.
 
     Examples are crafted once per (source, batch) for all ε and evaluated on every victim.
+    Under ``torchrun`` each rank attacks its block of whole batches and every rank returns
+    the result of all images (as :func:`robust_accuracy`).
 
     Returns:
         dict with ``sources``, ``victims`` (names), ``eps``, ``accuracy`` as nested lists
-        ``[source][victim][eps]``, ``clean_accuracy`` per victim, ``n`` and ``attack``.
+        ``[source][victim][eps]``, ``clean_accuracy`` per victim, ``n`` and ``attack``; with
+        ``per_sample``, also ``per_sample``: ``correct`` ((sources, victims, len(eps), N)
+        bool) and ``clean`` ((victims, N) bool).
     """
     srcs, vics = _named(sources, "source"), _named(victims, "victim")
     _check_attack(attack)
@@ -519,37 +505,74 @@ def transfer_matrix(
     batch_size = check_int(batch_size, "batch_size")
     n = x_all.shape[0]
     target = _check_target(target, n)
-    correct = torch.zeros(len(srcs), len(vics), len(eps_l), dtype=torch.long)
-    clean = torch.zeros(len(vics), dtype=torch.long)
     for m in [*srcs.values(), *vics.values()]:
         check_same_device(m, x_all[:0].to(_device(m)))  # dtype: float64 data, float32 model
-    for j, vm in enumerate(vics.values()):
-        for x, y in _batches(x_all, y_all, batch_size, _device(vm)):
-            clean[j] += int((_predict(vm, x) == y).sum())
-    for s, sm in enumerate(srcs.values()):
-        for start, (x, y) in zip(
-            range(0, n, batch_size), _batches(x_all, y_all, batch_size, _device(sm)), strict=False
-        ):
-            t = (
-                target[start : start + batch_size].to(x.device)
-                if isinstance(target, torch.Tensor)
-                else target
-            )
-            for e, x_adv in enumerate(_sweep(attack, sm, x, y, eps_l, t)):
-                for j, vm in enumerate(vics.values()):
-                    correct[s, j, e] += int((_predict(vm, x_adv).to(y.device) == y).sum())
-    acc = (correct.double() / n).tolist()
+    block = distributed.shard(n, batch_size=batch_size)
+    x_mine, y_mine = x_all[block], y_all[block]
+    t_mine = target[block] if isinstance(target, torch.Tensor) else target
+    # per sample (this rank's block): clean-correct per victim, then correct per cell
+    clean = torch.stack([_right(vm, x_mine, y_mine, batch_size) for vm in vics.values()])
+    correct = torch.stack(
+        [
+            _transferred(attack, sm, vics, x_mine, y_mine, eps_l, t_mine, batch_size)
+            for sm in srcs.values()
+        ]
+    )
+    shape = (len(srcs), len(vics), len(eps_l))
+    rows = torch.cat([clean, correct.flatten(0, 2)])  # (victims + cells, block)
+    rows = distributed.gather(rows.T.contiguous(), n, batch_size=batch_size).T
+    clean, correct = rows[: len(vics)], rows[len(vics) :].unflatten(0, shape)
+    acc = (correct.sum(-1).double() / n).tolist()
     if check:  # only white-box cells: transferred accuracy need not fall with ε
         for s, (sname, sm) in enumerate(srcs.items()):
             for j, (vname, vm) in enumerate(vics.items()):
                 if sm is vm:
                     _check_monotone(eps_l, acc[s][j], n, f"{type(attack).__name__} {sname}→{vname}")
-    return {
+    result = {
         "attack": attack.config(),
         "sources": list(srcs),
         "victims": list(vics),
         "eps": eps_l,
         "accuracy": acc,
-        "clean_accuracy": dict(zip(vics, (clean.double() / n).tolist(), strict=False)),
+        "clean_accuracy": dict(zip(vics, (clean.sum(-1).double() / n).tolist(), strict=False)),
         "n": n,
     }
+    if per_sample:
+        result["per_sample"] = {"correct": correct, "clean": clean}
+    return result
+
+
+def _right(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N,) bool on the CPU: ``model`` classifies each sample correctly."""
+    right = [
+        (_predict(model, xb) == yb).cpu() for xb, yb in _batches(x, y, batch_size, _device(model))
+    ]
+    return torch.cat(right) if right else torch.zeros(0, dtype=torch.bool)
+
+
+def _transferred(
+    attack: Attack,
+    source: nn.Module,
+    victims: dict[str, nn.Module],
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    eps: list[float | None],
+    target: torch.Tensor | str | None,
+    batch_size: int,
+) -> torch.Tensor:
+    """(victims, len(eps), N) bool: each victim right on the examples crafted on ``source``."""
+    n = x_all.shape[0]
+    out = torch.zeros(len(victims), len(eps), n, dtype=torch.bool)
+    for start, (x, y) in zip(
+        range(0, n, batch_size), _batches(x_all, y_all, batch_size, _device(source)), strict=False
+    ):
+        t = (
+            target[start : start + batch_size].to(x.device)
+            if isinstance(target, torch.Tensor)
+            else target
+        )
+        for e, x_adv in enumerate(_sweep(attack, source, x, y, eps, t)):
+            for j, vm in enumerate(victims.values()):
+                right = _predict(vm, x_adv).to(y.device) == y
+                out[j, e, start : start + x.shape[0]] = right.cpu()
+    return out

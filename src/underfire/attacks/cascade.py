@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from underfire.attacks.base import Attack
+from underfire.core import distributed
 from underfire.core.state import model_state
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "attack_open",
     "by_cost",
     "cost",
+    "kept_in",
     "open_batch",
     "openable",
     "with_early_exit",
@@ -185,7 +187,7 @@ def attack_open(
 
 class Tally:
     """Counts of an evaluation over its batches: robust per ε (the worst case), per attack,
-    successes, and the first ``keep`` examples per ε."""
+    successes, the per-sample rows they count, and the first ``keep`` examples per ε."""
 
     def __init__(self, n_attacks: int, n_eps: int, keep: int) -> None:
         self.correct = torch.zeros(n_eps, dtype=torch.long)
@@ -195,12 +197,23 @@ class Tally:
         self.clean = 0
         self.keep = keep
         self.kept: list[list[torch.Tensor]] = [[] for _ in range(n_eps)]
+        #: per batch, (2·len(eps) + 1, B) bool: robust per ε, success per ε, clean-correct
+        self.rows: list[torch.Tensor] = []
+        self._clean: torch.Tensor | None = None
         self._last = torch.zeros(n_eps, dtype=torch.long)
+
+    def add_clean(self, clean: torch.Tensor) -> None:
+        """The batch's clean-correct samples (before its :meth:`add`)."""
+        self.clean += int(clean.sum())
+        self._clean = clean
 
     def add(self, robust: torch.Tensor, success: torch.Tensor, x_adv: list[torch.Tensor]) -> None:
         self._last = robust.sum(1).cpu()
         self.correct += self._last
         self.success += success.sum(1).cpu()
+        clean = self._clean if self._clean is not None else robust.new_zeros(robust.shape[1])
+        self.rows.append(torch.cat([robust, success, clean[None]]).cpu())
+        self._clean = None
         for i, xa in enumerate(x_adv):
             have = sum(k.shape[0] for k in self.kept[i])
             if self.keep > have:
@@ -208,6 +221,47 @@ class Tally:
 
     def first_accuracy(self, size: int) -> list[float]:
         return (self._last.double() / size).tolist()
+
+    def per_sample(self) -> dict[str, torch.Tensor]:
+        """``correct`` and ``success`` (len(eps), N) and ``clean`` (N,), bool, per sample."""
+        rows = torch.cat(self.rows, 1) if self.rows else torch.zeros(0, 0, dtype=torch.bool)
+        e = self.correct.shape[0]
+        return {"correct": rows[:e], "success": rows[e : 2 * e], "clean": rows[2 * e]}
+
+    def merge_ranks(self, n: int, batch_size: int, keep: int, like: torch.Tensor) -> None:
+        """Under ``torchrun``, where each rank counted its block of whole batches
+        (:func:`~underfire.core.distributed.shard` with ``batch_size``) and kept its part of
+        the first ``keep`` examples: the counts of all ranks, their per-sample rows in the
+        original order and the first ``keep`` examples, on every rank. ``like``: an empty
+        batch of the data (the examples' shape and dtype, for ranks that kept none)."""
+        if not distributed.active():
+            return
+        counts = [self.correct, self.per_attack, self.attacked, self.success]
+        flat = torch.cat([c.flatten() for c in counts] + [torch.tensor([self.clean])])
+        total = distributed.all_sum(flat)
+        start = 0
+        for c in counts:
+            c.copy_(total[start : start + c.numel()].view_as(c))
+            start += c.numel()
+        self.clean = int(total[-1])
+        width = 2 * self.correct.shape[0] + 1
+        local = torch.cat(self.rows, 1) if self.rows else torch.zeros(width, 0, dtype=torch.bool)
+        self.rows = [distributed.gather(local.T.contiguous(), n, batch_size=batch_size).T]
+        if keep:
+            sizes = [
+                kept_in(keep, distributed.shard(n, batch_size=batch_size, rank_=r))
+                for r in range(distributed.world_size())
+            ]
+            # (k_r, len(eps), C, H, W) on this rank, then the first ``keep`` of all ranks
+            mine = torch.stack([torch.cat([like.cpu(), *k]) for k in self.kept], 1)
+            every = distributed.gather_blocks(mine, sizes)
+            self.kept = [[every[:, i]] for i in range(every.shape[1])]
+            self.keep = keep
+
+
+def kept_in(keep: int, block: slice) -> int:
+    """How many of the first ``keep`` samples lie in ``block``."""
+    return max(0, min(keep, block.stop) - block.start)
 
 
 def open_batch(

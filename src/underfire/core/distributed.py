@@ -8,6 +8,9 @@ CUDA, gloo otherwise. Outside ``torchrun`` every helper answers as the only proc
 Sharding is by contiguous blocks: rank ``r`` of ``n`` takes the ``r``-th of ``n`` blocks whose
 sizes differ by at most one (:func:`shard`); :func:`gather` puts the blocks back in order, so a
 per-sample result is computed exactly once and returned in the original order on every rank.
+With ``batch_size`` the blocks are of whole batches of the one-process run, so a computation
+that depends on its batch (a random start seeded per call, a first-batch check) sees on some
+rank exactly the batch it would see in one process.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ __all__ = [
     "barrier",
     "from_main",
     "gather",
+    "gather_blocks",
+    "gather_objects",
     "init",
     "is_main",
     "launched",
     "local_device",
+    "my_batches",
     "rank",
     "shard",
     "shard_sizes",
@@ -91,8 +97,16 @@ def init(device: str | torch.device = "cpu", *, timeout: float | None = None) ->
     seconds = timeout if timeout is not None else _timeout_from_env()
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    store, rank_, ranks = next(dist.rendezvous("env://", timeout=timedelta(seconds=seconds)))
+    # the keys of this attempt only: after a restart (torchrun --max-restarts) the store
+    # still held the dead attempt's addresses, and the new processes, reading them, failed
+    # to connect ("Connection refused", torch 2.14)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(
         backend="nccl" if device.type == "cuda" else "gloo",
+        store=dist.PrefixStore(f"underfire/attempt-{attempt}", store),
+        rank=rank_,
+        world_size=ranks,
         timeout=timedelta(seconds=seconds),
     )
     return active()
@@ -139,19 +153,45 @@ def check_global_batch(batch_size: int) -> None:
         raise error
 
 
-def shard_sizes(n: int, parts: int | None = None) -> list[int]:
-    """Sizes of the ``parts`` contiguous blocks of ``n`` items (differing by at most one)."""
+def shard_sizes(n: int, parts: int | None = None, *, batch_size: int | None = None) -> list[int]:
+    """Sizes of the ``parts`` contiguous blocks of ``n`` items (differing by at most one).
+
+    With ``batch_size``, the blocks are of whole batches: the ``ceil(n / batch_size)`` batches
+    of one process are shared out (their counts differing by at most one), so every rank's
+    batches are exactly batches of the one-process run (only the last one may be short).
+    """
     parts = parts or world_size()
-    base, extra = divmod(n, parts)
-    return [base + (1 if r < extra else 0) for r in range(parts)]
+    if batch_size is None:
+        base, extra = divmod(n, parts)
+        return [base + (1 if r < extra else 0) for r in range(parts)]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int ≥ 1, got {batch_size!r}")
+    sizes, start = [], 0
+    for batches in shard_sizes(-(-n // batch_size), parts):
+        stop = min(start + batches * batch_size, n)
+        sizes.append(stop - start)
+        start = stop
+    return sizes
 
 
-def shard(n: int, *, rank_: int | None = None, parts: int | None = None) -> slice:
-    """This rank's block of ``range(n)`` (all of it in a single process)."""
-    sizes = shard_sizes(n, parts)
+def shard(
+    n: int, *, batch_size: int | None = None, rank_: int | None = None, parts: int | None = None
+) -> slice:
+    """This rank's block of ``range(n)`` (all of it in a single process); with ``batch_size``,
+    a block of whole batches (:func:`shard_sizes`)."""
+    sizes = shard_sizes(n, parts, batch_size=batch_size)
     r = rank() if rank_ is None else rank_
     start = sum(sizes[:r])
     return slice(start, start + sizes[r])
+
+
+def my_batches(n: int, batch_size: int) -> list[slice]:
+    """This rank's batches of ``range(n)``: those of the one-process run (slices of
+    ``batch_size``, the last one short) that lie in its :func:`shard` block of whole batches;
+    all of them in a single process."""
+    block = shard(n, batch_size=batch_size)
+    step = range(block.start, block.stop, batch_size)
+    return [slice(i, min(i + batch_size, block.stop)) for i in step]
 
 
 def _wire(tensor: torch.Tensor) -> torch.Tensor:
@@ -161,16 +201,30 @@ def _wire(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def gather(local: torch.Tensor, n: int) -> torch.Tensor:
-    """The blocks of all ranks (each rank's :func:`shard` of ``n`` items, first dimension)
-    concatenated in rank order: the ``n`` results in their original order, on every rank."""
+def gather(local: torch.Tensor, n: int, *, batch_size: int | None = None) -> torch.Tensor:
+    """The blocks of all ranks (each rank's :func:`shard` of ``n`` items, with the same
+    ``batch_size``, first dimension) concatenated in rank order: the ``n`` results in their
+    original order, on every rank."""
     if not active():
         return local
-    sizes = shard_sizes(n)
+    sizes = shard_sizes(n, batch_size=batch_size)
     if local.shape[0] != sizes[rank()]:
         raise ValueError(
             f"rank {rank()} gathers {local.shape[0]} results, but its shard of {n} holds "
             f"{sizes[rank()]}; compute exactly the items of shard({n})"
+        )
+    return gather_blocks(local, sizes)
+
+
+def gather_blocks(local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Every rank's ``local`` (``sizes[r]`` rows on rank ``r``, known to all) concatenated in
+    rank order, on every rank (``local`` itself in a single process)."""
+    if not active():
+        return local
+    if len(sizes) != world_size() or local.shape[0] != sizes[rank()]:
+        raise ValueError(
+            f"rank {rank()} holds {local.shape[0]} rows but the block sizes say {sizes} for "
+            f"{world_size()} ranks; pass one size per rank, this rank's being its row count"
         )
     # all_gather needs equal shapes: pad every block to the largest, then cut the padding
     largest = max(sizes)
@@ -180,6 +234,16 @@ def gather(local: torch.Tensor, n: int) -> torch.Tensor:
     blocks = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(blocks, padded)
     return torch.cat([b[:size] for b, size in zip(blocks, sizes, strict=True)]).to(local.device)
+
+
+def gather_objects(value: T) -> list[T]:
+    """``value`` of every rank, in rank order (``[value]`` in a single process); for small
+    picklable things such as the warnings a rank saw."""
+    if not active():
+        return [value]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
 
 
 def all_sum(values: torch.Tensor) -> torch.Tensor:

@@ -181,8 +181,13 @@ class StudyRun:
         return time.perf_counter() - self.started
 
     def over_budget(self) -> bool:
+        """Whether the time budget is spent: rank 0's clock decides for every rank under
+        ``torchrun``, so that all skip the same parts (a part one rank skipped would leave
+        the others waiting in its collectives)."""
         budget = getattr(self.config, "time_budget", None)
-        return budget is not None and self.elapsed() > budget
+        if budget is None:
+            return False
+        return distributed.from_main(lambda: self.elapsed() > budget)
 
     def bar(self, items: Iterable[T], what: str, total: int | None = None) -> Iterable[T]:
         """``items`` with a progress bar (ETA) when the run shows progress."""

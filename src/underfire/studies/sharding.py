@@ -15,8 +15,10 @@ without ``torchrun``::
 The blocks are contiguous and of sizes differing by at most one. Per-image results are
 bit-identical to one process (on the CPU) when each image's result depends on that image
 alone: deterministic attacks (FGSM, PGD without a random start) in eval mode. Batched
-computations whose float sums span images, and random starts, are not (see
-``docs/distributed.md``).
+computations whose float sums span images, and random starts, are not, unless the blocks are
+of whole batches: with ``batch_size`` (the same in both calls) every rank's batches are
+batches of the one-process run, so anything computed per batch (a random start seeded per
+call, as the attacks' ``seed`` does) is as in one process (see ``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -29,17 +31,18 @@ from underfire.studies.base import StudyRun
 __all__ = ["gather", "shard"]
 
 
-def shard(run: StudyRun, n: int) -> slice:
-    """This rank's block of ``range(n)`` (all of it in one process)."""
+def shard(run: StudyRun, n: int, *, batch_size: int | None = None) -> slice:
+    """This rank's block of ``range(n)`` (all of it in one process); with ``batch_size``, a
+    block of whole batches of that size."""
     if n < 0:
         raise ValueError(f"cannot shard {n} items; n must be ≥ 0")
-    return distributed.shard(n)
+    return distributed.shard(n, batch_size=batch_size)
 
 
-def gather(run: StudyRun, local: torch.Tensor) -> torch.Tensor:
-    """The per-item results of every rank's :func:`shard` block, in the original order, on
-    every rank (on ``local``'s device)."""
+def gather(run: StudyRun, local: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    """The per-item results of every rank's :func:`shard` block (sharded with the same
+    ``batch_size``), in the original order, on every rank (on ``local``'s device)."""
     if not distributed.active():
         return local
     n = int(distributed.all_sum(torch.tensor([local.shape[0]], dtype=torch.int64)).item())
-    return distributed.gather(local, n)
+    return distributed.gather(local, n, batch_size=batch_size)

@@ -18,15 +18,18 @@ from torch import nn
 from underfire.attacks import ATTACKS, AttackWarning
 from underfire.attacks.base import Attack
 from underfire.attacks.cascade import attack_open, cost
+from underfire.core import distributed
 from underfire.core.state import model_state
 from underfire.studies.audit.config import MINIMAL, AuditConfig
 from underfire.studies.audit.context import (
     batches,
     data_of,
     eps_of,
+    gathered,
     model_of,
     part,
     predict,
+    warned,
 )
 from underfire.studies.base import StudyRun
 
@@ -60,8 +63,12 @@ def _init_args(name: str) -> set[str]:
 
 def _clean(run: StudyRun) -> dict[str, Any]:
     model, (x, y) = model_of(run), data_of(run)
-    correct = torch.cat(
-        [(predict(model, x[a:b].to(run.device)).cpu() == y[a:b]) for a, b in batches(run, "clean")]
+    correct = gathered(
+        run,
+        [
+            predict(model, x[a:b].to(run.device)).cpu() == y[a:b]
+            for a, b in batches(run, "clean", shared=True)
+        ],
     )
     return {
         "accuracy": correct.double().mean().item(),
@@ -77,16 +84,16 @@ def _bounded_attack(run: StudyRun, name: str, source: nn.Module) -> dict[str, An
     correct: dict[float, list[torch.Tensor]] = {e: [] for e in eps}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AttackWarning)
-        for a, b in batches(run, f"{name} ε-sweep"):
+        for a, b in batches(run, f"{name} ε-sweep", shared=True):
             xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
             for e, x_adv in zip(eps, attack.sweep(source, xb, yb, eps), strict=True):
                 correct[e].append((predict(model, x_adv) == yb).cpu())
-    per_eps = {e: torch.cat(c) for e, c in correct.items()}
+    per_eps = {e: gathered(run, c) for e, c in correct.items()}
     return {
         "eps": eps,
         "accuracy": [per_eps[e].double().mean().item() for e in eps],
         "correct": [per_eps[e].tolist() for e in eps],
-        "warnings": sorted({f"{type(w.message).__name__}: {w.message}" for w in caught})[:5],
+        "warnings": warned(caught),
     }
 
 
@@ -121,19 +128,19 @@ def _bounded_open(run: StudyRun, name: str) -> dict[str, Any]:
     attacked = torch.zeros(len(eps), dtype=torch.long)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AttackWarning)
-        for a, b in batches(run, f"{name} ε-sweep (open samples)"):
+        for a, b in batches(run, f"{name} ε-sweep (open samples)", shared=True):
             xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
             res = attack_open(attack, model, xb, yb, eps, prior[:, a:b].to(run.device))
             rows.append(res.robust.cpu())
             attacked += torch.tensor(res.attacked)
-    robust = torch.cat(rows, 1)
+    robust = gathered(run, rows, dim=1)
     return {
         "eps": eps,
         "accuracy": robust.double().mean(1).tolist(),
         "correct": robust.tolist(),
         "cumulative": before,
-        "attacked": attacked.tolist(),
-        "warnings": sorted({f"{type(w.message).__name__}: {w.message}" for w in caught})[:5],
+        "attacked": distributed.all_sum(attacked).tolist(),
+        "warnings": warned(caught),
     }
 
 
@@ -144,7 +151,7 @@ def _minimal_attack(run: StudyRun, name: str) -> dict[str, Any]:
     clean = torch.tensor(run.results["clean"]["correct"])
     success, l0, l2, linf = [], [], [], []
     # small batches: these attacks are slow, and the progress bar's ETA needs steps
-    for a, b in batches(run, name, size=min(32, run.config.batch_size)):
+    for a, b in batches(run, name, size=min(32, run.config.batch_size), shared=True):
         xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
         if run.config.exhaustive:
             x_adv = attack(model, xb, yb)
@@ -158,8 +165,8 @@ def _minimal_attack(run: StudyRun, name: str) -> dict[str, Any]:
         l0.append((delta.abs() > 1e-6).sum(1).float())
         l2.append(delta.norm(dim=1))
         linf.append(delta.abs().amax(1))
-    ok = torch.cat(success)
-    norms = {"l0": torch.cat(l0), "l2": torch.cat(l2), "linf": torch.cat(linf)}
+    ok = gathered(run, success)
+    norms = {"l0": gathered(run, l0), "l2": gathered(run, l2), "linf": gathered(run, linf)}
     # an image the model already gets wrong "succeeds" with no perturbation: success and the
     # medians are over the correctly classified images only
     flipped = ok & clean
@@ -248,10 +255,10 @@ def _unbounded(run: StudyRun) -> dict[str, Any]:
         "pgd", eps=1.0, steps=run.config.pgd_steps, step_size=0.1, seed=run.config.seed
     )
     correct = []
-    for a, b in batches(run, "unbounded PGD", n):
+    for a, b in batches(run, "unbounded PGD", n, shared=True):
         xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
         correct.append((predict(model, attack(model, xb, yb)) == yb).cpu())
-    c = torch.cat(correct)
+    c = gathered(run, correct)
     return {"accuracy": c.double().mean().item(), "n": len(c)}
 
 
@@ -259,7 +266,7 @@ def _gradients(run: StudyRun) -> dict[str, Any]:
     model, (x, y) = model_of(run), data_of(run)
     zero = nonfinite = 0
     with model_state(model):
-        for a, b in batches(run, "gradients"):
+        for a, b in batches(run, "gradients", shared=True):
             xb = x[a:b].to(run.device).requires_grad_(True)
             loss = nn.functional.cross_entropy(model(xb), y[a:b].to(run.device), reduction="sum")
             (g,) = torch.autograd.grad(loss, xb)
@@ -267,6 +274,7 @@ def _gradients(run: StudyRun) -> dict[str, Any]:
             finite = torch.isfinite(flat).all(1)
             nonfinite += int((~finite).sum())
             zero += int(((flat.abs().amax(1) == 0) & finite).sum())
+    zero, nonfinite = distributed.all_sum(torch.tensor([zero, nonfinite])).tolist()
     return {"zero": zero, "nonfinite": nonfinite, "n": x.shape[0]}
 
 

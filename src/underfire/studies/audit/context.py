@@ -4,16 +4,28 @@ progress, and :func:`part`, which caches one result keyed on the config, model a
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from underfire.core import distributed
 from underfire.studies.audit.config import RESULT_FIELDS
 from underfire.studies.base import StudyRun
 
-__all__ = ["batches", "data_of", "eps_of", "layers_of", "model_of", "part", "predict"]
+__all__ = [
+    "batches",
+    "data_of",
+    "eps_of",
+    "gathered",
+    "layers_of",
+    "model_of",
+    "part",
+    "predict",
+    "warned",
+]
 
 
 def model_of(run: StudyRun) -> nn.Module:
@@ -39,14 +51,37 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def batches(
-    run: StudyRun, what: str, n: int | None = None, size: int | None = None
+    run: StudyRun, what: str, n: int | None = None, size: int | None = None, *, shared: bool = False
 ) -> Iterable[tuple[int, int]]:
-    """``(start, stop)`` spans over the first ``n`` audited samples, with a progress bar."""
+    """``(start, stop)`` spans over the first ``n`` audited samples, with a progress bar.
+
+    ``shared``: under ``torchrun`` only this rank's block of whole batches (all of them in
+    one process), each span the batch one process computes; :func:`gathered` puts the
+    results back together.
+    """
     x = data_of(run)[0]
     total = x.shape[0] if n is None else min(n, x.shape[0])
     size = size or run.config.batch_size
-    spans = [(i, min(i + size, total)) for i in range(0, total, size)]
+    if shared:
+        spans = [(s.start, s.stop) for s in distributed.my_batches(total, size)]
+    else:
+        spans = [(i, min(i + size, total)) for i in range(0, total, size)]
     return run.bar(spans, what, total=len(spans))
+
+
+def gathered(run: StudyRun, parts: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """The results of every rank's shared :func:`batches` (``parts``: one per batch, samples
+    along ``dim``) joined in the original order, on every rank. Sent as objects (on the
+    CPU), so a rank left without a batch needs no shape to send."""
+    mine = torch.cat(parts, dim).cpu() if parts else None
+    blocks = [b for b in distributed.gather_objects(mine) if b is not None]
+    return torch.cat(blocks, dim)
+
+
+def warned(caught: Iterable[warnings.WarningMessage]) -> list[str]:
+    """The first five distinct warnings that any rank caught (each rank saw its batches)."""
+    mine = {f"{type(w.message).__name__}: {w.message}" for w in caught}
+    return sorted(set().union(*distributed.gather_objects(mine)))[:5]
 
 
 def part(

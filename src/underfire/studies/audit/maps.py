@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from underfire.attacks import ATTACKS
+from underfire.attacks.base import Attack
+from underfire.core import distributed
 from underfire.diagnosis import layer_vulnerability
 from underfire.interpreters import INTERPRETERS, Interpreter, normalize_maps
 from underfire.interpreters.cam import capture_layer, find_target_layer
@@ -20,6 +22,7 @@ from underfire.studies.audit.context import (
     batches,
     data_of,
     eps_of,
+    gathered,
     layers_of,
     model_of,
     part,
@@ -107,8 +110,46 @@ def _maps(run: StudyRun, name: str) -> dict[str, Any]:
     x, y = x_all[:n].to(run.device), y_all[:n].to(run.device)
     eps = max(eps_of(run))
     target = (y + 1) % int(model_of(run)(x[:1]).shape[1])
-    pgd = ATTACKS.create("pgd", eps=eps, steps=run.config.pgd_steps, seed=run.config.seed)
-    adv2 = None
+    rows = _map_rows(
+        run, name, interpreter, _map_attacks(run, name, interpreter, eps), x, y, target
+    )
+    benign, constant, _ = rows.pop("benign")
+    out: dict[str, Any] = {
+        "eps": eps,
+        "n": n,
+        "constant_maps": int(constant.sum()),
+        "target_layer": layers_of(run).get(name),
+        "benign": benign[:8].tolist(),
+        "x": x[:8].cpu().tolist(),
+        "y": y[:8].cpu().tolist(),
+        "pred": predict(model_of(run), x[:8]).cpu().tolist(),
+        "attacks": {},
+    }
+    for label, (adv_map, adv_constant, pred) in rows.items():
+        reached = pred == target.cpu()
+        # a constant map (benign or attacked) has no ranking to compare: left out
+        used = ~constant & ~adv_constant & reached
+        l1 = l1_distance(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
+        iou = topk_iou(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
+        out["attacks"][label] = {
+            "reached_target": reached.double().mean().item(),
+            "n_used": int(used.sum()),
+            "constant_maps": int(adv_constant.sum()),
+            "l1": l1.mean().item() if l1.numel() else None,
+            "iou": iou.mean().item() if iou.numel() else None,
+            "maps": adv_map[:8].tolist(),
+            "pred": pred[:8].tolist(),
+        }
+    return out
+
+
+def _map_attacks(
+    run: StudyRun, name: str, interpreter: Interpreter, eps: float
+) -> dict[str, Attack]:
+    """PGD, and ADV² on ``interpreter`` where it is available (a note says why not)."""
+    attacks = {
+        "PGD": ATTACKS.create("pgd", eps=eps, steps=run.config.pgd_steps, seed=run.config.seed)
+    }
     if "adv2" in ATTACKS:
         inner = interpreter
         if name == "ig":
@@ -116,52 +157,51 @@ def _maps(run: StudyRun, name: str) -> dict[str, Any]:
             steps = min(int(options.get("steps", 50)), ADV2_IG_STEPS)
             inner = INTERPRETERS.create(name, **(options | {"steps": steps}))
         try:
-            adv2 = ATTACKS.create("adv2", interpreter=inner, eps=eps)
+            attacks["ADV²"] = ATTACKS.create("adv2", interpreter=inner, eps=eps)
         except (TypeError, ValueError) as err:
             run.results.setdefault("notes", []).append(f"ADV² on {name} not run: {err}")
-    crafted: dict[str, list[torch.Tensor]] = {"PGD": []}
-    if adv2 is not None:
-        crafted["ADV²"] = []
-    # small batches: ADV² takes seconds per image, and the bar's ETA needs steps
-    for a, b in batches(run, f"maps-{name} (PGD, ADV²)", n, size=4):
-        crafted["PGD"].append(pgd(model_of(run), x[a:b], y[a:b], target=target[a:b]))
-        if adv2 is not None:
+    return attacks
+
+
+def _map_rows(
+    run: StudyRun,
+    name: str,
+    interpreter: Interpreter,
+    attacks: dict[str, Attack],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Per image (CPU): "benign" (maps, constant) and per attack that ran (its maps,
+    constant, prediction). Under ``torchrun`` each rank takes its share of the batches of 4
+    (ADV² takes seconds per image, and the bar's ETA needs steps)."""
+    model = model_of(run)
+    local: dict[str, list[list[torch.Tensor]]] = {k: [[], [], []] for k in ["benign", *attacks]}
+    failed: list[str] = []
+    for a, b in batches(run, f"maps-{name} (PGD, ADV²)", x.shape[0], size=4, shared=True):
+        for label, attack in [("benign", None), *attacks.items()]:
+            if failed and label == "ADV²":
+                continue
             try:
-                crafted["ADV²"].append(adv2(model_of(run), x[a:b], y[a:b], target=target[a:b]))
+                x_adv = (
+                    x[a:b] if attack is None else attack(model, x[a:b], y[a:b], target=target[a:b])
+                )
             except (TypeError, ValueError) as err:
-                run.results.setdefault("notes", []).append(f"ADV² on {name} not run: {err}")
-                adv2 = None
-                del crafted["ADV²"]
-    adversarial = {label: torch.cat(parts) for label, parts in crafted.items()}
-    benign, constant = _normalized_maps(interpreter, model_of(run), x)
-    out: dict[str, Any] = {
-        "eps": eps,
-        "n": n,
-        "constant_maps": int(constant.sum()),
-        "target_layer": layers_of(run).get(name),
-        "benign": benign[:8].cpu().tolist(),
-        "x": x[:8].cpu().tolist(),
-        "y": y[:8].cpu().tolist(),
-        "pred": predict(model_of(run), x[:8]).cpu().tolist(),
-        "attacks": {},
-    }
-    for label, x_adv in adversarial.items():
-        adv_map, adv_constant = _normalized_maps(interpreter, model_of(run), x_adv)
-        pred = predict(model_of(run), x_adv)
-        # a constant map (benign or attacked) has no ranking to compare: left out
-        used = ~constant & ~adv_constant & (pred == target)
-        l1 = l1_distance(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
-        iou = topk_iou(benign[used], adv_map[used]) if bool(used.any()) else torch.zeros(0)
-        out["attacks"][label] = {
-            "reached_target": (pred == target).double().mean().item(),
-            "n_used": int(used.sum()),
-            "constant_maps": int(adv_constant.sum()),
-            "l1": l1.mean().item() if l1.numel() else None,
-            "iou": iou.mean().item() if iou.numel() else None,
-            "maps": adv_map[:8].cpu().tolist(),
-            "pred": pred[:8].cpu().tolist(),
-        }
-    return out
+                if label != "ADV²":
+                    raise
+                failed.append(f"ADV² on {name} not run: {err}")
+                continue
+            maps, constant = _normalized_maps(interpreter, model, x_adv)
+            for kept, value in zip(
+                local[label], (maps, constant, predict(model, x_adv)), strict=True
+            ):
+                kept.append(value)
+    # every rank drops ADV² when it failed on any (each saw only its batches)
+    failed = [m for ms in distributed.gather_objects(failed) for m in ms]
+    if failed:
+        run.results.setdefault("notes", []).append(failed[0])
+        del local["ADV²"]
+    return {label: tuple(gathered(run, k) for k in parts) for label, parts in local.items()}
 
 
 def _normalized_maps(

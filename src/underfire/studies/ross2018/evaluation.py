@@ -7,7 +7,7 @@ the study's parts store in ``results.json`` and plot.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from underfire.attacks import BIM, FGSM, JSMA, TGSM, GradientMaskingWarning, SubstituteAttack
+from underfire.core import distributed
 from underfire.core.state import model_state
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "jsma_grid",
     "judge_agreement",
     "quantiles",
+    "summed",
     "transfer_accuracy",
 ]
 
@@ -34,6 +36,28 @@ __all__ = [
 def chunks(n: int, size: int) -> list[slice]:
     """Slices of ``range(n)`` of at most ``size`` items."""
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def summed(counts: Any) -> Any:
+    """Integer counts nested in dicts and lists, summed over the ``torchrun`` ranks (each
+    counted its :func:`~underfire.core.distributed.my_batches`); unchanged in one process."""
+    if not distributed.active():
+        return counts
+
+    def leaves(node: Any) -> Iterator[int]:
+        for v in node.values() if isinstance(node, dict) else node:
+            yield from leaves(v) if isinstance(v, (dict, list)) else [v]
+
+    total = iter(distributed.all_sum(torch.tensor(list(leaves(counts)))).tolist())
+
+    def rebuild(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: rebuild(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rebuild(v) for v in node]
+        return next(total)
+
+    return rebuild(counts)
 
 
 def gini(values: torch.Tensor) -> torch.Tensor:
@@ -116,7 +140,7 @@ def transfer_accuracy(
     masked = {s: 0 for s in rows}
     for src_name in rows:
         src = models[src_name]
-        for sl in chunks(n, batch_size):
+        for sl in distributed.my_batches(n, batch_size):
             xb, yb = x[sl], y[sl]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", GradientMaskingWarning)
@@ -131,6 +155,7 @@ def transfer_accuracy(
                     correct[src_name][v_name][i] += int((pred == yb).sum())
                     if targeted:  # the attacks' "next" rule: t = (y + 1) mod K
                         hits[src_name][v_name][i] += int((pred == (yb + 1) % logits.shape[1]).sum())
+    correct, hits, unchanged, masked = summed([correct, hits, unchanged, masked])
 
     def fractions(counts: dict[str, dict[str, list[int]]]) -> dict[str, dict[str, list[float]]]:
         return {s: {v: [c / n for c in row] for v, row in vs.items()} for s, vs in counts.items()}
@@ -229,7 +254,7 @@ def blackbox_accuracy(
     fgsm = FGSM(eps=max(eps))
     white = [0] * len(eps)
     black = [0] * len(eps)
-    for sl in chunks(n, batch_size):
+    for sl in distributed.my_batches(n, batch_size):
         xb, yb = x[sl], y[sl]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GradientMaskingWarning)
@@ -237,6 +262,7 @@ def blackbox_accuracy(
                 white[i] += _correct(model, xa, yb)
             for i, xa in enumerate(fgsm.sweep(substitute, xb, yb, list(eps))):
                 black[i] += _correct(model, xa, yb)
+    white, black = summed([white, black])
     return {
         "white_box": [c / n for c in white],
         "black_box": [c / n for c in black],

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from underfire.core import distributed
 from underfire.interpreters import create_interpreter
 from underfire.interpreters.base import Interpreter
 from underfire.interpreters.mask import MaskWarning
@@ -119,17 +120,23 @@ def maps_of(
 
     For MASK, the per-sample "a deletion was found" flags of ``Mask.last_result`` are appended
     to ``found`` (MASK's own warning is silenced: the flags are reported instead).
+
+    Under ``torchrun`` each rank maps a block of whole batches (as :func:`run_attack`) and
+    every rank gets all maps and flags, in order.
     """
-    out = []
-    for sl in batched(x.shape[0], batch):
+    out, flags = [], []
+    for sl in distributed.my_batches(x.shape[0], batch):
         t = None if target is None else target[sl]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MaskWarning)
             out.append(interp(model, x[sl], t).detach())
         result = getattr(interp, "last_result", None)
         if found is not None and result is not None:
-            found.append(result.found.detach().cpu())
-    return torch.cat(out) if out else x.new_zeros((0, 1, *x.shape[-2:]))
+            flags.append(result.found.detach().cpu())
+    maps = torch.cat(out) if out else x.new_zeros((0, 1, *x.shape[-2:]))
+    if found is not None:
+        found.extend(f for fs in distributed.gather_objects(flags) for f in fs)
+    return distributed.gather(maps, x.shape[0], batch_size=batch)
 
 
 def select_images(
@@ -223,25 +230,42 @@ def run_attack(
     batch: int,
     tick: Callable[[], None] = lambda: None,
 ) -> tuple[torch.Tensor, list[Any]]:
-    """x_adv in batches and the attack's per-batch ``result`` records (if it keeps one)."""
+    """x_adv in batches and the attack's per-batch ``result`` records (if it keeps one).
+
+    Under ``torchrun`` each rank attacks a block of whole batches (each the batch one process
+    attacks, so a random start seeded per call draws the same noise) and every rank gets all
+    examples and records, in order; the records as :func:`records_of` reads them (their 1-d
+    tensors, on the CPU).
+    """
+    n = x.shape[0]
     outs, records = [], []
-    for sl in batched(x.shape[0], batch):
+    for sl in distributed.my_batches(n, batch):
         outs.append(attack(model, x[sl], y[sl], target=t[sl]).detach())
         records.append(getattr(attack, "result", None))
         tick()
-    return torch.cat(outs), records
+    if not distributed.active():
+        return torch.cat(outs), records
+    sent = [None if r is None else _vectors(r) for r in records]
+    every = [r for rs in distributed.gather_objects(sent) for r in rs]
+    mine = torch.cat(outs) if outs else x[:0]
+    return distributed.gather(mine, n, batch_size=batch), every
+
+
+def _vectors(record: Any) -> dict[str, torch.Tensor]:
+    items = record.items() if isinstance(record, dict) else vars(record).items()
+    return {
+        k: v.detach().float().cpu()
+        for k, v in items
+        if isinstance(v, torch.Tensor) and v.dim() == 1
+    }
 
 
 def records_of(records: list[Any]) -> dict[str, torch.Tensor]:
     """Concatenate an attack's per-batch result records (dicts or objects of 1-d tensors)."""
     merged: dict[str, list[torch.Tensor]] = {}
     for r in records:
-        if r is None:
-            continue
-        items = r.items() if isinstance(r, dict) else vars(r).items()
-        for k, v in items:
-            if isinstance(v, torch.Tensor) and v.dim() == 1:
-                merged.setdefault(k, []).append(v.detach().float().cpu())
+        for k, v in ({} if r is None else _vectors(r)).items():
+            merged.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in merged.items()}
 
 
