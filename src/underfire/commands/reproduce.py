@@ -120,6 +120,11 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="zheng2020 --training pgd: PGD steps per training batch (default 40, Madry et al.'s MNIST)",
     )
+    _add_paper_options(p)
+
+
+def _add_paper_options(p: argparse.ArgumentParser) -> None:
+    """The options of one study each (λ, weights, images, models, raters) and the threads."""
     p.add_argument(
         "--paper-lambda",
         type=positive_float,
