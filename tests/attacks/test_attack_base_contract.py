@@ -156,3 +156,14 @@ def test_a_ball_checks_its_radius_for_its_own_norm() -> None:
         check_ball("linf", 2.0)
     with pytest.raises(ValueError, match="norm must be one of"):
         check_ball("l3", 0.1)
+
+
+def test_underflowing_input_gradients_warn_as_gradient_masking() -> None:
+    """Fails if the underflow warning (largest |∂L/∂x| below 1e-30) is not a
+    GradientMaskingWarning."""
+    x, y = batch()
+    tiny = model()
+    with torch.no_grad():
+        tiny[1].weight.mul_(1e-33)
+    with pytest.warns(GradientMaskingWarning, match=rf"PGD: {N} of {N} input gradients underflow"):
+        PGD(eps=0.1, steps=1, random_start=False)(tiny, x, y)
