@@ -58,7 +58,8 @@ def test_the_result_is_projected_onto_the_ball_only_when_the_attack_has_one() ->
     assert torch.equal(Push(eps=None, norm="linf")(m, xd, y), torch.full_like(xd, 0.75))
     assert torch.equal(Push(eps=0.1, norm=None)(m, xd, y), torch.full_like(xd, 0.75))
     assert torch.equal(Push(eps=None, norm=None, delta=2.0)(m, xd, y), torch.ones_like(xd))
-    assert inside.dtype == torch.float64  # the input's dtype, not the perturbation's
+    unbounded = Push(eps=None, norm=None)(m, xd, y)
+    assert inside.dtype == unbounded.dtype == torch.float64  # the input's, not the attack's
 
 
 def test_a_non_finite_result_is_refused_with_the_attack_and_the_fix() -> None:
