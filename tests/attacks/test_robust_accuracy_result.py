@@ -1,0 +1,89 @@
+"""Every field of ``robust_accuracy``'s result against values computed independently, attack
+by attack and ε by ε, on a tiny fixed model (no training; fast enough for mutation runs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from underfire.attacks import FGSM
+from underfire.robustness import robust_accuracy
+
+EPS = [0.0, 0.05, 0.2, 0.6]
+N = 40
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.rand(N, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:6] = (y[:6] + 1) % 3  # six samples misclassified from the start
+    return model, x, y
+
+
+def fgsm_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    x_adv = FGSM(eps=eps)(model, x, y)
+    with torch.no_grad():
+        return model(x_adv).argmax(1) == y
+
+
+def test_the_exhaustive_result_holds_each_attacks_curve_and_the_worst_case(setup) -> None:
+    """Fails if a field is missing, misnamed or computed from other counts (accuracy, success
+    rate, clean accuracy, n, mode, the per-attack curves and their names, the kept examples,
+    the per-sample worst case)."""
+    model, x, y = setup
+    one, two = FGSM(eps=0.1), FGSM(eps=0.1)
+    result = robust_accuracy(
+        model,
+        [one, two],
+        (x, y),
+        eps=EPS,
+        exhaustive=True,
+        keep_examples=3,
+        per_sample=True,
+        batch_size=16,
+    )
+    correct = torch.stack([fgsm_correct(model, x, y, e) for e in EPS])
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    expected_acc = correct.double().mean(1).tolist()
+    assert result["accuracy"] == pytest.approx(expected_acc, abs=1e-12)
+    assert result["success_rate"] == pytest.approx([1 - a for a in expected_acc], abs=1e-12)
+    assert result["clean_accuracy"] == pytest.approx(float(clean.double().mean()), abs=1e-12)
+    assert result["n"] == N and result["mode"] == "exhaustive" and result["eps"] == EPS
+    assert result["attack"] == [one.config(), two.config()]
+    assert set(result["per_attack"]) == {"fgsm#0", "fgsm#1"}
+    for curve in result["per_attack"].values():
+        assert curve == pytest.approx(expected_acc, abs=1e-12)
+    assert "attacked" not in result
+    assert torch.equal(result["per_sample"]["correct"], correct)
+    assert torch.equal(result["per_sample"]["success"], ~correct)
+    assert torch.equal(result["per_sample"]["clean"], clean)
+    examples = result["examples"]
+    assert torch.equal(examples["x"], x[:3]) and torch.equal(examples["y"], y[:3])
+    assert examples["x_adv"].shape == (len(EPS), 3, 1, 4, 4)
+    for i, e in enumerate(EPS):
+        torch.testing.assert_close(examples["x_adv"][i], FGSM(eps=e)(model, x[:3], y[:3]))
+
+
+def test_the_open_result_is_cumulative_over_eps_and_counts_what_was_attacked(setup) -> None:
+    """Fails if a sample broken at a smaller ε counts as robust at a larger one, if the open
+    mode is not reported as such, or if the attacked counts are not the samples still robust
+    (correctly classified and unbroken) when each ε starts."""
+    model, x, y = setup
+    result = robust_accuracy(model, FGSM(eps=0.1), (x, y), eps=EPS, per_sample=True, batch_size=16)
+    correct = torch.stack([fgsm_correct(model, x, y, e) for e in EPS])
+    robust = torch.cummin(correct.int(), dim=0).values.bool()  # broken once, broken above
+    assert result["mode"] == "open" and result["attack"] == FGSM(eps=0.1).config()
+    assert result["accuracy"] == pytest.approx(robust.double().mean(1).tolist(), abs=1e-12)
+    assert result["per_attack"] == {"fgsm": pytest.approx(result["accuracy"], abs=1e-12)}
+    assert torch.equal(result["per_sample"]["correct"], robust)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    before = torch.cat([clean[None], robust[:-1]])  # robust when each ε starts
+    assert result["attacked"] == {"fgsm": before.sum(1).tolist()}
+    assert robust[-1].sum() < robust[1].sum() < clean.sum()  # the ε grid breaks samples
