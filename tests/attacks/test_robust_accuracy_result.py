@@ -3,11 +3,13 @@ by attack and ε by ε, on a tiny fixed model (no training; fast enough for muta
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from underfire.attacks import FGSM
+from underfire.attacks import FGSM, PGD, SoundnessWarning
 from underfire.robustness import robust_accuracy
 
 EPS = [0.0, 0.05, 0.2, 0.6]
@@ -87,3 +89,45 @@ def test_the_open_result_is_cumulative_over_eps_and_counts_what_was_attacked(set
     before = torch.cat([clean[None], robust[:-1]])  # robust when each ε starts
     assert result["attacked"] == {"fgsm": before.sum(1).tolist()}
     assert robust[-1].sum() < robust[1].sum() < clean.sum()  # the ε grid breaks samples
+
+
+def test_an_iterative_attack_weaker_than_fgsm_is_reported_once_at_the_first_such_eps(setup) -> None:
+    """A one-step PGD with a step of 1e-4 is weaker than FGSM: one SoundnessWarning, at the
+    first ε where its accuracy exceeds FGSM's by more than max(0.02, 1/N), with both values.
+
+    Fails if the check is skipped, compares with another attack or tolerance, warns at every ε,
+    or misreports the values."""
+    model, x, y = setup
+    weak = PGD(eps=0.6, steps=1, step_size=1e-4, random_start=False)
+    acc = {}
+    for e in EPS:
+        for name, attack in (
+            ("pgd", PGD(eps=e, steps=1, step_size=1e-4, random_start=False)),
+            ("fgsm", FGSM(eps=e)),
+        ):
+            x_adv = attack(model, x, y)
+            with torch.no_grad():
+                acc[name, e] = float((model(x_adv).argmax(1) == y).float().mean())
+    first = next(e for e in EPS if acc["pgd", e] > acc["fgsm", e] + max(0.02, 1 / N))
+    with pytest.warns(SoundnessWarning) as seen:
+        robust_accuracy(model, weak, (x, y), eps=EPS, exhaustive=True, batch_size=N)
+    said = [str(w.message) for w in seen if issubclass(w.category, SoundnessWarning)]
+    assert said == [
+        f"PGD at ε={first:g} leaves accuracy {acc['pgd', first]:.3f} on the first batch, more "
+        f"than single-step FGSM ({acc['fgsm', first]:.3f}); an iterative attack should be at "
+        "least as strong — check the step size and number of steps, or suspect gradient masking"
+    ]
+
+
+def test_a_strong_iterative_attack_raises_no_soundness_warning(setup) -> None:
+    model, x, y = setup
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SoundnessWarning)
+        robust_accuracy(
+            model,
+            PGD(eps=0.6, steps=10, random_start=False),
+            (x, y),
+            eps=EPS,
+            exhaustive=True,
+            batch_size=N,
+        )
