@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from underfire.attacks import FGSM, PGD, SoundnessWarning
-from underfire.robustness import robust_accuracy
+from underfire.robustness import robust_accuracy, transfer_matrix
 
 EPS = [0.0, 0.05, 0.2, 0.6]
 N = 40
@@ -131,3 +131,62 @@ def test_a_strong_iterative_attack_raises_no_soundness_warning(setup) -> None:
             exhaustive=True,
             batch_size=N,
         )
+
+
+def test_transfer_matrix_reports_each_field_cell_by_cell(setup) -> None:
+    """Two distinct models: every field of the result against FGSM crafted on the source and
+    scored on the victim. Fails if a field is misnamed, the clean accuracy is summed over the
+    wrong axis, or per-sample results are added unasked or under other names."""
+    model, x, y = setup
+    torch.manual_seed(1)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    models = {"a": model, "b": other}
+    attack = FGSM(eps=0.1)
+    result = transfer_matrix(
+        models, models, attack, (x, y), eps=EPS, per_sample=True, batch_size=16
+    )
+    assert result["attack"] == attack.config() and result["n"] == N and result["eps"] == EPS
+    assert result["sources"] == ["a", "b"] and result["victims"] == ["a", "b"]
+    for i, (sname, source) in enumerate(models.items()):
+        for j, (vname, victim) in enumerate(models.items()):
+            cell = []
+            for e in EPS:
+                x_adv = FGSM(eps=e)(source, x, y)
+                with torch.no_grad():
+                    cell.append(victim(x_adv).argmax(1) == y)
+            right = torch.stack(cell)
+            assert torch.equal(result["per_sample"]["correct"][i, j], right), (sname, vname)
+            assert result["accuracy"][i][j] == pytest.approx(right.double().mean(1).tolist())
+    for j, (vname, victim) in enumerate(models.items()):
+        with torch.no_grad():
+            clean = victim(x).argmax(1) == y
+        assert torch.equal(result["per_sample"]["clean"][j], clean)
+        assert result["clean_accuracy"][vname] == pytest.approx(float(clean.double().mean()))
+    assert "per_sample" not in transfer_matrix(models, models, attack, (x, y), eps=EPS)
+
+
+def test_a_transfer_accuracy_rising_with_eps_names_the_attack_and_the_pair(setup) -> None:
+    """Fails if the monotonicity warning of a white-box cell does not name the attack and the
+    pair (the transferred cells need not fall with ε and are not checked)."""
+    model, x, y = setup
+
+    class Flip(torch.autograd.Function):  # identity forward, the gradient's sign flipped
+        @staticmethod
+        def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return t.view_as(t)
+
+        @staticmethod
+        def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            return -g
+
+    class Misled(nn.Module):  # FGSM on it lowers the loss: accuracy rises with ε
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.net(Flip.apply(t))
+
+    models = {"src": model, "vic": Misled().eval()}
+    with pytest.warns(SoundnessWarning, match=r"^FGSM vic→vic: accuracy rises with ε"):
+        transfer_matrix(models, models, FGSM(eps=0.1), (x, y), eps=EPS)
