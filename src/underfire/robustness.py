@@ -69,6 +69,11 @@ def _check_attacks(attack: object) -> list[Attack]:
     """One attack, or several of one norm, all with an ε (their worst case is per ε)."""
     if isinstance(attack, Attack):
         return [attack]
+    if isinstance(attack, type) and issubclass(attack, Attack):  # the class, not an attack
+        raise TypeError(
+            f"attack must be an underfire Attack, got the class {attack.__name__}; "
+            f"create one, e.g. {attack.__name__}(eps=...)"
+        )
     if isinstance(attack, (str, bytes)) or not isinstance(attack, Sequence) or not attack:
         raise TypeError(
             f"attack must be an underfire Attack or a non-empty list of them, got {type(attack).__name__}"

@@ -3,13 +3,14 @@ by attack and ε by ε, on a tiny fixed model (no training; fast enough for muta
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from underfire.attacks import FGSM, PGD, SoundnessWarning
+from underfire.attacks import CW, FGSM, PGD, SoundnessWarning
 from underfire.robustness import robust_accuracy, transfer_matrix
 
 EPS = [0.0, 0.05, 0.2, 0.6]
@@ -190,3 +191,73 @@ def test_a_transfer_accuracy_rising_with_eps_names_the_attack_and_the_pair(setup
     models = {"src": model, "vic": Misled().eval()}
     with pytest.warns(SoundnessWarning, match=r"^FGSM vic→vic: accuracy rises with ε"):
         transfer_matrix(models, models, FGSM(eps=0.1), (x, y), eps=EPS)
+
+
+@pytest.mark.parametrize(
+    "attack, eps, error, message",
+    [
+        (
+            "fgsm",
+            0.1,
+            TypeError,
+            "attack must be an underfire Attack or a non-empty list of them, got str",
+        ),
+        (
+            [],
+            0.1,
+            TypeError,
+            "attack must be an underfire Attack or a non-empty list of them, got list",
+        ),
+        (
+            FGSM,
+            0.1,
+            TypeError,
+            "attack must be an underfire Attack, got the class FGSM; create one, e.g. FGSM(eps=...)",
+        ),
+        (
+            [FGSM(eps=0.1), CW(steps=2)],
+            0.1,
+            ValueError,
+            "several attacks are combined per ε: each needs an ε (evaluate CW or JSMA alone)",
+        ),
+        (
+            [FGSM(eps=0.1), PGD(eps=0.5, norm="l2")],
+            0.1,
+            ValueError,
+            "several attacks must share one norm, got ['l2', 'linf']",
+        ),
+        (
+            [FGSM(eps=0.1), FGSM(eps=0.2)],
+            None,
+            ValueError,
+            "the attacks have different ε: pass eps= to evaluate them together",
+        ),
+        (
+            CW(steps=2),
+            0.1,
+            ValueError,
+            "CW has no ε (it is not an Lp-ball attack); call without eps",
+        ),
+        (FGSM(eps=0.1), "0.1", TypeError, "eps must be a number or a sequence of numbers, got str"),
+        (FGSM(eps=0.1), [], ValueError, "eps must list at least one value"),
+        (FGSM(eps=0.1), [0.1, 2.0], ValueError, "eps[1]"),
+    ],
+)
+def test_bad_attacks_and_eps_are_refused_with_the_fix(setup, attack, eps, error, message) -> None:
+    """Fails if a bad attack list or ε list is accepted, or refused with another message."""
+    model, x, y = setup
+    with pytest.raises(error, match=re.escape(message)):
+        robust_accuracy(model, attack, (x, y), eps=eps)
+
+
+def test_an_l2_attack_takes_l2_radii_above_one(setup) -> None:
+    """Fails if ε values are checked as L∞ radii whatever the attack's norm."""
+    model, x, y = setup
+    result = robust_accuracy(model, PGD(eps=0.5, norm="l2", steps=2), (x, y), eps=[0.5, 1.5])
+    assert result["eps"] == [0.5, 1.5]
+
+
+def test_keep_examples_must_not_be_negative(setup) -> None:
+    model, x, y = setup
+    with pytest.raises(ValueError, match="keep_examples must be ≥ 0, got -1"):
+        robust_accuracy(model, FGSM(eps=0.1), (x, y), keep_examples=-1)
