@@ -261,3 +261,61 @@ def test_keep_examples_must_not_be_negative(setup) -> None:
     model, x, y = setup
     with pytest.raises(ValueError, match="keep_examples must be ≥ 0, got -1"):
         robust_accuracy(model, FGSM(eps=0.1), (x, y), keep_examples=-1)
+
+
+class _Flip(torch.autograd.Function):  # identity forward, the gradient's sign flipped
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return -g
+
+
+def test_accuracy_rising_with_eps_is_reported_with_the_attacks_and_values(setup) -> None:
+    """A model whose input gradient points the wrong way: FGSM lowers its loss, so accuracy
+    rises with ε. Exhaustive with checks: one SoundnessWarning naming the attacks and the
+    first rising pair; with check=False, none.
+
+    Fails if the warning is skipped, names other attacks, reports other values, or fires
+    without checks."""
+    model, x, y = setup
+
+    class Misled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.net(_Flip.apply(t))
+
+    misled = Misled().eval()
+    attacks = [FGSM(eps=0.1), FGSM(eps=0.1)]
+    acc = robust_accuracy(misled, attacks, (x, y), eps=EPS, exhaustive=True, check=False)[
+        "accuracy"
+    ]
+    tol = max(0.01, 1 / N)
+    e0, e1 = next(
+        (a, b)
+        for a, b in zip(EPS, EPS[1:], strict=False)
+        if acc[EPS.index(b)] > acc[EPS.index(a)] + tol
+    )
+    a0, a1 = acc[EPS.index(e0)], acc[EPS.index(e1)]
+    with pytest.warns(SoundnessWarning) as seen:
+        robust_accuracy(misled, attacks, (x, y), eps=EPS, exhaustive=True)
+    said = [str(w.message) for w in seen if "rises" in str(w.message)]
+    assert said == [
+        f"FGSM+FGSM: accuracy rises with ε ({a0:.3f} at ε={e0:g} → {a1:.3f} at ε={e1:g}); a larger "
+        "ball contains the smaller one, so a working attack cannot do worse — suspect gradient "
+        "masking, too few steps or a bad step size"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SoundnessWarning)
+        robust_accuracy(misled, attacks, (x, y), eps=EPS, exhaustive=True, check=False)
+
+
+def test_examples_and_per_sample_results_only_when_asked(setup) -> None:
+    model, x, y = setup
+    result = robust_accuracy(model, FGSM(eps=0.1), (x, y), eps=EPS)
+    assert "examples" not in result and "per_sample" not in result
