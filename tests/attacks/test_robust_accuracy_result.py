@@ -28,6 +28,28 @@ def setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
+class _Flip(torch.autograd.Function):  # identity forward, the gradient's sign flipped
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return -g
+
+
+class Misled(nn.Module):
+    """``net`` with its input gradient pointing the wrong way: FGSM on it lowers the loss,
+    so its white-box accuracy rises with ε."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.net(_Flip.apply(t))
+
+
 def fgsm_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     x_adv = FGSM(eps=eps)(model, x, y)
     with torch.no_grad():
@@ -171,24 +193,7 @@ def test_a_transfer_accuracy_rising_with_eps_names_the_attack_and_the_pair(setup
     pair (the transferred cells need not fall with ε and are not checked)."""
     model, x, y = setup
 
-    class Flip(torch.autograd.Function):  # identity forward, the gradient's sign flipped
-        @staticmethod
-        def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-            return t.view_as(t)
-
-        @staticmethod
-        def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-            return -g
-
-    class Misled(nn.Module):  # FGSM on it lowers the loss: accuracy rises with ε
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = model
-
-        def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return self.net(Flip.apply(t))
-
-    models = {"src": model, "vic": Misled().eval()}
+    models = {"src": model, "vic": Misled(model).eval()}
     with pytest.warns(SoundnessWarning, match=r"^FGSM vic→vic: accuracy rises with ε"):
         transfer_matrix(models, models, FGSM(eps=0.1), (x, y), eps=EPS)
 
@@ -263,16 +268,6 @@ def test_keep_examples_must_not_be_negative(setup) -> None:
         robust_accuracy(model, FGSM(eps=0.1), (x, y), keep_examples=-1)
 
 
-class _Flip(torch.autograd.Function):  # identity forward, the gradient's sign flipped
-    @staticmethod
-    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return t.view_as(t)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return -g
-
-
 def test_accuracy_rising_with_eps_is_reported_with_the_attacks_and_values(setup) -> None:
     """A model whose input gradient points the wrong way: FGSM lowers its loss, so accuracy
     rises with ε. Exhaustive with checks: one SoundnessWarning naming the attacks and the
@@ -282,15 +277,7 @@ def test_accuracy_rising_with_eps_is_reported_with_the_attacks_and_values(setup)
     without checks."""
     model, x, y = setup
 
-    class Misled(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = model
-
-        def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return self.net(_Flip.apply(t))
-
-    misled = Misled().eval()
+    misled = Misled(model).eval()
     attacks = [FGSM(eps=0.1), FGSM(eps=0.1)]
     acc = robust_accuracy(misled, attacks, (x, y), eps=EPS, exhaustive=True, check=False)[
         "accuracy"
