@@ -10,6 +10,7 @@ from typing import Any
 from underfire.commands._common import (
     add_device,
     add_force,
+    add_threads,
     device_of,
     invocation,
     positive_float,
@@ -159,12 +160,7 @@ def _add_paper_options(p: argparse.ArgumentParser) -> None:
         help="ross2018: a human-subject study folder (`underfire study`, analyzed) whose raters "
         "decide claim 5 in place of the model judges",
     )
-    p.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads for torch (default: torch's choice; 1 is much faster on a busy, shared CPU)",
-    )
+    add_threads(p)
 
 
 #: The command's options that a study's ``configure`` may take (None: not given).
