@@ -393,3 +393,41 @@ def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
     assert adv2["interpreter"].steps == audit_config.ADV2_IG_STEPS < 50
     shown = torch.tensor(r["maps-ig"]["benign"])
     assert torch.allclose(shown, INTERPRETERS.create("ig")(digits_model, x), atol=1e-5)
+
+
+def test_a_changed_attack_setting_recomputes_the_parts_that_depend_on_it(
+    audited, digits_model, digits_splits, tmp_path: Path, monkeypatch
+) -> None:
+    """Fails if a part is reused after the attack it runs changed a setting that is not a
+    config field (a new default, such as CW's warm start): the part's key versions only its
+    own function, so the attack's settings must be in it. Parts that do not run the changed
+    attack are still reused."""
+    import underfire.studies.audit.attacks as audit_attacks
+
+    out, first = audited
+    folder = tmp_path / "audit"
+    shutil.copytree(out, folder)
+    build = audit_attacks._build_attack
+
+    def changed(name, config, eps):
+        attack = build(name, config, eps)
+        if name == "cw":
+            attack.warm_start = not attack.warm_start
+        return attack
+
+    monkeypatch.setattr(audit_attacks, "_build_attack", changed)
+    r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
+    assert "attack-cw" not in r["resumed"]
+    assert {"attack-fgsm", "attack-pgd", "transfer", "clean"} <= set(r["resumed"])
+
+    # and a PGD setting reaches PGD's part, not FGSM's (which runs before it)
+    def more_steps(name, config, eps):
+        attack = build(name, config, eps)
+        if name == "pgd":
+            attack.steps += 1
+        return attack
+
+    monkeypatch.setattr(audit_attacks, "_build_attack", more_steps)
+    r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
+    assert "attack-pgd" not in r["resumed"] and "transfer" not in r["resumed"]
+    assert "attack-fgsm" in r["resumed"] and "attack-cw" not in r["resumed"]

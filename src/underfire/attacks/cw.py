@@ -37,6 +37,11 @@ class CW(Attack):
             ``steps // 10`` iterations (the authors' rule, applied per sample so that the
             batched result equals the per-sample one).
         max_const: c is never raised above this.
+        warm_start: start each binary-search step after the first from the sample's best
+            example so far (the clean input where none was found) instead of from the clean
+            input. The authors restart from the clean input every time (the default); a warm
+            start keeps what the previous c found, so the loss stalls and the sample aborts
+            sooner (``underfire audit`` uses it; docs/audit.md gives its cost and effect).
 
     ``eps`` is None: CW minimizes the L2 norm instead of bounding it.
     """
@@ -54,6 +59,7 @@ class CW(Attack):
         binary_search_steps: int = 9,
         abort_early: bool = True,
         max_const: float = 1e10,
+        warm_start: bool = False,
     ) -> None:
         self.const = check_positive(const, "const")
         self.kappa = check_positive(kappa, "kappa", allow_zero=True)
@@ -62,6 +68,7 @@ class CW(Attack):
         self.binary_search_steps = check_int(binary_search_steps, "binary_search_steps")
         self.abort_early = bool(abort_early)
         self.max_const = check_positive(max_const, "max_const")
+        self.warm_start = bool(warm_start)
         if self.max_const < self.const:
             raise ValueError(
                 f"max_const ({self.max_const:g}) must be ≥ const ({self.const:g}), the first c tried"
@@ -80,8 +87,11 @@ class CW(Attack):
         best_l2 = torch.full_like(const, float("inf"))
         best = x.clone()
         for bs in range(self.binary_search_steps):
+            start = w0
+            if self.warm_start and bs > 0:  # best is x itself where nothing was found
+                start = torch.atanh((2 * best - 1) * _TANH_SCALE)
             succeeded = self._search_step(
-                model, x, labels, w0, const, best, best_l2, targeted=targeted, first=bs == 0
+                model, x, labels, start, const, best, best_l2, targeted=targeted, first=bs == 0
             )
             # Binary search on c, per sample (Carlini & Wagner's schedule).
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
@@ -98,7 +108,7 @@ class CW(Attack):
         model: nn.Module,
         x: torch.Tensor,
         labels: torch.Tensor,
-        w0: torch.Tensor,
+        w_start: torch.Tensor,
         const: torch.Tensor,
         best: torch.Tensor,
         best_l2: torch.Tensor,
@@ -114,7 +124,7 @@ class CW(Attack):
         n = x.shape[0]
         succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
         active = torch.arange(n, device=x.device)
-        w = w0.clone()
+        w = w_start.clone()
         m, v = torch.zeros_like(w), torch.zeros_like(w)
         prev = torch.full_like(const, float("inf"))
         check_every = max(self.steps // 10, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -85,11 +85,21 @@ def warned(caught: Iterable[warnings.WarningMessage]) -> list[str]:
 
 
 def part(
-    run: StudyRun, name: str, compute: Callable[[StudyRun], dict[str, Any]], *, always: bool = False
+    run: StudyRun,
+    name: str,
+    compute: Callable[[StudyRun], dict[str, Any]],
+    *,
+    always: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """``results[name]``: computed, or reused from ``out/parts`` when the config, the model's
     weights, the data and the code are unchanged. None (and listed as skipped) once the
-    time budget is spent, unless ``always``. Each result keeps the seconds it took."""
+    time budget is spent, unless ``always``. Each result keeps the seconds it took.
+
+    ``settings``: JSON-able values the part's result depends on beyond the config's fields,
+    e.g. the full settings of the attacks it builds: the key follows them, so a changed
+    default of an attack is recomputed, never reused (the part's key versions only its own
+    function's code, not the code it calls)."""
     if run.over_budget() and not always:
         run.skipped.append(name)
         return None
@@ -106,7 +116,11 @@ def part(
         reads=RESULT_FIELDS,
         # fingerprints taken once by the "prepare" part (hashing a large data set per part
         # would cost seconds each)
-        uses={"model": run.state["model_id"], "data": run.state["data_id"]},
+        uses={
+            "model": run.state["model_id"],
+            "data": run.state["data_id"],
+            **({"settings": dict(settings)} if settings else {}),
+        },
         code=compute,
     )
     run.results[name] = result
