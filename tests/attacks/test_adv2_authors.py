@@ -123,6 +123,9 @@ def test_presets_follow_the_data_the_authors_attacked() -> None:
         "last",
     )
     assert cam["label_smoothing"] == 1.0 and cam["distance"] == "mse"
+    # GRAD's soft label: random on CIFAR-10, the fixed 0.95 on ImageNet (their two scripts)
+    assert grad["label_smoothing"] == "random"
+    assert PRESETS["imagenet"]["gradient"]["label_smoothing"] == 0.95
     a = ADV2("grad")
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
     a._check_call(net, torch.rand(2, 1, 32, 32), torch.tensor([0, 1]), "next")
@@ -140,3 +143,74 @@ def test_confidence_over_the_successful_samples_is_the_papers_measure() -> None:
         confidence_summary(torch.tensor([False]), torch.tensor([0.4]))["confidence_successful"]
         is None
     )
+
+
+def test_smoothed_cross_entropy_takes_one_mass_per_sample() -> None:
+    from underfire.attacks.adv2.losses import smoothed_cross_entropy
+
+    torch.manual_seed(0)
+    logits, t = torch.randn(3, 5), torch.tensor([0, 3, 4])
+    masses = torch.tensor([0.95, 0.99, 0.5])
+    per_sample = smoothed_cross_entropy(logits, t, masses)
+    for i, m in enumerate(masses.tolist()):
+        one = smoothed_cross_entropy(logits[i : i + 1], t[i : i + 1], m)
+        torch.testing.assert_close(per_sample[i : i + 1], one)
+    # by hand for the first sample: mass on t, the rest spread evenly over the 4 others
+    logp = logits[0].log_softmax(0)
+    soft = torch.full((5,), 0.05 / 4)
+    soft[0] = 0.95
+    torch.testing.assert_close(per_sample[0], -(soft * logp).sum())
+
+
+def test_stage_fractions_restart_at_each_lambda_stage() -> None:
+    from underfire.attacks.adv2.presets import stage_fractions
+
+    assert stage_fractions((0.1, 0.2), (2, 3), "stages") == [0, 0.5, 0, 1 / 3, 2 / 3]
+    assert stage_fractions((0.1, 0.2), 5, "stages") == [0, 1 / 3, 2 / 3, 0, 0.5]
+    assert stage_fractions((5.0, 10.0), 4, "linear") == [0, 0.25, 0.5, 0.75]
+
+
+def test_the_random_soft_label_rises_within_each_stage_and_follows_the_seed(monkeypatch) -> None:
+    """The authors' CIFAR-10 GRAD attack: at step j of a stage of n steps the mass on t is
+    drawn per sample from U(0.95 + 0.04·j/n, 1). Fails if the draws ignore the stage, are
+    shared by all samples, or change between two runs with the same seed."""
+    import underfire.attacks.adv2.attack as adv2_attack
+
+    seen: list[torch.Tensor] = []
+    step = adv2_attack.joint_loss_gradient
+
+    def spy(*args, **kwargs):
+        seen.append(torch.as_tensor(kwargs["label_smoothing"]).clone())
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(adv2_attack, "joint_loss_gradient", spy)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 4))
+    x, y = torch.rand(6, 3, 8, 8), torch.zeros(6, dtype=torch.long)
+    settings = dict(
+        eps=0.1,
+        warm_steps=1,
+        steps=(20, 10),
+        lam=(0.01, 0.1),
+        schedule="stages",
+        label_smoothing="random",
+        preset="cifar10",
+    )
+    runs = []
+    for seed in (0, 0, 1):
+        seen.clear()
+        ADV2("grad", seed=seed, **settings)(net, x, y, target="next")
+        runs.append(torch.stack(seen))
+    masses = runs[0]
+    assert masses.shape == (30, 6)
+    fractions = [j / 20 for j in range(20)] + [j / 10 for j in range(10)]
+    floor = 0.95 + 0.04 * torch.tensor(fractions)[:, None]
+    assert bool((masses >= floor - 1e-6).all() and (masses <= 1).all())
+    # drawn, not fixed: per sample and per step, and high in the stage's last steps
+    assert masses[0].std() > 0 and masses[:, 0].std() > 0
+    assert masses[19].min() >= 0.988 - 1e-6 and masses[20].mean() < masses[19].min()
+    torch.testing.assert_close(runs[1], runs[0])
+    assert not torch.equal(runs[2], runs[0])
+    assert ADV2("grad", **settings).config()["label_smoothing"] == "random"
+    with pytest.raises(ValueError, match="label_smoothing must be a mass in .0, 1. or 'random'"):
+        ADV2("grad", label_smoothing="sometimes")

@@ -203,6 +203,42 @@ def test_a_setting_recomputes_only_the_parts_that_read_it(run: tuple[Path, dict,
     )
 
 
+def test_a_changed_attack_default_recomputes_only_the_parts_that_run_it(
+    run: tuple[Path, dict, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails if a part's key holds only the config fields and the part's own code: a new
+    default of an attack the part builds (PGD's step count, ADV²-GRAD's κ, as a later
+    underfire might change them) must recompute the parts that run it, and only those."""
+    out, _results, profile = run
+    if profile != "test":
+        pytest.skip("checked once, on the fast profile")
+    import shutil
+
+    import underfire.studies.zhang2020.classifier as classifier
+
+    folder = tmp_path / "changed"
+    shutil.copytree(out, folder)
+    pgd_attack, adv2_attack = classifier.pgd_attack, classifier.adv2_attack
+
+    def pgd_changed(cfg: Any, seed: int) -> Any:
+        attack = pgd_attack(cfg, seed)
+        attack.steps += 1
+        return attack
+
+    def adv2_changed(interp: Any, cfg: Any, seed: int, size: int) -> Any:
+        attack, info = adv2_attack(interp, cfg, seed, size)
+        if interp.name == "grad":
+            attack.kappa = min(1.0, attack.kappa + 0.01)
+        return attack, info
+
+    monkeypatch.setattr(classifier, "pgd_attack", pgd_changed)
+    monkeypatch.setattr(classifier, "adv2_attack", adv2_changed)
+    reused = set(_reproduce(folder, force=True)["run"]["reused"])
+    assert "ross-cnn/pgd" not in reused and "ross-cnn/adv2-grad" not in reused
+    unchanged = {"benign", "adv2-gradcam", "adv2-mask", "adv2-rts", "test-accuracy", "rts"}
+    assert {f"ross-cnn/{k}" for k in unchanged} <= reused
+
+
 def test_findings_follow_the_numbers(run: tuple[Path, dict, str]) -> None:
     _out, results, _ = run
     r = copy.deepcopy(results)

@@ -25,6 +25,8 @@ from underfire.attacks.adv2.presets import (
     family,
     lambdas,
     preset_for_size,
+    random_label_masses,
+    stage_fractions,
 )
 from underfire.attacks.adv2.result import ADV2Result
 from underfire.attacks.base import ATTACKS, Attack
@@ -71,7 +73,9 @@ class ADV2(Attack):
             reaches t with p_t ≥ κ: the authors' CAM and RTS). Either way, when no iterate
             meets the goal the best iterate that reaches t is returned, else the one closest to
             it (highest p_t), so ADV² never gives up a target its warm start reached.
-        label_smoothing: probability mass on t in ℓ_prd's soft label (1 = plain cross-entropy).
+        label_smoothing: probability mass on t in ℓ_prd's soft label (1 = plain cross-entropy),
+            or "random" (the authors' CIFAR-10 GRAD attack): at step j of a λ stage of n steps,
+            a mass drawn per sample from U(0.95 + 0.04·j/n, 1), seeded by ``seed``.
         distance: ℓ_int, "sse" (sum of squared map differences) or "mse" (mean).
         pool: average-pool both maps by this factor inside ℓ_int (the authors use 4 for GRAD
             at 224×224).
@@ -89,7 +93,8 @@ class ADV2(Attack):
         preset: the source of the unset settings: "imagenet", "cifar10", "small", or "auto"
             (at each call by input size: "imagenet" from 128 px, "cifar10" from 32 px, else
             "small"; before any call the attributes show the "imagenet" values).
-        seed: seeds the "random" target rule and the choice of reference images.
+        seed: seeds the "random" target rule, the choice of reference images and the random
+            soft label.
 
     After each call, :attr:`result` (an :class:`ADV2Result`) holds the per-sample record.
     """
@@ -110,7 +115,7 @@ class ADV2(Attack):
         schedule: Schedule | None = None,
         kappa: float | None = None,
         keep: Keep | None = None,
-        label_smoothing: float | None = None,
+        label_smoothing: float | Literal["random"] | None = None,
         distance: Distance | None = None,
         pool: int | None = None,
         check_every: int | None = None,
@@ -207,8 +212,16 @@ class ADV2(Attack):
         self.keep: Keep = pick("keep")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
-        self.label_smoothing = check_float(
-            pick("label_smoothing"), "label_smoothing", low=0.0, high=1.0
+        smoothing = pick("label_smoothing")
+        if isinstance(smoothing, str) and smoothing != "random":
+            raise ValueError(
+                f"label_smoothing must be a mass in [0, 1] or 'random' (the authors' CIFAR-10 "
+                f"soft label), got {smoothing!r}"
+            )
+        self.label_smoothing: float | str = (
+            smoothing
+            if smoothing == "random"
+            else check_float(smoothing, "label_smoothing", low=0.0, high=1.0)
         )
         self.distance: Distance = pick("distance")
         if self.distance not in ("sse", "mse"):
@@ -380,6 +393,7 @@ class ADV2(Attack):
             consider(xc, logits, map_distance(maps, m_t, self.distance, self.pool))
 
         lams = self.lambdas() if eps > 0 else []
+        masses = self._label_masses(len(lams), n, x)
         for i, lam in enumerate(lams):
             state.step = i
             with attack_patches(model, smooth, self.tau):
@@ -390,7 +404,7 @@ class ADV2(Attack):
                     t,
                     m_t,
                     lam,
-                    label_smoothing=self.label_smoothing,
+                    label_smoothing=masses[i],
                     distance=self.distance,
                     pool=self.pool,
                     encoder=self.encoder if self.encoder_weight > 0 else None,
@@ -407,6 +421,16 @@ class ADV2(Attack):
             self._keep_last(model, x_adv, t, m_t, best, best_dist)
         self.result = self._record(model, best, t, m_t, best_dist)
         return best
+
+    def _label_masses(self, steps: int, n: int, x: torch.Tensor) -> Sequence[float | torch.Tensor]:
+        """ℓ_prd's mass on t at each joint step: the fixed ``label_smoothing``, or per sample
+        the authors' random soft label (drawn on the CPU from ``seed``, so the draws do not
+        depend on the device)."""
+        if self.label_smoothing != "random":
+            return [float(self.label_smoothing)] * steps
+        gen = torch.Generator().manual_seed(self.seed or 0)
+        fractions = stage_fractions(self.lam, self.steps, self.schedule)[:steps]
+        return list(random_label_masses(fractions, n, gen).to(x.device, x.dtype).unbind(0))
 
     def _keep_last(
         self,

@@ -48,14 +48,20 @@ def map_distance(
 
 
 def smoothed_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, mass: float = 0.95
+    logits: torch.Tensor, target: torch.Tensor, mass: float | torch.Tensor = 0.95
 ) -> torch.Tensor:
     """Cross-entropy (N,) to a soft label with ``mass`` on the target, the rest spread evenly
-    over the other classes (ADV²'s label smoothing; ``mass=1`` is the plain cross-entropy)."""
+    over the other classes (ADV²'s label smoothing; ``mass=1`` is the plain cross-entropy).
+    ``mass`` may be an (N,) tensor: one soft label per sample (the authors' random one)."""
     logp = F.log_softmax(logits, dim=1)
+    k = logits.shape[1]
+    if isinstance(mass, torch.Tensor):
+        m = mass.to(logp.dtype).reshape(-1, 1)
+        soft = ((1.0 - m) / max(1, k - 1)).expand_as(logp).clone()
+        soft.scatter_(1, target[:, None], m)
+        return -(soft * logp).sum(1)
     if mass >= 1.0:
         return -logp.gather(1, target[:, None]).squeeze(1)
-    k = logits.shape[1]
     soft = torch.full_like(logp, (1.0 - mass) / max(1, k - 1))
     soft.scatter_(1, target[:, None], mass)
     return -(soft * logp).sum(1)
@@ -140,7 +146,7 @@ def joint_loss_gradient(
     target_map: torch.Tensor,
     lam: float,
     *,
-    label_smoothing: float = 0.95,
+    label_smoothing: float | torch.Tensor = 0.95,
     distance: Distance = "sse",
     pool: int = 1,
     encoder: nn.Module | None = None,

@@ -11,6 +11,7 @@ from underfire.interpreters.base import Interpreter
 
 __all__ = [
     "PRESETS",
+    "RANDOM_LABEL",
     "Distance",
     "Keep",
     "Schedule",
@@ -18,6 +19,8 @@ __all__ = [
     "family",
     "lambdas",
     "preset_for_size",
+    "random_label_masses",
+    "stage_fractions",
 ]
 
 Distance = Literal["sse", "mse"]
@@ -30,6 +33,9 @@ Schedule = Literal["stages", "linear"]
 #   0.001/0.004/0.01/0.05 on the summed squared distance of the maps, cross-entropy to a 0.95
 #   soft label; every 10 steps the iterate is judged on the true map and the closest one with
 #   p_t > 0.8 is kept ("best"). Their GRAD map is pooled 2×2 on CIFAR-10, 4×4 on ImageNet.
+#   On CIFAR-10 (rev2/cifar10/gs_acid_attack_v3.py) the soft label is random: at step j of a
+#   stage of n steps each sample's mass on t is drawn from U(0.95 + 0.04·j/n, 1)
+#   (label_smoothing="random", :data:`RANDOM_LABEL`); on ImageNet it is the fixed 0.95.
 # * CAM (and RTS, which the authors attack the same way): 400 PGD steps, then 1200 steps of
 #   plain cross-entropy + c·MSE, c ramping linearly 5 → 10; the *last* iterate is evaluated.
 #   (Their RTS runs: 300 + 1000–1400 steps; we keep CAM's.)
@@ -76,6 +82,10 @@ _MASK = dict(
 # the small preset: the CAM and MASK rows share their λ ramp and κ; each warm-starts with the
 # PGD-100 baseline
 _SMALL = _MASK | {"warm_steps": 100}
+#: The authors' random soft label on CIFAR-10: (lowest mass at a stage's start, its rise over
+#: the stage); the mass on t is drawn per sample and step from U(low + rise·j/n, 1).
+RANDOM_LABEL = (0.95, 0.04)
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "imagenet": {
         "gradient": _AUTHORS_GRAD | {"pool": 4},
@@ -83,7 +93,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "mask": dict(_MASK),
     },
     "cifar10": {
-        "gradient": _AUTHORS_GRAD | {"pool": 2},
+        "gradient": _AUTHORS_GRAD | {"pool": 2, "label_smoothing": "random"},
         "cam": dict(_AUTHORS_CAM),
         "mask": dict(_MASK),
     },
@@ -133,8 +143,7 @@ def lambdas(
     ``steps`` count split evenly over the stages) or piecewise linear through the given
     values, ending on the last one ("linear")."""
     lam_t = as_tuple(lam)
-    steps_t = as_tuple(steps)
-    total = sum(steps_t)
+    total = sum(as_tuple(steps))
     if schedule == "linear":
         if len(lam_t) == 1:
             return [float(lam_t[0])] * total
@@ -143,10 +152,38 @@ def lambdas(
         lo = pos.floor().long().clamp(max=len(lam_t) - 2)
         frac = pos - lo
         return (vals[lo] * (1 - frac) + vals[lo + 1] * frac).tolist()
-    if len(steps_t) == 1 and len(lam_t) > 1:
-        per, rest = divmod(total, len(lam_t))
-        steps_t = tuple(per + (i < rest) for i in range(len(lam_t)))
     out: list[float] = []
-    for v, s in zip(lam_t, steps_t, strict=False):
+    for v, s in zip(lam_t, _stage_steps(lam, steps, schedule), strict=False):
         out += [float(v)] * s
     return out
+
+
+def _stage_steps(
+    lam: float | Sequence[float], steps: int | Sequence[int], schedule: Schedule
+) -> tuple[int, ...]:
+    """The step count of each λ stage (one stage for a linear ramp)."""
+    lam_t, steps_t = as_tuple(lam), as_tuple(steps)
+    if schedule == "linear":
+        return (sum(steps_t),)
+    if len(steps_t) == 1 and len(lam_t) > 1:
+        per, rest = divmod(steps_t[0], len(lam_t))
+        return tuple(per + (i < rest) for i in range(len(lam_t)))
+    return tuple(steps_t)
+
+
+def stage_fractions(
+    lam: float | Sequence[float], steps: int | Sequence[int], schedule: Schedule
+) -> list[float]:
+    """j/n at each joint step: how far into its λ stage (of n steps) the step is."""
+    return [j / n for n in _stage_steps(lam, steps, schedule) for j in range(n)]
+
+
+def random_label_masses(
+    fractions: Sequence[float], n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(steps, n) masses on the target for the authors' random soft label: per step and
+    sample, U(low + rise·j/n, 1) with (low, rise) = :data:`RANDOM_LABEL`."""
+    low, rise = RANDOM_LABEL
+    floor = low + rise * torch.tensor(list(fractions), dtype=torch.float64)[:, None]
+    draw = torch.rand(len(fractions), n, generator=generator, dtype=torch.float64)
+    return floor + (1 - floor) * draw

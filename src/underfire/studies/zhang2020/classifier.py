@@ -137,8 +137,14 @@ class Attacked:
         return self.cfg.eval_batch
 
     def uses(self) -> dict[str, Any]:
-        """The models and data every sub-part of this classifier depends on."""
-        used: dict[str, Any] = {"classifier": self.model, "images": (self.x, self.y, self.t)}
+        """The models, data and interpreter settings every sub-part of this classifier
+        depends on (every part computes maps; an interpreter's settings, defaults included,
+        are in the key so that a changed default is recomputed, never reused)."""
+        used: dict[str, Any] = {
+            "classifier": self.model,
+            "images": (self.x, self.y, self.t),
+            "interpreters": {k: g.config() for k, g in self.interps.items()},
+        }
         if self.rts is not None:
             used["rts"] = self.rts.network
         return used
@@ -278,7 +284,14 @@ def adv2_rows(
     rows, parts = {}, {}
     for k, g in a.interps.items():
         a.run.log(f"{a.name}: ADV² against {k} ({a.n_of[k]} images)")
-        part = a.cached(f"adv2-{k}", partial(_adv2, a, k), reads=ADV2, code=_adv2)
+        attack, settings = adv2_attack(g, a.cfg, a.cfg.seed, int(a.x.shape[-1]))
+        part = a.cached(
+            f"adv2-{k}",
+            partial(_adv2, a, k),
+            reads=ADV2,
+            code=_adv2,
+            uses={"attack": attack.config()},  # every setting, the preset's included
+        )
         parts[k] = part
         found[f"adv2-{k}"] = part.get("found", {})
         n = a.n_of[k]
@@ -294,7 +307,7 @@ def adv2_rows(
         row["seconds"] = float(part["seconds"])
         row["seconds_per_image"] = float(part["seconds"]) / max(1, n)
         row["attack_record"] = {kk: summarize(v) for kk, v in part["record"].items()}
-        row["settings"] = adv2_attack(g, a.cfg, a.cfg.seed, int(a.x.shape[-1]))[1]
+        row["settings"] = settings
         row["reused"] = a.reused(f"adv2-{k}")
         rows[k] = row
     return rows, parts
@@ -314,7 +327,13 @@ def attack_classifier(a: Attacked, res: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     a.run.log(f"{name}: targeted PGD ({a.cfg.pgd_steps} steps)")
-    pgd = a.cached("pgd", lambda: _pgd(a), reads=PGD, code=_pgd)
+    pgd = a.cached(
+        "pgd",
+        lambda: _pgd(a),
+        reads=PGD,
+        code=_pgd,
+        uses={"attack": pgd_attack(a.cfg, a.cfg.seed).config()},
+    )
     found["pgd"] = pgd.get("found", {})
     res["pgd"] = attack_row(
         a.model,
