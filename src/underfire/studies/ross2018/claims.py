@@ -221,7 +221,9 @@ def claim5(results: dict[str, Any]) -> dict[str, Any]:
         note = f"(a) {people['note']}"
     else:
         note = "(a) decided by model judges standing in for people (no --study given)"
-        if a is None:
+        if a is None and "gradreg" in jsma:
+            note += "; part (a) needs the distilled model's JSMA examples to compare with"
+        elif a is None:
             note += "; JSMA part not evaluated (JSMA skipped)"
     return _claim("5", text, rule, _round(evidence), held, note)
 
