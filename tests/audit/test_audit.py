@@ -130,18 +130,30 @@ def test_a_recomputed_part_equals_the_fresh_one_whatever_was_reused_before_it(
     """Fails if a part's result depends on how much randomness earlier parts drew: the
     transfer part's surrogate was built before it was seeded, so a resumed audit (earlier
     parts reused, drawing nothing) trained another surrogate than the fresh run had."""
-    import underfire.studies.audit.attacks as audit_attacks
+    import sys
 
     small = SMALL | {"attacks": ("fgsm",), "interpreters": ("grad",), "n": 24}
-    build = audit_attacks._build_attack
 
-    def drawing(*args, **kwargs):  # an attack with a random start draws from the generator
-        torch.rand(7)
-        return build(*args, **kwargs)
+    def inside_transfer() -> bool:
+        frame = sys._getframe()
+        while frame is not None:
+            if frame.f_code.co_name == "_transfer":
+                return True
+            frame = frame.f_back
+        return False
 
-    monkeypatch.setattr(audit_attacks, "_build_attack", drawing)
-    first = audit(digits_model, digits_splits["test"], out=tmp_path, **small)
-    monkeypatch.undo()
+    # the fresh run's earlier parts draw from the global generator (as an attack with a random
+    # start or a stochastic model would); the resumed run reuses them and draws nothing. A
+    # hook on the model, not changed code: changed code would (rightly) change every key.
+    def drawing(_module, _inputs):
+        if not inside_transfer():
+            torch.rand(7)
+
+    hook = digits_model.register_forward_pre_hook(drawing)
+    try:
+        first = audit(digits_model, digits_splits["test"], out=tmp_path, **small)
+    finally:
+        hook.remove()
     (tmp_path / "parts" / "transfer.json").unlink()
     again = audit(digits_model, digits_splits["test"], out=tmp_path, **small)
     assert "attack-fgsm" in again["resumed"] and "transfer" not in again["resumed"]
@@ -398,11 +410,12 @@ def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
 def test_a_changed_attack_setting_recomputes_the_parts_that_depend_on_it(
     audited, digits_model, digits_splits, tmp_path: Path, monkeypatch
 ) -> None:
-    """Fails if a part is reused after the attack it runs changed a setting that is not a
-    config field (a new default, such as CW's warm start): the part's key versions only its
-    own function, so the attack's settings must be in it. Parts that do not run the changed
-    attack are still reused."""
+    """Fails if a part is reused after the attack it runs changed a setting (a new default,
+    such as CW's warm start): every part that builds attacks is recomputed, the parts that
+    build none (clean accuracy, gradients) are reused. The key also holds each attack part's
+    settings, precisely: the attack itself and the cheaper ones before it."""
     import underfire.studies.audit.attacks as audit_attacks
+    from underfire.studies.audit.config import configure as configure_audit
 
     out, first = audited
     folder = tmp_path / "audit"
@@ -417,10 +430,16 @@ def test_a_changed_attack_setting_recomputes_the_parts_that_depend_on_it(
 
     monkeypatch.setattr(audit_attacks, "_build_attack", changed)
     r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
-    assert "attack-cw" not in r["resumed"]
-    assert {"attack-fgsm", "attack-pgd", "transfer", "clean"} <= set(r["resumed"])
+    assert not {"attack-cw", "attack-fgsm", "attack-pgd", "transfer"} & set(r["resumed"])
+    assert {"clean", "gradients"} <= set(r["resumed"])
 
-    # and a PGD setting reaches PGD's part, not FGSM's (which runs before it)
+    # the settings in each attack part's key: a PGD setting reaches PGD's part, CW's (run
+    # after it, on what it left robust) and the transfer part, not FGSM's (run before it)
+    config = configure_audit(**SMALL)
+    eps = list(SMALL["eps"])
+    parts = {"fgsm": "fgsm", "pgd": "pgd", "cw": "cw", "transfer": None}
+    before = {k: audit_attacks._attack_settings(config, eps, a) for k, a in parts.items()}
+
     def more_steps(name, config, eps):
         attack = build(name, config, eps)
         if name == "pgd":
@@ -428,6 +447,5 @@ def test_a_changed_attack_setting_recomputes_the_parts_that_depend_on_it(
         return attack
 
     monkeypatch.setattr(audit_attacks, "_build_attack", more_steps)
-    r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
-    assert "attack-pgd" not in r["resumed"] and "transfer" not in r["resumed"]
-    assert "attack-fgsm" in r["resumed"] and "attack-cw" not in r["resumed"]
+    after = {k: audit_attacks._attack_settings(config, eps, a) for k, a in parts.items()}
+    assert {k for k in parts if after[k] != before[k]} == {"pgd", "cw", "transfer"}

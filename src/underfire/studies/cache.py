@@ -1,7 +1,8 @@
 """The part cache: a finished part is reused only when everything it depends on is the same.
 
 A part's *key* names the study and part, the code that computes it (the part's declared
-version, the source of its function and underfire's version), the config fields it reads, and
+version, underfire's version and the compiled code of its function and of all underfire code
+that function reaches: :mod:`underfire.studies.codeversion`), the config fields it reads, and
 the identity of every model and data set it uses: a model by the SHA-256 of its state dict (the
 digest :mod:`underfire.checkpoint` writes into checkpoints), data by the SHA-256 of its tensors'
 dtypes, shapes and bytes, a file by the SHA-256 of its content. A part stored under another key
@@ -13,17 +14,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from underfire._version import __version__
 from underfire.checkpoint import checksum
 from underfire.core import io as _io
+from underfire.studies.codeversion import code_version
 
 __all__ = [
     "PartCache",
@@ -87,35 +87,6 @@ def fingerprint(value: Any) -> str:
             "tensors, an in-memory dataset, a file path or JSON-able data"
         ) from err
     return "value:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def code_version(compute: Callable[..., Any], version: int | str = 1) -> str:
-    """The code a part runs: its declared ``version``, underfire's version and a digest of
-    its function's compiled code (bytecode, names and constants, nested functions included;
-    a ``functools.partial`` also contributes its bound arguments). Compiled code, not source
-    text: editing or moving other lines of the file while a run goes on changes no key."""
-    digest = hashlib.sha256(f"{__version__}|{version}".encode())
-    while isinstance(compute, functools.partial):
-        digest.update(repr((compute.args, sorted(compute.keywords.items()))).encode())
-        compute = compute.func
-    code = getattr(compute, "__code__", None)
-    if isinstance(code, types.CodeType):
-        _feed_code(digest, code)
-    else:  # a built-in or another callable: its name must do
-        digest.update(getattr(compute, "__qualname__", repr(compute)).encode())
-    return digest.hexdigest()[:16]
-
-
-def _feed_code(digest: Any, code: types.CodeType) -> None:
-    digest.update(code.co_code)
-    digest.update(repr(code.co_names).encode())
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _feed_code(digest, const)
-        elif isinstance(const, frozenset):  # iteration order varies between processes
-            digest.update(repr(sorted(map(repr, const))).encode())
-        else:
-            digest.update(repr(const).encode())
 
 
 def part_key(
