@@ -1,4 +1,4 @@
-"""AutoAttack (standard, L∞) in underfire and in torchattacks 3.5.1, side by side on MNIST.
+"""AutoAttack (standard, L∞) in underfire and in torchattacks 3.5.1, side by side (MNIST or a checkpoint).
 
 A ross-cnn is trained briefly on MNIST (``--train`` images, one epoch; cached in
 ``--cache``), then both libraries attack the same ``--n`` test images at each ε, interleaved
@@ -10,6 +10,8 @@ with the machine's load average (a shared machine: timings are noisy).
 
     python bench/autoattack.py                    # n=100, ε = 0.1, 0.2
     python bench/autoattack.py --n 50 --eps 0.1 --repeats 1
+    python bench/autoattack.py --dataset cifar10 --root DATA --eps 0.0039,0.0078,0.0314 \
+        --checkpoint runs/zhang2020-cifar10-cpu/models/resnet-small.pt --out bench/results/autoattack-cifar10.json
 
 Writes bench/results/autoattack.json (or --out).
 """
@@ -38,7 +40,7 @@ def mnist_model(root: str, n_train: int, cache: Path) -> torch.nn.Module:
     torch.manual_seed(0)
     model = model_for_dataset("ross-cnn", "mnist", hidden=128)
     if cache.exists():
-        model.load_state_dict(torch.load(cache))
+        model.load_state_dict(torch.load(cache, weights_only=True))
     else:
         x, y = collect_data(load_dataset("mnist", "train", root=root), n_train)
         data = torch.utils.data.TensorDataset(x, y)
@@ -46,6 +48,13 @@ def mnist_model(root: str, n_train: int, cache: Path) -> torch.nn.Module:
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), cache)
     return model.eval()
+
+
+def checkpoint_model(path: Path) -> torch.nn.Module:
+    """A trained classifier from an underfire checkpoint (e.g. a study's ``OUT/models``)."""
+    from underfire.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).model.eval()
 
 
 def robust(model: torch.nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
@@ -96,11 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per library")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/underfire-bench/mnist.pt"))
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="attack this trained classifier (an underfire checkpoint) instead of training one",
+    )
+    parser.add_argument("--dataset", default="mnist", help="the test images (mnist, cifar10)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/autoattack.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = mnist_model(args.root, args.train, args.cache)
-    x, y = collect_data(load_dataset("mnist", "test", root=args.root), args.n)
+    if args.checkpoint is not None:
+        model = checkpoint_model(args.checkpoint)
+    else:
+        model = mnist_model(args.root, args.train, args.cache)
+    x, y = collect_data(load_dataset(args.dataset, "test", root=args.root), args.n)
     rows = []
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -117,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": os.getloadavg(),
         "wall_seconds": time.perf_counter() - start,
         "n": args.n,
+        "dataset": args.dataset,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "clean_accuracy": robust(model, x, y),
         "torch": torch.__version__,
         "rows": rows,

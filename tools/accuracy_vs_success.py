@@ -23,10 +23,9 @@ from typing import Any
 
 import torch
 
-from underfire.checkpoint import read_checkpoint
+from underfire.checkpoint import load_checkpoint
 from underfire.core import io as _io
 from underfire.data import load_dataset
-from underfire.models import model_for_dataset
 from underfire.robustness import collect_data
 from underfire.studies.zhang2020.config import configure
 from underfire.studies.zhang2020.measure import (
@@ -51,17 +50,14 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
 
 
 def measure(path: Path, cfg: Any, test: tuple[torch.Tensor, torch.Tensor], n: int) -> dict:
-    ckpt = read_checkpoint(path)
-    name = ckpt["meta"]["model"]
-    model = model_for_dataset(name, "cifar10", **cfg.model_kwargs.get(name, {}))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    ckpt = load_checkpoint(path)
+    model, name = ckpt.model, ckpt.model.config["name"]
     t0 = time.perf_counter()
     x_all, y_all = test
     row: dict[str, Any] = {
         "checkpoint": path.name,
         "model": name,
-        "step": int(ckpt["trainer_state"]["step"]),
+        "step": int((ckpt.trainer_state or {})["step"]),
         "test_accuracy": accuracy(model, x_all, y_all),
     }
     x, y, how = select_images(model, x_all, y_all, n, cfg.eval_batch)

@@ -244,9 +244,8 @@ def _pgd(a: Attacked) -> dict[str, Any]:
     return {"x_adv": x_adv, "maps": maps, "found": found}
 
 
-def _adv2(a: Attacked, k: str) -> dict[str, Any]:
+def _adv2(a: Attacked, k: str, attack: Any) -> dict[str, Any]:
     n = a.n_of[k]
-    attack, _ = adv2_attack(a.interps[k], a.cfg, a.cfg.seed, int(a.x.shape[-1]))
     t0 = time.perf_counter()
     x_adv, records = run_attack(attack, a.model, a.x[:n], a.y[:n], a.t[:n], a.batch)
     maps, found = a.maps(x_adv, None, n)
@@ -287,7 +286,7 @@ def adv2_rows(
         attack, settings = adv2_attack(g, a.cfg, a.cfg.seed, int(a.x.shape[-1]))
         part = a.cached(
             f"adv2-{k}",
-            partial(_adv2, a, k),
+            partial(_adv2, a, k, attack),
             reads=ADV2,
             code=_adv2,
             uses={"attack": attack.config()},  # every setting, the preset's included
