@@ -62,3 +62,26 @@ def digits_model(digits_splits):
         digits_splits["train"]
     )
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def two_conv_digits(digits_splits) -> torch.nn.Module:
+    """A digits CNN no underfire default resembles (two convolutions, a max-pool, one linear
+    layer), trained for 15 epochs: attacks must not be tuned to the project's own models.
+    Session-scoped (trained once per worker); do not modify it."""
+    from underfire.train import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 16, 10),
+    )
+    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(
+        digits_splits["train"]
+    )
+    return model.eval()

@@ -1,5 +1,6 @@
-"""Fixtures for the attack tests: a tiny untrained CNN (fast), a batch of random images and two
-trained digits models (session-scoped, shared by the modules that use them)."""
+"""Fixtures for the attack tests: a tiny untrained CNN (fast), a batch of random images and a
+trained digits model (session-scoped, shared by the modules that use it; the unseen
+``two_conv_digits`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -40,26 +41,3 @@ def trained_digits():
         load_dataset("digits", "train")
     )
     return model.eval(), load_dataset("digits", "test")
-
-
-@pytest.fixture(scope="session")
-def two_conv_digits(digits_splits) -> torch.nn.Module:
-    """A digits CNN no underfire default resembles (two convolutions, a max-pool, one linear
-    layer), trained for 15 epochs: attacks must not be tuned to the project's own models.
-    Session-scoped (trained once per worker); do not modify it."""
-    from underfire.train import TrainConfig, Trainer
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32 * 16, 10),
-    )
-    Trainer(model, config=TrainConfig(epochs=15, batch_size=64, lr=1e-3, seed=0)).fit(
-        digits_splits["train"]
-    )
-    return model.eval()

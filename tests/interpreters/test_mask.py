@@ -20,6 +20,7 @@ from underfire.interpreters.mask import (
     upsample_operator,
 )
 from underfire.interpreters.mask_reference import PERTURBATIONS
+from underfire.robustness import collect_data
 
 
 @pytest.fixture(scope="module")
@@ -399,3 +400,28 @@ def test_the_authors_mask_settings_per_image_size() -> None:
     with quiet():
         maps = cifar(model, torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
     assert maps.shape == (2, 1, 32, 32) and cifar.last_result.mask.shape == (2, 1, 8, 8)
+
+
+def test_mask_finds_a_deletion_for_nine_in_ten_digits_a_model_never_seen_classifies(
+    two_conv_digits, digits_splits
+) -> None:
+    """Issue 24's target: on a digits CNN the project never saw, MASK explains at least 90 %
+    of the correctly classified test digits (measured: 97 of 98 among the first 100). With
+    the blurred reference alone about half stay blank (measured 48 of 98) because the blurred
+    digit keeps its class; the constant and noise references are what close the gap.
+
+    Fails if the fallback references stop being tried, or MASK's settings stop finding
+    deletions on a real model."""
+    x, y = collect_data(digits_splits["test"], 100)
+    with torch.no_grad():
+        right = two_conv_digits(x).argmax(1) == y
+    x, y = x[right], y[right]
+    assert x.shape[0] >= 90
+    auto, blur = Mask(), Mask(perturbation="blur")
+    with quiet():
+        auto.explain(two_conv_digits, x, y)
+        blur.explain(two_conv_digits, x, y)
+    found = auto.last_result.found.float().mean()
+    assert found >= 0.9
+    assert blur.last_result.found.float().mean() < found - 0.2  # what the fallbacks add
+    assert set(auto.last_result.perturbations()) > {"blur"}
