@@ -1,7 +1,8 @@
 """CW as ``underfire audit`` runs it (5 binary-search steps × 100 Adam steps, lr 0.05,
 const 1), cold-started (Carlini & Wagner's code: every search step starts at the clean
 input) against warm-started (each search step after the first starts at the sample's best
-example so far), and two cheaper warm budgets.
+example so far), two cheaper warm budgets, and DDN (Rony et al. 2019: one minimal-L2
+optimization per image, no binary search) at 100 and 200 steps.
 
 For each variant: success on the correctly classified images, median and mean L2 of the
 successes, image-steps (the images the model's forward pass saw, counted by a hook: the
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-from underfire.attacks import CW
+from underfire.attacks import CW, DDN
 from underfire.checkpoint import load_checkpoint
 from underfire.data import load_dataset
 
@@ -36,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "warm": AUDIT | {"warm_start": True},
     "warm-50-steps": AUDIT | {"warm_start": True, "steps": 50},
     "warm-3-searches": AUDIT | {"warm_start": True, "binary_search_steps": 3},
+    "ddn-100": {"attack": "ddn", "steps": 100},
+    "ddn-200": {"attack": "ddn", "steps": 200},
 }
 
 
@@ -46,7 +49,8 @@ def run_variant(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, name: 
         seen[0] += inputs[0].shape[0]
 
     hook = model.register_forward_hook(count)
-    attack = CW(**VARIANTS[name])
+    settings = dict(VARIANTS[name])
+    attack = DDN(**settings) if settings.pop("attack", "cw") == "ddn" else CW(**settings)
     t0 = time.perf_counter()
     try:
         x_adv = torch.cat(
@@ -89,7 +93,7 @@ def main() -> None:
     result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     result.update(
         {
-            "benchmark": "cw: cold vs warm-started binary search (the audit's CW)",
+            "benchmark": "cw: cold vs warm-started binary search (the audit's CW), and DDN",
             "checkpoint": args.checkpoint,
             "images": f"the {len(x)} correctly classified of the first {args.n} {args.dataset} test images",
             "threads": args.threads,
@@ -109,6 +113,13 @@ def main() -> None:
             "image_steps_ratio": base["image_steps"] / warm["image_steps"],
             "median_l2_change": warm["median_l2"] / base["median_l2"] - 1,
         }
+    for ddn in ("ddn-100", "ddn-200"):
+        if ddn in variants and "warm" in variants:
+            warm, d = variants["warm"], variants[ddn]
+            result[f"{ddn}_vs_warm"] = {
+                "image_steps_ratio": warm["image_steps"] / d["image_steps"],
+                "median_l2_change": d["median_l2"] / warm["median_l2"] - 1,
+            }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

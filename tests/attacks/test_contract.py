@@ -27,7 +27,7 @@ def test_every_registered_attack_is_covered():
     assert callable(getattr(test_adv2, "test_contract", None))
     assert covered | {"adv2"} == set(A.names())
     assert covered == {
-        *("fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "substitute"),
+        *("fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "ddn", "substitute"),
         *("apgd", "apgdt", "fab", "square", "autoattack"),
     }
 
@@ -114,7 +114,7 @@ def test_registry_create_and_errors():
         A.create("fgsm", steps=3)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "substitute"])
+@pytest.mark.parametrize("name", ["fgsm", "tgsm", "bim", "pgd", "jsma", "cw", "ddn", "substitute"])
 def test_constructor_is_keyword_only(name):
     factory = A.ATTACKS.get(name)
     params = list(inspect.signature(factory).parameters.values())

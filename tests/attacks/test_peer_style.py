@@ -59,6 +59,7 @@ def test_every_attack_binds_and_equals_the_unbound_call(name, tiny_model, xy):
     x, y = xy[0][:4], xy[1][:4]
     settings = {
         "cw": {"steps": 5, "binary_search_steps": 1},
+        "ddn": {"steps": 5},
         "jsma": {"gamma": 0.05},
         "substitute": {"n_seed": 8, "rounds": 2, "epochs": 2, "seed": 0},
         "apgd": {"steps": 5},

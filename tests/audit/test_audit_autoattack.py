@@ -20,8 +20,8 @@ SMALL = {
 
 
 def test_standard_strength_adds_autoattack_and_validates() -> None:
-    assert AuditConfig().attacks == ("fgsm", "pgd", "cw")  # the fast set stays the default
-    assert AuditConfig(strength="standard").attacks == ("fgsm", "pgd", "cw", "autoattack")
+    assert AuditConfig().attacks == ("fgsm", "pgd", "ddn")  # the fast set stays the default
+    assert AuditConfig(strength="standard").attacks == ("fgsm", "pgd", "ddn", "autoattack")
     assert AuditConfig(attacks=("autoattack",), strength="standard").attacks == ("autoattack",)
     with pytest.raises(ValueError, match="strength must be one of"):
         AuditConfig(strength="strong")

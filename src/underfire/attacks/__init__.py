@@ -29,6 +29,7 @@ from underfire.attacks.base import (
     resolve_target,
 )
 from underfire.attacks.cw import CW
+from underfire.attacks.ddn import DDN
 from underfire.attacks.fab import FAB
 from underfire.attacks.fgsm import FGSM, TGSM
 from underfire.attacks.jsma import JSMA
@@ -43,6 +44,7 @@ __all__ = [
     "ATTACKS",
     "BIM",
     "CW",
+    "DDN",
     "FAB",
     "FGSM",
     "JSMA",

@@ -277,6 +277,9 @@ class Attack(ModelBound):
     default_target: str | None = None
     #: whether a call without ``target`` is refused (ADV² needs a target class)
     requires_target: ClassVar[bool] = False
+    #: whether the attack minimizes its perturbation instead of bounding it by an ε (CW, DDN,
+    #: JSMA): it takes no ``eps``, and an audit reports the size of what it found
+    minimal: ClassVar[bool] = False
     seed: int | None = None
 
     @classmethod

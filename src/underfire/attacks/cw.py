@@ -48,6 +48,7 @@ class CW(Attack):
 
     name = "cw"
     iterative = True
+    minimal = True
 
     def __init__(
         self,

@@ -89,6 +89,7 @@ class JSMA(Attack):
 
     name = "jsma"
     iterative = True
+    minimal = True
 
     def __init__(
         self,

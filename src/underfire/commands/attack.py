@@ -114,7 +114,7 @@ _RESULTS = ("results.json", "adversarial.pt", "attack.png")
 
 
 def _build(args: argparse.Namespace):
-    from underfire.attacks import create
+    from underfire.attacks import ATTACKS, create
 
     kwargs: dict = {}
     name = args.attack.lower()
@@ -126,7 +126,7 @@ def _build(args: argparse.Namespace):
         kwargs["norm"] = args.norm
     if name == "pgd":
         kwargs["seed"] = args.seed
-    if name in ("cw", "jsma") and args.eps:
+    if name in ATTACKS and getattr(ATTACKS.get(name), "minimal", False) and args.eps:
         from underfire.core.errors import CommandError
 
         raise CommandError(

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attacks",
         type=_names,
-        default=["fgsm", "pgd", "cw"],
-        help="comma-separated (default: fgsm,pgd,cw)",
+        default=["fgsm", "pgd", "ddn"],
+        help="comma-separated (default: fgsm,pgd,ddn)",
     )
     p.add_argument(
         "--strength",

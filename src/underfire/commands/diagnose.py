@@ -65,11 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _attack(args: argparse.Namespace):
-    from underfire.attacks import create
+    from underfire.attacks import ATTACKS, create
 
     name = args.attack.lower()
     kwargs: dict = {}
-    if name not in ("cw", "jsma"):
+    if not getattr(ATTACKS.get(name), "minimal", False):
         kwargs["eps"] = args.eps
     if args.steps is not None:
         kwargs["steps"] = args.steps

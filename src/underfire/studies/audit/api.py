@@ -7,7 +7,7 @@ One call (or ``underfire audit``) runs, on the user's own model and data:
 * white-box robust accuracy vs ε for each attack, with an AutoAttack-style worst case: a
   sample counts as robust at ε only if *every* attack failed on it (Croce & Hein 2020 report
   the per-sample minimum over an ensemble of attacks the same way);
-* minimal-perturbation attacks (CW, JSMA): success and median L0/L2/L∞ perturbation norms;
+* minimal-perturbation attacks (DDN, CW, JSMA): success and median L0/L2/L∞ perturbation norms;
   their examples also count towards the worst case at ε when their L∞ norm is ≤ ε;
 * transfer: the same attacks crafted on a surrogate trained here on the model's own labels;
 * gradient-masking soundness checks with verdicts (Carlini et al. 2019, "On Evaluating

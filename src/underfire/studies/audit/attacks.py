@@ -55,6 +55,8 @@ def _build_attack(name: str, config: AuditConfig, eps: float) -> Attack:
             "lr": 0.05,
             "warm_start": True,
         }
+    elif name == "ddn":  # Rony et al.'s settings; one optimization, no binary search
+        kwargs = {"steps": config.ddn_steps}
     elif name == "autoattack":  # the standard version at the paper's budget, seeded
         kwargs = {"eps": eps, "seed": config.seed}
     elif name not in MINIMAL and "eps" in _init_args(name):
@@ -167,7 +169,7 @@ def _bounded_open(run: StudyRun, name: str) -> dict[str, Any]:
 
 
 def _minimal_attack(run: StudyRun, name: str) -> dict[str, Any]:
-    """Success and perturbation norms of a minimal-perturbation attack (CW, JSMA)."""
+    """Success and perturbation norms of a minimal-perturbation attack (DDN, CW, JSMA)."""
     model, (x, y), eps = model_of(run), data_of(run), eps_of(run)
     attack = _build_attack(name, run.config, 0.0)
     clean = torch.tensor(run.results["clean"]["correct"])

@@ -13,8 +13,8 @@ from underfire.interpreters import INTERPRETERS
 
 __all__ = ["AuditConfig", "configure", "default_eps"]
 
-#: Attacks whose result is a minimal perturbation, not bounded by an ε.
-MINIMAL = ("cw", "jsma")
+#: Attacks whose result is a minimal perturbation, not bounded by an ε (CW, DDN, JSMA).
+MINIMAL = tuple(n for n in ATTACKS.names() if getattr(ATTACKS.get(n), "minimal", False))
 
 #: Quadrature points of Integrated Gradients inside ADV² (the maps themselves keep 50).
 ADV2_IG_STEPS = 16
@@ -57,6 +57,8 @@ class AuditConfig:
         batch_size: attack batch size.
         pgd_steps: steps of PGD (and BIM) in the sweep.
         cw_steps: optimizer steps of CW per binary-search step.
+        ddn_steps: steps of DDN (the default minimal-L2 attack: lower median L2 than the
+            audit's CW at a third of its gradient steps, docs/audit.md).
         surrogate: train a surrogate on the model's labels and report transfer.
         surrogate_epochs: its training epochs.
         time_budget: seconds; parts not started within it are skipped and reported so.
@@ -65,14 +67,14 @@ class AuditConfig:
         exhaustive: run every attack on every sample at every ε, so each attack's curve is
             its own on all samples. False (the default): only what is still open is
             attacked (fooled samples leave the batch, ε ascending, the bounded attacks
-            cheapest first on what the earlier ones left robust; CW and JSMA on the
+            cheapest first on what the earlier ones left robust; DDN, CW and JSMA on the
             correctly classified samples, since their success and norms are their own
             statistics); each bounded attack's curve is then cumulative (it and the
             bounded attacks before it), and the worst case is never higher than the
             exhaustive one.
     """
 
-    attacks: tuple[str, ...] = ("fgsm", "pgd", "cw")
+    attacks: tuple[str, ...] = ("fgsm", "pgd", "ddn")
     interpreters: tuple[str, ...] = ("grad", "ig", "gradcam")
     eps: tuple[float, ...] | None = None
     interpreter_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,6 +84,7 @@ class AuditConfig:
     batch_size: int = 128
     pgd_steps: int = 20
     cw_steps: int = 100
+    ddn_steps: int = 100
     surrogate: bool = True
     surrogate_epochs: int = 5
     time_budget: float | None = None
@@ -118,7 +121,15 @@ class AuditConfig:
         if self.eps is not None:
             for e in self.eps:
                 check_eps(e)
-        for name in ("n", "n_maps", "batch_size", "pgd_steps", "cw_steps", "surrogate_epochs"):
+        for name in (
+            "n",
+            "n_maps",
+            "batch_size",
+            "pgd_steps",
+            "cw_steps",
+            "ddn_steps",
+            "surrogate_epochs",
+        ):
             check_int(getattr(self, name), name, minimum=1)
         if self.time_budget is not None:
             check_float(self.time_budget, "time_budget", low=0, low_inclusive=False)

@@ -133,7 +133,7 @@ def _autoattack_note(rep: Report, results: dict[str, Any]) -> None:
             "Square attack, each on the points still robust) is the standard robustness "
             "evaluation, and it was not run here: these attacks give an upper bound on robust "
             "accuracy that AutoAttack may lower, notably under gradient masking. Run it with "
-            "`underfire audit --strength standard` (or `--attacks fgsm,pgd,cw,autoattack`)."
+            "`underfire audit --strength standard` (or `--attacks fgsm,pgd,ddn,autoattack`)."
         )
         return
     mid = len(part["accuracy"]) // 2
