@@ -365,3 +365,34 @@ def test_blank_mask_pairs_are_left_out_and_confidence_is_over_successes() -> Non
     m = row["maps"]["mask"]
     assert (m["n"], m["blank"], m["l1"]) == (2, 1, pytest.approx(0.5))  # the blank pair left out
     assert m["l1_all"][2] is None
+
+
+def test_reference_summary_holds_the_reports_numbers_without_per_sample_data(
+    run: tuple[Path, dict, str], tmp_path: Path
+) -> None:
+    """Fails if the summary for docs/results/ drops a number the docs quote (accuracy,
+    success, confidence over successes, map L1 and blank counts, the findings) or keeps
+    per-sample lists (``l1_all``)."""
+    from underfire.studies.zhang2020.reference import main, reference_summary
+
+    out, results, _ = run
+    summary = reference_summary(out, command="underfire reproduce zhang2020 ...")
+    assert summary["command"] == "underfire reproduce zhang2020 ..."
+    assert [f["held"] for f in summary["findings"]] == [c["held"] for c in results["claims"]]
+    for c, full in results["classifiers"].items():
+        row = summary["classifiers"][c]
+        assert row["test_accuracy"] == pytest.approx(full["test_accuracy"], abs=1e-4)
+        assert row["pgd"]["success"] == pytest.approx(full["pgd"]["success"], abs=1e-4)
+        for k, a in full["adv2"].items():
+            mine = row["adv2"][k]
+            assert mine["success"] == pytest.approx(a["success"], abs=1e-4)
+            assert ("confidence_successful" in mine) and mine["maps"][k]["blank"] == a["maps"][k][
+                "blank"
+            ]
+            assert "l1_all" not in mine["maps"][k]
+    assert "l1_all" not in json.dumps(summary)
+    dest = tmp_path / "zhang2020-test.json"
+    assert main([str(out), str(dest), "--command", "c", "--wall-seconds", "60"]) == 0
+    assert json.loads(dest.read_text())["wall_seconds"] == 60.0
+    with pytest.raises(FileNotFoundError, match="run the reproduction first"):
+        reference_summary(tmp_path / "nothing", command="c")

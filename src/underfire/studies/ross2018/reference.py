@@ -12,13 +12,12 @@ claims' verdicts. The docs' tables are checked against these files::
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
+
+from underfire.studies.reference import machine, reference_main, write_summary
 
 __all__ = ["REPORTED_EPS", "reference_summary", "write_reference_summary"]
 
@@ -90,8 +89,7 @@ def reference_summary(
         "study": "ross2018",
         "command": command,
         "date": time.strftime("%Y-%m-%d", time.gmtime(results_path.stat().st_mtime)),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{platform.system()}",
+        "machine": machine(),
         "wall_seconds": wall_seconds,
         "last_session_seconds": results.get("run", {}).get("seconds"),
         "underfire_version": results.get("run", {}).get("underfire_version"),
@@ -123,25 +121,11 @@ def write_reference_summary(
     out: str | Path, dest: str | Path, *, command: str, wall_seconds: float | None = None
 ) -> Path:
     """Write :func:`reference_summary` of ``out`` to ``dest`` (JSON); returns ``dest``."""
-    summary = reference_summary(out, command=command, wall_seconds=wall_seconds)
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return dest
+    return write_summary(reference_summary(out, command=command, wall_seconds=wall_seconds), dest)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="the run's output folder")
-    parser.add_argument("dest", type=Path, help="the summary to write (docs/results/...json)")
-    parser.add_argument("--command", required=True, help="the command that produced the run")
-    parser.add_argument("--wall-seconds", type=float, default=None)
-    args = parser.parse_args(argv)
-    path = write_reference_summary(
-        args.out, args.dest, command=args.command, wall_seconds=args.wall_seconds
-    )
-    print(path)
-    return 0
+    return reference_main(reference_summary, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
