@@ -102,3 +102,27 @@ def test_the_code_version_is_the_same_in_every_process() -> None:
         for seed in ("1", "2")
     ]
     assert json.loads(runs[0]) == json.loads(runs[1])
+
+
+_LATE_IMPORT = """
+import sys
+from underfire.studies.cache import code_version
+module = "underfire.studies.ross2018.figures"
+assert module not in sys.modules, "pick a module the cache does not import"
+namespace = {}
+exec("def f(run):\\n    from underfire.studies.ross2018.figures import make_figures\\n"
+     "    return make_figures\\n", namespace)
+before = code_version(namespace["f"])
+__import__(module)
+assert code_version(namespace["f"]) == before
+print("ok")
+"""
+
+
+def test_a_part_that_imports_inside_its_body_has_one_version_before_and_after_it_ran() -> None:
+    """Fails if the modules a part imports in its body are walked only once something else
+    imported them: its key would change between a fresh and a resumed run."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_IMPORT], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "ok"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import importlib
 import re
 import sys
 import types
@@ -60,6 +61,17 @@ def _owned(obj: Any) -> bool:
     """Whether ``obj`` (a module, function or class) is underfire's own code."""
     name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
     return isinstance(name, str) and (name == _PACKAGE or name.startswith(_PACKAGE + "."))
+
+
+def _own_module(name: str) -> types.ModuleType | None:
+    if name != _PACKAGE and not name.startswith(_PACKAGE + "."):
+        return None
+    if name not in sys.modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return None
+    return sys.modules[name]
 
 
 def _names(code: types.CodeType) -> set[str]:
@@ -114,8 +126,10 @@ class _Walker:
         scope = fn.__globals__
         names = sorted(_names(fn.__code__))
         modules = [v for v in scope.values() if isinstance(v, types.ModuleType) and _owned(v)]
-        # a local ``from underfire.x import y`` names the module ``underfire.x`` and ``y``
-        modules += [sys.modules[n] for n in names if n.startswith(_PACKAGE) and n in sys.modules]
+        # a local ``from underfire.x import y`` names the module ``underfire.x`` and ``y``;
+        # imported here if the function has not run yet, so the key never depends on the
+        # order in which a process happened to import modules
+        modules += [m for m in map(_own_module, names) if m is not None]
         for name in names:
             if name in scope:
                 self.reference(scope[name])
