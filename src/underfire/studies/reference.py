@@ -7,11 +7,28 @@ import argparse
 import json
 import os
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["machine", "reference_main", "write_summary"]
+__all__ = ["machine", "read_finished_run", "reference_main", "write_summary"]
+
+
+def read_finished_run(out: str | Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``(results, config, date)`` of the finished run in ``out`` (its ``results.json`` and
+    ``config.json``; the date is the results file's, UTC).
+
+    Raises:
+        FileNotFoundError: ``out`` holds no finished run (no ``results.json``).
+    """
+    results_path = Path(out) / "results.json"
+    if not results_path.exists():
+        raise FileNotFoundError(f"{results_path} does not exist: run the reproduction first")
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    config = json.loads((Path(out) / "config.json").read_text(encoding="utf-8"))
+    date = time.strftime("%Y-%m-%d", time.gmtime(results_path.stat().st_mtime))
+    return results, config.get("config", config), date
 
 
 def machine() -> str:

@@ -12,12 +12,15 @@ claims' verdicts. The docs' tables are checked against these files::
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-from underfire.studies.reference import machine, reference_main, write_summary
+from underfire.studies.reference import (
+    machine,
+    read_finished_run,
+    reference_main,
+    write_summary,
+)
 
 __all__ = ["REPORTED_EPS", "reference_summary", "write_reference_summary"]
 
@@ -66,13 +69,7 @@ def reference_summary(
     Raises:
         FileNotFoundError: ``out`` holds no finished run (no ``results.json``).
     """
-    out = Path(out)
-    results_path = out / "results.json"
-    if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} does not exist: run the reproduction first")
-    results = json.loads(results_path.read_text(encoding="utf-8"))
-    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    config = config.get("config", config)
+    results, config, date = read_finished_run(out)
     eps = [float(e) for e in config["eps"]]
     fgsm = _attack_rows(results["fgsm"], eps)
     tgsm_i = _at(eps, 0.3)
@@ -88,7 +85,7 @@ def reference_summary(
     return {
         "study": "ross2018",
         "command": command,
-        "date": time.strftime("%Y-%m-%d", time.gmtime(results_path.stat().st_mtime)),
+        "date": date,
         "machine": machine(),
         "wall_seconds": wall_seconds,
         "last_session_seconds": results.get("run", {}).get("seconds"),
