@@ -3,6 +3,11 @@ ones, ``--threads`` above both, torch's setting restored after a job."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -28,6 +33,38 @@ def test_big_jobs_get_the_idle_cores_and_one_under_load(monkeypatch) -> None:
     assert choose_threads(1e10, load=2.2) == 2
     assert choose_threads(1e10, load=7.0) == 1
     assert choose_threads(None, load=0.4) == 4
+
+
+def test_busy_cores_reads_the_cpus_of_this_process_from_proc_stat(tmp_path) -> None:
+    stat = tmp_path / "stat"
+    # cpu0 and cpu1 are ours, cpu2 is not; fields: user nice system idle iowait irq softirq steal
+    stat.write_text(
+        "cpu  90 0 0 90 0 0 0 0 0 0\n"
+        "cpu0 30 0 0 10 0 0 0 0 0 0\n"
+        "cpu1 10 0 0 25 5 0 0 0 0 0\n"
+        "cpu2 50 0 0 55 0 0 0 0 0 0\n"
+        "intr 1 2 3\n"
+    )
+    assert threads._cpu_jiffies({0, 1}, str(stat)) == (80, 40)
+    assert threads._cpu_jiffies({0, 1}, str(tmp_path / "missing")) is None
+    # 40 of 80 jiffies busy on two cores: one core, less the quarter this process used
+    assert threads._others_busy((1000, 500), (1080, 540), 2, 0.25) == pytest.approx(0.75)
+    assert threads._others_busy((1000, 500), (1080, 500), 2, 0.0) == pytest.approx(2.0)
+    assert threads._others_busy((1000, 500), (1000, 500), 2, 0.0) is None  # no tick elapsed
+    assert threads._others_busy((1000, 500), (1080, 580), 2, 0.3) == 0.0
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux's /proc/stat")
+def test_busy_cores_sees_a_process_that_keeps_a_core_busy() -> None:
+    """The policy's measure of load reacts at once (the load average lags a minute)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = threads.busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy >= 0.8
 
 
 def test_override_wins_and_bad_counts_are_refused(monkeypatch) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "cpu_cores",
     "forward_macs",
     "job_threads",
+    "busy_cores",
     "other_load",
     "override",
     "set_override",
@@ -66,11 +67,70 @@ def cpu_cores() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
+#: How long :func:`other_load` watches the CPUs to see how busy other processes keep them.
+SAMPLE_SECONDS = 0.2
+
+
+def _cpu_jiffies(cpus: set[int], stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """(total, idle) CPU time of ``cpus`` so far, from /proc/stat (Linux; None elsewhere)."""
+    total = idle = 0
+    try:
+        with open(stat, encoding="ascii") as f:
+            for line in f:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                if not name[3:].isdigit():
+                    break
+                if int(name[3:]) in cpus:
+                    values = [int(v) for v in fields[:8]]
+                    total += sum(values)
+                    idle += values[3] + values[4]  # idle and iowait
+    except (OSError, ValueError, IndexError):
+        return None
+    return (total, idle) if total else None
+
+
+def busy_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """How many of this process's cores other processes keep busy right now: their busy time
+    over a short window (/proc/stat) less this process's own. None where /proc/stat is not
+    readable. Unlike the load average, it does not lag a minute behind a job that has just
+    ended or started."""
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+    before, own_before, wall_before = _cpu_jiffies(cpus), time.process_time(), time.monotonic()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after, own_after, wall_after = _cpu_jiffies(cpus), time.process_time(), time.monotonic()
+    if after is None:
+        return None
+    own = (own_after - own_before) / max(wall_after - wall_before, 1e-9)
+    return _others_busy(before, after, len(cpus), own)
+
+
+def _others_busy(
+    before: tuple[int, int], after: tuple[int, int], cores: int, own: float
+) -> float | None:
+    """Cores busy between two (total, idle) readings of ``cores`` CPUs, less ``own`` (the
+    cores this process used meanwhile)."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return None
+    return max(cores * (total - idle) / total - own, 0.0)
+
+
 def other_load() -> float:
-    """How many runnable threads compete with the job: the larger of the 1-minute load
-    average less this process's own share (its CPU time over its lifetime) and the threads
-    runnable right now less this one (Linux's /proc/loadavg; the average alone lags a
-    minute behind a job that has just started beside us)."""
+    """How many cores other processes keep busy: measured now (:func:`busy_cores`), or, where
+    that cannot be measured, the larger of the 1-minute load average less this process's own
+    share (its CPU time over its lifetime) and the threads runnable at this instant less this
+    one (/proc/loadavg; that count includes this process's own worker threads, which spin for
+    a while after each parallel op, so it is only the fallback)."""
+    busy = busy_cores()
+    if busy is not None:
+        return busy
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
