@@ -39,9 +39,12 @@ Schedule = Literal["stages", "linear"]
 # * CAM (and RTS, which the authors attack the same way): 400 PGD steps, then 1200 steps of
 #   plain cross-entropy + c·MSE, c ramping linearly 5 → 10; the *last* iterate is evaluated.
 #   (Their RTS runs: 300 + 1000–1400 steps; we keep CAM's.)
-# * MASK: the authors' algorithm differs (L2-normalized steps, a line search on the logit
-#   margin, MASK re-run every 50 steps on the uint8 image); these settings are underfire's, in
-#   the same spirit, with its sign steps and unrolled mask steps.
+# * MASK: the authors' algorithm differs (L2-normalized steps, a line search that keeps the
+#   target logit more than 10 ahead, MASK re-run every 50 steps on the uint8 image); these
+#   settings are underfire's, in the same spirit, with its sign steps and unrolled mask steps.
+#   Their margin stands behind the ImageNet and CIFAR-10 rows' plain cross-entropy and κ = 0.95:
+#   an iterate counts only at p_t ≥ 0.95 (with κ = 0.5 and a 0.95 soft label the CIFAR-10 run
+#   kept iterates at a mean p_t of 0.93, below the paper's ≥ 0.98).
 # "small": tuned here on 8×8 digits and 28×28 MNIST on a CPU (docs/attacks.md), with a warm
 # start as long as the PGD-100 baseline so that ADV² reaches every target PGD reaches.
 _AUTHORS_GRAD = dict(
@@ -79,6 +82,7 @@ _MASK = dict(
     check_every=1,
     keep="best",
 )
+_AUTHORS_MASK = _MASK | {"kappa": 0.95, "label_smoothing": 1.0}
 # the small preset: the CAM and MASK rows share their λ ramp and κ; each warm-starts with the
 # PGD-100 baseline
 _SMALL = _MASK | {"warm_steps": 100}
@@ -90,12 +94,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "imagenet": {
         "gradient": _AUTHORS_GRAD | {"pool": 4},
         "cam": dict(_AUTHORS_CAM),
-        "mask": dict(_MASK),
+        "mask": dict(_AUTHORS_MASK),
     },
     "cifar10": {
         "gradient": _AUTHORS_GRAD | {"pool": 2, "label_smoothing": "random"},
         "cam": dict(_AUTHORS_CAM),
-        "mask": dict(_MASK),
+        "mask": dict(_AUTHORS_MASK),
     },
     "small": {
         "gradient": _SMALL
