@@ -160,6 +160,10 @@ def test_resume_recomputes_nothing(run: tuple[Path, dict, str]) -> None:
     b = again["classifiers"]["ross-cnn"]
     assert all(b["adv2"][k]["reused"] for k in b["adv2"])
     assert b["rts_training"]["reused"] and b["rtsa"]["training"]["reused"]
+    # the classifier is reused, and its training time is the first run's, not ~0 s
+    first = results["classifiers"]["ross-cnn"]["training"]
+    assert not first["reused"] and b["training"]["reused"]
+    assert b["training"]["training_seconds"] == first["training_seconds"] > 0
 
 
 def test_a_replaced_classifier_recomputes_every_part_that_uses_it(
@@ -309,7 +313,7 @@ def test_cpu_profile_trains_cifar10_with_the_standard_recipe() -> None:
     cpu = resolve_config("cifar10", "cpu")
     assert cpu.augment == "crop-flip" and cpu.batch_size == 64 and cpu.n_test is None
     assert cpu.model_kwargs["resnet-small"] == {"depth": 20}
-    assert cpu.steps_for("resnet-small") == 21_000 and cpu.steps_for("densenet-small") == 9_000
+    assert cpu.steps_for("resnet-small") == 21_000 and cpu.steps_for("densenet-small") == 18_000
     assert resolve_config("cifar10", "full").augment == "crop-flip"
     assert resolve_config("cifar10", "quick").augment == "none"  # 200 steps: nothing to gain
     assert resolve_config("digits", "cpu").augment == "none"  # mirrored digits are other digits

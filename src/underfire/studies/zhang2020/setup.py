@@ -91,7 +91,7 @@ def train_classifier(run: StudyRun, name: str) -> tuple[nn.Module, dict[str, Any
             checkpoint_every=max(50, steps // 20),
         )
         ckpt = run.out / "models" / f"{name}.pt" if run.out is not None else None
-        Trainer(
+        fit = Trainer(
             model,
             CrossEntropy(),
             tcfg,
@@ -103,6 +103,9 @@ def train_classifier(run: StudyRun, name: str) -> tuple[nn.Module, dict[str, Any
         info = {
             "checkpoint": str(ckpt.relative_to(run.out)) if ckpt and run.out else None,
             "steps": steps,
+            # over every session that trained it (a reused classifier took ~0 s in this one)
+            "training_seconds": round(fit.total_seconds, 1),
+            "reused": fit.reused,
         }
     model.to(run.device).eval()
     info["seconds"] = round(time.perf_counter() - t0, 2)
