@@ -27,12 +27,13 @@ from underfire.attacks import PGD, AutoAttack
 from underfire.checkpoint import load_checkpoint
 from underfire.core import io as _io
 from underfire.data import load_dataset
+from underfire.metrics import accuracy
 from underfire.robustness import collect_data
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
-        return float((model(x).argmax(1) == y).float().mean())
+        return accuracy(model(x), y)
 
 
 def check(path: Path, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int) -> dict[str, Any]:

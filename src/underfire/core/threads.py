@@ -26,11 +26,11 @@ from underfire.core.state import model_state
 
 __all__ = [
     "SMALL_MACS",
+    "busy_cores",
     "choose_threads",
     "cpu_cores",
     "forward_macs",
     "job_threads",
-    "busy_cores",
     "other_load",
     "override",
     "set_override",
