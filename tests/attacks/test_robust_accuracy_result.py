@@ -98,7 +98,7 @@ def test_the_exhaustive_result_holds_each_attacks_curve_and_the_worst_case(setup
 def test_the_open_result_is_cumulative_over_eps_and_counts_what_was_attacked(setup) -> None:
     """Fails if a sample broken at a smaller ε counts as robust at a larger one, if the open
     mode is not reported as such, or if the attacked counts are not the samples still robust
-    (correctly classified and unbroken) when each ε starts."""
+    (correctly classified and unbroken) when each ε > 0 starts."""
     model, x, y = setup
     result = robust_accuracy(model, FGSM(eps=0.1), (x, y), eps=EPS, per_sample=True, batch_size=16)
     correct = torch.stack([fgsm_correct(model, x, y, e) for e in EPS])
@@ -110,7 +110,8 @@ def test_the_open_result_is_cumulative_over_eps_and_counts_what_was_attacked(set
     with torch.no_grad():
         clean = model(x).argmax(1) == y
     before = torch.cat([clean[None], robust[:-1]])  # robust when each ε starts
-    assert result["attacked"] == {"fgsm": before.sum(1).tolist()}
+    # ε = 0 attacks nothing: the clean prediction stands
+    assert EPS[0] == 0 and result["attacked"] == {"fgsm": [0, *before[1:].sum(1).tolist()]}
     assert robust[-1].sum() < robust[1].sum() < clean.sum()  # the ε grid breaks samples
 
 

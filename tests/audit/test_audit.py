@@ -105,10 +105,86 @@ def test_exhaustive_audit_has_each_attack_on_every_sample_and_no_lower_worst_cas
         cum = fast["attack-pgd"]["accuracy"][i]
         assert cum <= min(full["attack-pgd"]["accuracy"][i], full["attack-fgsm"]["accuracy"][i])
     assert "Run exhaustively" in (tmp_path / "report.md").read_text()
+    _open_transfer_is_the_exhaustive_one_on_what_white_box_left(fast, full)
     # every cached part is keyed on the mode: an open run never reuses an exhaustive part
     from underfire.studies.audit.config import RESULT_FIELDS
 
     assert "exhaustive" in RESULT_FIELDS
+
+
+def _open_transfer_is_the_exhaustive_one_on_what_white_box_left(
+    fast, full, white_box=("fgsm", "pgd", "cw")
+) -> None:
+    """Per sample and ε, the open mode's transfer rows are exact: robust after the white-box
+    attacks (open) and after every transferred example at this or a smaller ε of the
+    exhaustive run (the same surrogate, attacks and random starts). Its ``broke`` counts what
+    the white-box attacks missed; the worst case is its last row."""
+    n_eps = len(fast["config"]["eps"])
+    white = torch.tensor(fast["clean"]["correct"])[None].repeat(n_eps, 1)
+    for a in white_box:
+        white &= torch.tensor(fast[f"attack-{a}"]["correct"])
+    expected, prior = white.clone(), white
+    for name in ("fgsm", "pgd"):  # cheapest first
+        own = torch.tensor(full["transfer"]["attacks"][name]["correct"], dtype=torch.int)
+        own = own.cummin(0).values.bool()
+        expected &= own
+        got = fast["transfer"]["attacks"][name]
+        assert torch.equal(torch.tensor(got["correct"]), expected), name
+        assert got["broke"] == (prior & ~expected).sum(1).tolist()
+        # only the open samples: left by what ran before, and by this transfer at the
+        # smaller ε; at ε = 0 none (the clean prediction stands)
+        assert got["attacked"] == [0, *(prior[1:] & expected[:-1]).sum(1).tolist()]
+        prior = expected.clone()
+    assert fast["transfer"]["attacks"]["pgd"]["cumulative"] == ["white-box", "fgsm"]
+    assert fast["worst_case"]["accuracy"] == pytest.approx(expected.double().mean(1).tolist())
+    assert "pgd (transferred)" in fast["worst_case"]["attacks"]
+    # what the transfer could attack: it must have had samples, or the check says nothing
+    assert white[1:].sum() > 0
+
+
+class _Quantized(torch.nn.Module):
+    """Rounds its input to quarter steps: zero input gradients (masked gradients)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 4) / 4)
+
+
+def test_open_transfer_breaks_what_masked_gradients_hide_exactly_as_the_exhaustive_one(
+    digits_model, digits_splits, tmp_path: Path
+) -> None:
+    """On a model whose input gradients are zero the white-box attacks leave samples that a
+    surrogate's examples break. The open mode must find exactly the exhaustive transfer's
+    breaks among them (fails if the examples are crafted on the model itself, if the
+    transfer ignores what the white-box attacks left, or if ε's carry is lost), and its
+    soundness check must fail, naming the ε."""
+    masked = _Quantized(digits_model).eval()
+    options = {
+        "attacks": ("fgsm", "pgd"),
+        "interpreters": (),
+        "eps": (0.1, 0.3),
+        "n": 120,
+        "pgd_steps": 5,
+        "surrogate_epochs": 10,
+    }
+    with pytest.warns(Warning, match="gradients are all zero"):
+        fast = audit(masked, digits_splits["test"], out=tmp_path / "open", **options)
+        full = audit(
+            masked, digits_splits["test"], out=tmp_path / "full", exhaustive=True, **options
+        )
+    _open_transfer_is_the_exhaustive_one_on_what_white_box_left(fast, full, ("fgsm", "pgd"))
+    broke = [sum(t["broke"]) for t in fast["transfer"]["attacks"].values()]
+    assert sum(broke) > 0.1 * options["n"], broke  # the transfer found what white-box missed
+    failed = [
+        c
+        for c in fast["soundness"]
+        if c["check"].endswith("white-box is not weaker than transfer from a surrogate")
+        and not c["passed"]
+    ]
+    assert failed and "ε=0.3" in failed[0]["evidence"]
 
 
 def test_rerun_resumes_from_saved_parts(audited, digits_model, digits_splits) -> None:
@@ -184,8 +260,14 @@ def test_worst_case_counts_a_sample_robust_only_if_every_attack_failed_on_it(
         path.write_text(json.dumps(stored))
     r = audit(digits_model, digits_splits["test"], out=folder, **SMALL)
     assert "attack-pgd" in r["resumed"]
-    robust = [ok and not 0 <= i < 20 for i, ok in enumerate(clean)]
-    assert r["worst_case"]["accuracy"][1] == pytest.approx(sum(robust) / len(clean))
+    robust = torch.tensor([ok and not 0 <= i < 20 for i, ok in enumerate(clean)])
+    # the transfer part is keyed on what the white-box parts left, so it ran again, on
+    # those samples only; the worst case also counts what it broke
+    assert "transfer" not in r["resumed"]
+    for t in r["transfer"]["attacks"].values():
+        assert not bool((torch.tensor(t["correct"][1]) & ~robust).any())
+        robust &= torch.tensor(t["correct"][1])
+    assert r["worst_case"]["accuracy"][1] == pytest.approx(robust.double().mean().item())
     assert r["worst_case"]["accuracy"][1] < 38 / len(clean)  # each attack alone leaves 38
 
 
@@ -403,6 +485,13 @@ def test_maps_step_shows_progress_and_adv2_uses_cheaper_ig(
     assert "maps-ig" in capsys.readouterr().err  # a bar with ETA, not 11 silent minutes
     (adv2,) = [kw for name, kw in created if name == "adv2"]
     assert adv2["interpreter"].steps == audit_config.ADV2_IG_STEPS < 50
+    assert adv2["check_every"] == audit_config.ADV2_CHECK_EVERY > 1
+    # a preset that judges less often (the authors', from 32 px) keeps its own interval
+    from underfire.studies.audit.maps import _adv2_check
+
+    grad = INTERPRETERS.create("grad")
+    assert _adv2_check(grad, 28) == {"check_every": audit_config.ADV2_CHECK_EVERY}
+    assert _adv2_check(grad, 32) == {} and _adv2_check(grad, 224) == {}
     shown = torch.tensor(r["maps-ig"]["benign"])
     assert torch.allclose(shown, INTERPRETERS.create("ig")(digits_model, x), atol=1e-5)
 
@@ -449,3 +538,21 @@ def test_a_changed_attack_setting_recomputes_the_parts_that_depend_on_it(
     monkeypatch.setattr(audit_attacks, "_build_attack", more_steps)
     after = {k: audit_attacks._attack_settings(config, eps, a) for k, a in parts.items()}
     assert {k for k in parts if after[k] != before[k]} == {"pgd", "cw", "transfer"}
+
+
+def test_map_attacks_take_every_image_at_once_only_on_a_light_model_and_a_one_pass_map(
+    digits_model,
+) -> None:
+    """Small batches of a light model are overhead-bound (ADV² through Grad: 12.2 s in 4s,
+    8.4 s in one on 16 MNIST images); a heavy model or a many-pass map keeps batches of 4."""
+    from underfire.interpreters import INTERPRETERS
+    from underfire.models import create_model
+    from underfire.studies.audit.maps import map_batch_size
+
+    x = torch.rand(16, 1, 8, 8)
+    assert map_batch_size(digits_model, INTERPRETERS.create("grad"), x) == 16
+    assert map_batch_size(digits_model, INTERPRETERS.create("gradcam"), x) == 16
+    assert map_batch_size(digits_model, INTERPRETERS.create("ig"), x) == 4
+    assert map_batch_size(digits_model, INTERPRETERS.create("smoothgrad"), x) == 4
+    heavy = create_model("resnet50", num_classes=10).eval()
+    assert map_batch_size(heavy, INTERPRETERS.create("grad"), torch.rand(16, 3, 64, 64)) == 4

@@ -145,6 +145,7 @@ def attack_open(
     eps: Sequence[float | None],
     prior: torch.Tensor,
     x_prior: Sequence[torch.Tensor] | None = None,
+    source: nn.Module | None = None,
 ) -> OpenResult:
     """Run an untargeted ``attack`` on the samples still robust, ε ascending.
 
@@ -156,30 +157,34 @@ def attack_open(
         prior: (len(eps), B) bool, the samples robust before this attack at each ε (the
             clean-correct ones, and what earlier attacks left).
         x_prior: per ε, the earlier attacks' examples (None: ``x``).
+        source: craft the examples on this model instead (a transfer attack from a
+            surrogate), judged on ``model``. The attack then runs its full course on each
+            open sample: stopping when the surrogate is fooled would weaken the transfer.
     """
     radii = [e for e in eps if e is not None]
     if radii != sorted(radii):
         raise ValueError(f"eps must be ascending for an open evaluation, got {list(eps)}")
     if prior.shape != (len(eps), x.shape[0]):
         raise ValueError(f"prior must be (len(eps), N) = {(len(eps), x.shape[0])}")
-    fast = with_early_exit(attack)
+    crafted_on = model if source is None else source
+    fast = with_early_exit(attack) if source is None else attack
     robust = prior.clone()
     x_adv = [(x if x_prior is None else x_prior[i]).clone() for i in range(len(eps))]
     attacked: list[int] = []
-    shared = _shared_sweep(attack, model, x, y, eps, robust)
+    shared = _shared_sweep(attack, crafted_on, x, y, eps, robust)
     for i, e in enumerate(eps):
         if i > 0:  # broken at the smaller ε: broken here, by the same example
             carried = robust[i] & ~robust[i - 1]
             x_adv[i][carried] = x_adv[i - 1][carried]
             robust[i] &= robust[i - 1]
         idx = robust[i].nonzero()[:, 0]
-        attacked.append(int(idx.numel()))
+        attacked.append(0 if e == 0 else int(idx.numel()))  # ε = 0: the clean input stands
         if idx.numel() == 0 or e == 0:
             continue
         if shared is not None:  # this ε's results, from the one shared sweep
             out = shared[1][i][(shared[0][:, None] == idx[None]).nonzero()[:, 0]]
         else:
-            out = _run_on(fast if e is None else fast.with_eps(e), model, x, y, idx)
+            out = _run_on(fast if e is None else fast.with_eps(e), crafted_on, x, y, idx)
         x_adv[i][idx] = out
         robust[i, idx[_wrong(model, out, y[idx])]] = False
     return OpenResult(robust, x_adv, attacked)

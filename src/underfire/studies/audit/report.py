@@ -86,9 +86,12 @@ def _robust_section(rep: Report, results: dict[str, Any], figures: Path) -> None
     transfer = results.get("transfer")
     if transfer:
         for name, part in transfer["attacks"].items():
-            curves[f"{name} (transfer)"] = part["accuracy"]
+            label = f"{name} (transfer)"
+            if part.get("cumulative"):  # the open mode: after the white-box attacks
+                label = " + ".join([*part["cumulative"], label])
+            curves[label] = part["accuracy"]
             rows.append(
-                {"attack": f"{name}, transferred"}
+                {"attack": label}
                 | {f"ε={e:.3g}": a for e, a in zip(eps, part["accuracy"], strict=True)}
             )
     i_mid = len(eps) // 2
@@ -120,8 +123,18 @@ def _robust_section(rep: Report, results: dict[str, Any], figures: Path) -> None
             f"Transferred rows craft the examples on a surrogate ({transfer['surrogate']}, "
             f"trained on {transfer.get('trained_on', clean['n'])} of the audited images; it "
             f"agrees with the model on {transfer['agreement']:.1%} of {on}) and evaluate them "
-            "on the model: what an attacker without the weights achieves."
+            "on the model."
         )
+        if worst.get("mode") == "open":
+            rep.text(
+                "In the open mode they attack only the samples that the white-box attacks left "
+                "robust, so a transferred row is the accuracy under the white-box attacks and "
+                "the transfers so far, and what it breaks is what the white-box attacks missed "
+                "(a sign of gradient masking; see the soundness checks). `--exhaustive` gives "
+                "each transfer's own curve: what an attacker without the weights achieves."
+            )
+        else:
+            rep.text("That is what an attacker without the weights achieves.")
 
 
 def _autoattack_note(rep: Report, results: dict[str, Any]) -> None:
