@@ -10,6 +10,10 @@ Three facts make most of an evaluation's work unnecessary, for untargeted attack
 * across attacks, a sample any attack broke is broken: attacks run cheap first, each on the
   samples still robust.
 
+The last two hold for a transfer attack too (``attack_open(..., source=surrogate)``: crafted
+on a surrogate, judged on the model); the first does not, since the surrogate being fooled
+says nothing of the model, so a transferred attack runs its full course on each open sample.
+
 The per-sample worst case stays exact: a sample counted robust here was attacked by every
 attack at that ε and survived, and an attack's result on a sample does not depend on which
 other samples are attacked beside it (PGD draws its random start for the whole batch and
