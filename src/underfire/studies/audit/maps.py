@@ -4,7 +4,6 @@ one image before any attack, maps benign vs PGD vs ADV², and the per-layer diag
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from typing import Any
 
@@ -240,13 +239,17 @@ MULTI_PASS = ("ig", "smoothgrad")
 def map_batch_size(model: nn.Module, interpreter: Interpreter, x: torch.Tensor) -> int:
     """Images per batch of the map attacks: 4 where one image's forward pass costs more than
     :data:`LIGHT_MODEL_MACS` (ADV² takes seconds per image there, and the bar's ETA needs
-    steps) or the interpreter makes many passes per image; else all of a rank's images at
-    once, since small batches of a light model are bound by per-operation overhead. On 16
-    MNIST images, Ross CNN, one thread, ADV² through Grad took 12.2 s in batches of 4 and
-    8.4 s in one, through Grad-CAM 9.9 and 6.3 s; through 16-point IG 66 and 78 s."""
+    steps) or the interpreter makes many passes per image; else all images at once, since
+    small batches of a light model are bound by per-operation overhead. On 16 MNIST images,
+    Ross CNN, one thread, ADV² through Grad took 12.2 s in batches of 4 and 8.4 s in one,
+    through Grad-CAM 9.9 and 6.3 s; through 16-point IG 66 and 78 s.
+
+    Never by the number of ``torchrun`` ranks: PGD draws its random start per batch, so the
+    batches must be those of one process for the ranks' results to be its results (on a
+    light model one rank then computes these cheap maps while the others wait)."""
     if interpreter.name in MULTI_PASS or forward_macs(model, x[:1]) > LIGHT_MODEL_MACS:
         return 4
-    return max(4, math.ceil(x.shape[0] / distributed.world_size()))
+    return max(1, x.shape[0])
 
 
 def _normalized_maps(
