@@ -102,3 +102,38 @@ def test_threads_option_is_validated_on_the_command_line(capsys) -> None:
         main(["evaluate", "--threads", "0", "--checkpoint", "none.pt"])
     assert exit_.value.code == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_training_takes_threads_by_its_size_whatever_the_load(monkeypatch) -> None:
+    """The same seed gives the same weights only at the same thread count (the order of
+    floating-point sums changes with it), so a training run must not follow the load that
+    happened to be there when it started; the CLI's reproducibility test failed under CI's
+    load before this. Fails if Trainer.fit uses the load-aware choice."""
+    from underfire.data import DatasetInfo, ImageDataset
+    from underfire.models import create_model
+    from underfire.train import TrainConfig, Trainer
+
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(threads, "other_load", lambda: 3.5)  # a busy machine
+    info = DatasetInfo("tiny", (1, 28, 28), 10, tuple("0123456789"), "random")
+    data = ImageDataset(torch.rand(64, 1, 28, 28), torch.arange(64) % 10, info, "train")
+    model = create_model("ross-cnn", in_channels=1, input_size=28, num_classes=10)
+    seen: list[int] = []
+    before = torch.get_num_threads()
+    Trainer(
+        model,
+        config=TrainConfig(steps=2, batch_size=32, seed=0),
+        on_step=lambda step, loss: seen.append(torch.get_num_threads()),
+    ).fit(data)
+    macs = forward_macs(model, data.x[:1], batch=32)
+    assert macs > threads.SMALL_MACS and choose_threads(macs) == 1  # by load: one
+    assert seen == [4, 4]  # by size: every core, as on a quiet machine
+    assert torch.get_num_threads() == before
+    set_override(2)  # --threads still wins
+    seen.clear()
+    Trainer(
+        model,
+        config=TrainConfig(steps=1, batch_size=32, seed=0),
+        on_step=lambda step, loss: seen.append(torch.get_num_threads()),
+    ).fit(data)
+    assert seen == [2]

@@ -10,6 +10,11 @@ idle machine. So:
   thread;
 * otherwise the cores that the machine's load leaves idle (at least one);
 * ``--threads N`` (:func:`set_override`) wins over both.
+
+Training is the exception to the load rule (``job_threads(macs, by_load=False)``): a
+different thread count changes the order of floating-point sums, so the same seed gives the
+same weights only at the same count, and a run must not depend on what else the machine did
+at its start. It gets threads by its size alone.
 """
 
 from __future__ import annotations
@@ -148,7 +153,8 @@ def other_load() -> float:
 
 def choose_threads(macs: float | None = None, *, load: float | None = None) -> int:
     """Threads for a job whose forward pass costs ``macs`` multiply-adds per batch (None:
-    unknown, decided by the load alone). ``load``: the competing load (default measured)."""
+    unknown, decided by the load alone). ``load``: the competing load (default measured; 0:
+    by size alone)."""
     if _override is not None:
         return _override
     if macs is not None and macs < SMALL_MACS:
@@ -159,10 +165,12 @@ def choose_threads(macs: float | None = None, *, load: float | None = None) -> i
 
 
 @contextmanager
-def job_threads(macs: float | None = None) -> Iterator[int]:
-    """torch's intra-op threads set by :func:`choose_threads` for the block, then restored."""
+def job_threads(macs: float | None = None, *, by_load: bool = True) -> Iterator[int]:
+    """torch's intra-op threads set by :func:`choose_threads` for the block, then restored.
+    ``by_load=False``: by the job's size alone, the same on a quiet and a loaded machine (a
+    job whose result must be reproducible bit for bit, such as training)."""
     before = torch.get_num_threads()
-    threads = choose_threads(macs)
+    threads = choose_threads(macs, load=None if by_load else 0.0)
     torch.set_num_threads(threads)
     try:
         yield threads
