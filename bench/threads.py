@@ -7,8 +7,10 @@ target is ≤ 1.2 everywhere. Workloads:
 
 * ``ross``: PGD-10 on a Ross CNN, 256 MNIST-sized images (28×28);
 * ``resnet``: PGD-10 on ResNet-50, 8 images of 224×224 (``--quick``: 2 images, 3 steps);
-* ``demo``: ``underfire demo`` in a subprocess (``--threads`` 1 / all / the policy's
-  default), only with ``--demo`` (it takes minutes under load).
+* ``demo``: ``underfire demo`` in a subprocess (``OMP_NUM_THREADS`` 1 / all / unset: the
+  policy's choice), only with ``--demo`` (it takes minutes under load). Before the policy
+  honoured ``OMP_NUM_THREADS`` (2026-12-06, session 7) the "one" and "all" runs were the
+  policy too, so demo ratios measured before then compare the policy with itself.
 
 The machine's load average is recorded before and after: on a shared machine "quiet" is
 only as quiet as the others let it be.

@@ -18,6 +18,9 @@ SHARED_DATA = Path(os.environ.get("UNDERFIRE_SHARED_DATA", REPO.parent / "shared
 # thread gains nothing, and on a busy 2-core machine oversubscription made steps up to 60×
 # slower. Tests that set threads themselves restore this value.
 torch.set_num_threads(1)
+# ... and the thread policy's jobs (training takes threads by its size, evaluation by the
+# load) keep it: a declared OMP_NUM_THREADS wins over the policy
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ from underfire.core.errors import NonFiniteError
 from underfire.core.interrupt import DeferredInterrupt as _DeferredInterrupt
 from underfire.core.seed import seed_everything
 from underfire.core.state import model_state
-from underfire.core.threads import forward_macs, job_threads
 from underfire.core.validation import check_float, check_int, check_seed
 from underfire.data.augment import check_augment, epoch_augmentation
 
@@ -454,10 +453,6 @@ class Trainer:
     def fit(self, train: Dataset, val: Dataset | None = None) -> TrainResult:
         """Train to the end (or resume and finish); return what was done.
 
-        On the CPU, torch's threads are chosen by the model's size alone for the run (not
-        by the machine's load, :mod:`underfire.core.threads`): the same seed then gives the
-        same weights however busy the machine is (``--threads N`` still overrides).
-
         Raises:
             NonFiniteError: the loss became NaN or infinite (nothing non-finite is saved; the
                 last checkpoint, if any, stays as it was).
@@ -465,23 +460,6 @@ class Trainer:
                 checkpoint of it is saved (when ``checkpoint`` is set), so the run resumes
                 from there even before its first ``checkpoint_every``.
         """
-        if torch.device(self.device).type != "cpu":
-            return self._fit(train, val)
-        with job_threads(self._forward_macs(train), by_load=False):
-            return self._fit(train, val)
-
-    def _forward_macs(self, train: Dataset) -> float | None:
-        """Multiply-adds of one training batch's forward pass, from the first sample (None
-        when the data set is empty or its items are not ``(x, y)`` with a tensor ``x``)."""
-        try:
-            x = train[0][0]
-        except (IndexError, KeyError, TypeError):
-            return None
-        if not isinstance(x, torch.Tensor):
-            return None
-        return forward_macs(self.model, x[None].to(self.device), batch=self.config.batch_size)
-
-    def _fit(self, train: Dataset, val: Dataset | None) -> TrainResult:
         cfg = self.config
         info = getattr(train, "info", None)
         if info is not None and "dataset" not in self.meta:

@@ -17,7 +17,9 @@ from underfire.core.threads import choose_threads, forward_macs, job_threads, se
 
 
 @pytest.fixture(autouse=True)
-def no_override():
+def no_override(monkeypatch):
+    """The policy itself: no --threads and no OMP_NUM_THREADS (the suite sets it to 1)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     set_override(None)
     yield
     set_override(None)
@@ -67,6 +69,22 @@ def test_busy_cores_sees_a_process_that_keeps_a_core_busy() -> None:
     assert busy is not None and busy >= 0.8
 
 
+def test_a_declared_omp_num_threads_wins_over_the_policy_and_threads_over_it(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(threads, "other_load", lambda: 0.0)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
+    assert choose_threads(1e10) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the tests' cli_env, a job runner's budget
+    assert choose_threads(1e10) == 1 and threads.override() == 1
+    set_override(3)
+    assert choose_threads(1e10) == 3
+    set_override(None)
+    for junk in ("", "0", "two", "-1"):  # not a count: the policy decides
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert choose_threads(1e10) == 4
+
+
 def test_override_wins_and_bad_counts_are_refused(monkeypatch) -> None:
     monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
     set_override(3)
@@ -104,36 +122,11 @@ def test_threads_option_is_validated_on_the_command_line(capsys) -> None:
     assert "--threads" in capsys.readouterr().err
 
 
-def test_training_takes_threads_by_its_size_whatever_the_load(monkeypatch) -> None:
-    """The same seed gives the same weights only at the same thread count (the order of
-    floating-point sums changes with it), so a training run must not follow the load that
-    happened to be there when it started; the CLI's reproducibility test failed under CI's
-    load before this. Fails if Trainer.fit uses the load-aware choice."""
-    from underfire.data import DatasetInfo, ImageDataset
-    from underfire.models import create_model
-    from underfire.train import TrainConfig, Trainer
-
+def test_a_size_only_job_ignores_the_load(monkeypatch) -> None:
+    """``by_load=False``: the same count on a busy machine as on a quiet one."""
     monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
-    monkeypatch.setattr(threads, "other_load", lambda: 3.5)  # a busy machine
-    info = DatasetInfo("tiny", (1, 28, 28), 10, tuple("0123456789"), "random")
-    data = ImageDataset(torch.rand(64, 1, 28, 28), torch.arange(64) % 10, info, "train")
-    model = create_model("ross-cnn", in_channels=1, input_size=28, num_classes=10)
-    seen: list[int] = []
-    before = torch.get_num_threads()
-    Trainer(
-        model,
-        config=TrainConfig(steps=2, batch_size=32, seed=0),
-        on_step=lambda step, loss: seen.append(torch.get_num_threads()),
-    ).fit(data)
-    macs = forward_macs(model, data.x[:1], batch=32)
-    assert macs > threads.SMALL_MACS and choose_threads(macs) == 1  # by load: one
-    assert seen == [4, 4]  # by size: every core, as on a quiet machine
-    assert torch.get_num_threads() == before
-    set_override(2)  # --threads still wins
-    seen.clear()
-    Trainer(
-        model,
-        config=TrainConfig(steps=1, batch_size=32, seed=0),
-        on_step=lambda step, loss: seen.append(torch.get_num_threads()),
-    ).fit(data)
-    assert seen == [2]
+    monkeypatch.setattr(threads, "other_load", lambda: 3.5)
+    with job_threads(1e10) as busy:
+        assert busy == 1
+    with job_threads(1e10, by_load=False) as sized:
+        assert sized == 4 == torch.get_num_threads()

@@ -9,12 +9,14 @@ idle machine. So:
 * a job whose forward pass is small (:data:`SMALL_MACS` multiply-adds per batch) gets one
   thread;
 * otherwise the cores that the machine's load leaves idle (at least one);
-* ``--threads N`` (:func:`set_override`) wins over both.
+* ``--threads N`` (:func:`set_override`) wins over both, and an ``OMP_NUM_THREADS`` set in
+  the environment (a positive integer: the budget the user or the job runner declared)
+  wins over the policy, as it would over torch's default.
 
-Training is the exception to the load rule (``job_threads(macs, by_load=False)``): a
-different thread count changes the order of floating-point sums, so the same seed gives the
-same weights only at the same count, and a run must not depend on what else the machine did
-at its start. It gets threads by its size alone.
+A different thread count changes the order of floating-point sums, so the same seed gives
+the same weights only at the same count: a run that must be reproducible bit for bit pins
+it (``--threads``, ``OMP_NUM_THREADS``), or chooses by size alone
+(``job_threads(macs, by_load=False)``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ def set_override(threads: int | None) -> None:
 
 
 def override() -> int | None:
-    return _override
+    """The fixed thread count, if any: ``--threads`` (:func:`set_override`), else a positive
+    integer ``OMP_NUM_THREADS`` in the environment."""
+    if _override is not None:
+        return _override
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def cpu_cores() -> int:
@@ -155,8 +162,9 @@ def choose_threads(macs: float | None = None, *, load: float | None = None) -> i
     """Threads for a job whose forward pass costs ``macs`` multiply-adds per batch (None:
     unknown, decided by the load alone). ``load``: the competing load (default measured; 0:
     by size alone)."""
-    if _override is not None:
-        return _override
+    fixed = override()
+    if fixed is not None:
+        return fixed
     if macs is not None and macs < SMALL_MACS:
         return 1
     cores = cpu_cores()
