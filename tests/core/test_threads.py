@@ -120,13 +120,3 @@ def test_threads_option_is_validated_on_the_command_line(capsys) -> None:
         main(["evaluate", "--threads", "0", "--checkpoint", "none.pt"])
     assert exit_.value.code == 2
     assert "--threads" in capsys.readouterr().err
-
-
-def test_a_size_only_job_ignores_the_load(monkeypatch) -> None:
-    """``by_load=False``: the same count on a busy machine as on a quiet one."""
-    monkeypatch.setattr(threads, "cpu_cores", lambda: 4)
-    monkeypatch.setattr(threads, "other_load", lambda: 3.5)
-    with job_threads(1e10) as busy:
-        assert busy == 1
-    with job_threads(1e10, by_load=False) as sized:
-        assert sized == 4 == torch.get_num_threads()

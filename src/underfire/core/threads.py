@@ -15,8 +15,7 @@ idle machine. So:
 
 A different thread count changes the order of floating-point sums, so the same seed gives
 the same weights only at the same count: a run that must be reproducible bit for bit pins
-it (``--threads``, ``OMP_NUM_THREADS``), or chooses by size alone
-(``job_threads(macs, by_load=False)``).
+it (``--threads``, ``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -173,12 +172,10 @@ def choose_threads(macs: float | None = None, *, load: float | None = None) -> i
 
 
 @contextmanager
-def job_threads(macs: float | None = None, *, by_load: bool = True) -> Iterator[int]:
-    """torch's intra-op threads set by :func:`choose_threads` for the block, then restored.
-    ``by_load=False``: by the job's size alone, the same on a quiet and a loaded machine (a
-    job whose result must be reproducible bit for bit, such as training)."""
+def job_threads(macs: float | None = None) -> Iterator[int]:
+    """torch's intra-op threads set by :func:`choose_threads` for the block, then restored."""
     before = torch.get_num_threads()
-    threads = choose_threads(macs, load=None if by_load else 0.0)
+    threads = choose_threads(macs)
     torch.set_num_threads(threads)
     try:
         yield threads

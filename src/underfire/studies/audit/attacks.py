@@ -140,7 +140,7 @@ def _bounded_open(run: StudyRun, name: str) -> dict[str, Any]:
     and that the bounded attacks before this one (:func:`open_order`) left robust at each ε,
     ε ascending, fooled samples leaving the batch. ``correct`` and ``accuracy`` are
     cumulative: robust to this attack and to those before it."""
-    model, (x, y), eps = model_of(run), data_of(run), eps_of(run)
+    eps = eps_of(run)
     order = open_order(run.config)
     # the attacks before this one that ran (one skipped for the time budget is not counted)
     before = [a for a in order[: order.index(name)] if f"attack-{a}" in run.results]
@@ -148,22 +148,34 @@ def _bounded_open(run: StudyRun, name: str) -> dict[str, Any]:
         prior = torch.tensor(run.results[f"attack-{before[-1]}"]["correct"])
     else:
         prior = torch.tensor(run.results["clean"]["correct"])[None].expand(len(eps), -1)
+    _, result = _open_on(run, name, prior, f"{name} ε-sweep (open samples)")
+    return result | {"cumulative": before}
+
+
+def _open_on(
+    run: StudyRun, name: str, prior: torch.Tensor, what: str, source: nn.Module | None = None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``name`` on the samples ``prior`` (len(eps), N) leaves robust, over every batch
+    (:func:`~underfire.attacks.cascade.attack_open`; ``source``: crafted on that model):
+    the robust rows after it, and its part's result without what the caller adds."""
+    model, (x, y), eps = model_of(run), data_of(run), eps_of(run)
     attack = _build_attack(name, run.config, max(eps))
     rows: list[torch.Tensor] = []
     attacked = torch.zeros(len(eps), dtype=torch.long)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AttackWarning)
-        for a, b in batches(run, f"{name} ε-sweep (open samples)", shared=True):
+        for a, b in batches(run, what, shared=True):
             xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
-            res = attack_open(attack, model, xb, yb, eps, prior[:, a:b].to(run.device))
+            res = attack_open(
+                attack, model, xb, yb, eps, prior[:, a:b].to(run.device), source=source
+            )
             rows.append(res.robust.cpu())
             attacked += torch.tensor(res.attacked)
     robust = gathered(run, rows, dim=1)
-    return {
+    return robust, {
         "eps": eps,
         "accuracy": robust.double().mean(1).tolist(),
         "correct": robust.tolist(),
-        "cumulative": before,
         "attacked": distributed.all_sum(attacked).tolist(),
         "warnings": warned(caught),
     }
@@ -354,32 +366,15 @@ def _transfer_open(run: StudyRun, surrogate: nn.Module) -> dict[str, dict[str, A
     ascending. What they break is what the white-box attacks missed (the sign of gradient
     masking, in ``broke``); each ``correct`` row is cumulative, so the last one is the worst
     case over everything the audit ran."""
-    model, (x, y), eps = model_of(run), data_of(run), eps_of(run)
     prior = _white_box_robust(run)
     names = [a for a in open_order(run.config) if a in _transferred(run.config)]
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        attack = _build_attack(name, run.config, max(eps))
-        rows: list[torch.Tensor] = []
-        attacked = torch.zeros(len(eps), dtype=torch.long)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AttackWarning)
-            for a, b in batches(run, f"{name} transferred (open samples)", shared=True):
-                xb, yb = x[a:b].to(run.device), y[a:b].to(run.device)
-                res = attack_open(
-                    attack, model, xb, yb, eps, prior[:, a:b].to(run.device), source=surrogate
-                )
-                rows.append(res.robust.cpu())
-                attacked += torch.tensor(res.attacked)
-        robust = gathered(run, rows, dim=1)
-        out[name] = {
-            "eps": eps,
-            "accuracy": robust.double().mean(1).tolist(),
-            "correct": robust.tolist(),
+        what = f"{name} transferred (open samples)"
+        robust, result = _open_on(run, name, prior, what, source=surrogate)
+        out[name] = result | {
             "cumulative": ["white-box", *out],
-            "attacked": distributed.all_sum(attacked).tolist(),
             "broke": (prior & ~robust).sum(1).tolist(),
-            "warnings": warned(caught),
         }
         prior = robust
     return out
